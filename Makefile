@@ -1,0 +1,180 @@
+# jetprof - one entry point.
+#
+#   make              bin/jetprofd, bin/jetprof (+ lib/jetprof/libjetprof_cuda.so when CUDA is on)
+#   make run          install missing packages, build, start jetprofd on ./var/jetprof.db
+#   make test         install missing packages, build, run unit + integration tests
+#   make test SAN=1   the same under AddressSanitizer + UBSan (separate tree: build/san)
+#   make bench        benchmark programs under bench/
+#   make install      PREFIX=/usr/local DESTDIR=
+#   make clean
+#
+# Variables: CUDA=auto|0|1 (auto: build the CUDA executor when nvcc is found on PATH
+# or in $(CUDA_HOME)/bin), CUDA_HOME=/usr/local/cuda, CUDA_ARCH (nvcc -gencode list,
+# default Jetson Orin sm_87 + H100 sm_90 + compute_90 PTX), SAN=0|1, ARGS (extra
+# jetprofd flags for make run), CC, CFLAGS, LDFLAGS.
+
+CC        ?= cc
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+SYSCONFDIR ?= /etc
+SAN       ?= 0
+CUDA      ?= auto
+CUDA_HOME ?= /usr/local/cuda
+CUDA_ARCH ?= -gencode arch=compute_87,code=sm_87 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
+
+ifeq ($(SAN),1)
+OUT       := build/san
+BINDIR    := build/san/bin
+SANFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT       := -O1
+else
+OUT       := build/default
+BINDIR    := bin
+SANFLAGS  :=
+OPT       := -O2
+endif
+OBJ := $(OUT)/obj
+
+# pkg-config may be absent before install-deps has run; keep make usable for `make clean`.
+PKGS      := libmicrohttpd sqlite3 jansson inih libsystemd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CURL_LIBS := $(shell pkg-config --libs libcurl jansson 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN      := -Wall -Wextra -Werror
+CFLAGS    ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP -I. $(PKG_CFLAGS)
+ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
+SYS_LIBS  := -lpthread -ldl -lm
+
+# ---- CUDA detection ----
+NVCC := $(shell command -v nvcc 2>/dev/null || { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
+ifeq ($(CUDA),auto)
+  BUILD_CUDA := $(if $(NVCC),1,0)
+else
+  BUILD_CUDA := $(CUDA)
+endif
+ifeq ($(SAN),1)
+  BUILD_CUDA := 0   # sanitizers do not cover nvcc code; the SAN tree uses the CPU executor
+endif
+CUDA_LIB  := $(OUT)/lib/jetprof/libjetprof_cuda.so
+ifeq ($(SAN),0)
+  CUDA_LIB := lib/jetprof/libjetprof_cuda.so
+endif
+
+# ---- sources, one archive per module (dependency direction of DESIGN.md) ----
+COMMON_SRC  := $(wildcard common/*.c)
+SENSORS_SRC := $(wildcard sensors/*.c)
+CUDAKERN_SRC := cudakern/catalog.c cudakern/kernel_data.c cudakern/exec.c cudakern/exec_cpu.c
+DB_SRC      := $(wildcard db/*.c)
+PREDICT_SRC := $(wildcard predict/*.c)
+DAEMON_SRC  := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+CLIENT_SRC  := $(wildcard client/*.c)
+
+objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
+LIB_COMMON   := $(OUT)/libcommon.a
+LIB_SENSORS  := $(OUT)/libsensors.a
+LIB_CUDAKERN := $(OUT)/libcudakern.a
+LIB_DB       := $(OUT)/libdb.a
+LIB_PREDICT  := $(OUT)/libpredict.a
+LIB_DAEMON   := $(OUT)/libdaemon.a
+MODULE_LIBS  := $(LIB_DAEMON) $(LIB_DB) $(LIB_SENSORS) $(LIB_CUDAKERN) $(LIB_COMMON)
+ifneq ($(strip $(PREDICT_SRC)),)
+  MODULE_LIBS := $(LIB_DAEMON) $(LIB_PREDICT) $(LIB_DB) $(LIB_SENSORS) $(LIB_CUDAKERN) $(LIB_COMMON)
+endif
+
+JETPROFD := $(BINDIR)/jetprofd
+JETPROF  := $(BINDIR)/jetprof
+
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
+BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_BINS := $(patsubst bench/%.c,$(OUT)/bench/%,$(BENCH_SRC))
+
+.PHONY: all run test unit integration bench install uninstall clean deps cuda check-cuda
+all: $(JETPROFD) $(JETPROF) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB))
+
+deps:
+	@scripts/install-deps
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB_COMMON): $(call objs,$(COMMON_SRC))
+$(LIB_SENSORS): $(call objs,$(SENSORS_SRC))
+$(LIB_CUDAKERN): $(call objs,$(CUDAKERN_SRC))
+$(LIB_DB): $(call objs,$(DB_SRC))
+$(LIB_PREDICT): $(call objs,$(PREDICT_SRC))
+$(LIB_DAEMON): $(call objs,$(DAEMON_SRC))
+$(OUT)/%.a:
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(JETPROFD): $(OBJ)/daemon/main.o $(MODULE_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(SYS_LIBS)
+
+$(JETPROF): $(call objs,$(CLIENT_SRC)) $(LIB_CUDAKERN) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CURL_LIBS) $(SYS_LIBS)
+
+# ---- CUDA executor plugin (dlopen'd by the executor loader; jetprofd links no CUDA) ----
+NVCCFLAGS := -std=c++17 -O2 -Xcompiler -fPIC,-Wall,-Wextra,-Werror -I. $(CUDA_ARCH)
+$(CUDA_LIB): cudakern/exec_cuda.cu cudakern/catalog.c cudakern/kernel_data.c cudakern/*.h
+	@mkdir -p $(dir $@) $(OBJ)/cudakern/plugin
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -fPIC -I. -c cudakern/catalog.c -o $(OBJ)/cudakern/plugin/catalog.o
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -fPIC -I. -c cudakern/kernel_data.c -o $(OBJ)/cudakern/plugin/kernel_data.o
+	$(NVCC) $(NVCCFLAGS) -shared -o $@ cudakern/exec_cuda.cu \
+	    $(OBJ)/cudakern/plugin/catalog.o $(OBJ)/cudakern/plugin/kernel_data.o -lcublasLt
+cuda: $(CUDA_LIB)
+
+# ---- tests ----
+$(OUT)/tests/%: tests/unit/%.c $(MODULE_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(MODULE_LIBS) $(PKG_LIBS) $(CMOCKA_LIBS) $(SYS_LIBS)
+
+test: deps
+	@$(MAKE) --no-print-directory all SAN=$(SAN)
+	@$(MAKE) --no-print-directory $(UNIT_BINS) SAN=$(SAN)
+	@JETPROFD=$(JETPROFD) JETPROF=$(JETPROF) UNIT_DIR=$(OUT)/tests SAN=$(SAN) tests/run-tests
+
+unit: all $(UNIT_BINS)
+	@JETPROFD=$(JETPROFD) JETPROF=$(JETPROF) UNIT_DIR=$(OUT)/tests SAN=$(SAN) tests/run-tests --unit-only
+
+# ---- benchmarks ----
+$(OUT)/bench/%: bench/%.c $(MODULE_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(MODULE_LIBS) $(PKG_LIBS) $(SYS_LIBS)
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+
+# ---- run ----
+run: deps
+	@$(MAKE) --no-print-directory all
+	@mkdir -p var
+	$(JETPROFD) --config none --db var/jetprof.db $(ARGS)
+
+# ---- install ----
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/jetprof
+	install -m 0755 $(JETPROFD) $(JETPROF) $(DESTDIR)$(PREFIX)/bin/
+	if [ -f $(CUDA_LIB) ]; then install -d $(DESTDIR)$(PREFIX)/lib/jetprof && \
+	    install -m 0755 $(CUDA_LIB) $(DESTDIR)$(PREFIX)/lib/jetprof/; fi
+	if [ ! -f $(DESTDIR)$(SYSCONFDIR)/jetprof/jetprofd.conf ]; then \
+	    install -m 0644 systemd/jetprofd.conf $(DESTDIR)$(SYSCONFDIR)/jetprof/jetprofd.conf; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/jetprofd $(DESTDIR)$(PREFIX)/bin/jetprof
+	rm -rf $(DESTDIR)$(PREFIX)/lib/jetprof
+	@echo "left $(DESTDIR)$(SYSCONFDIR)/jetprof/jetprofd.conf and the database in place"
+
+clean:
+	rm -rf build bin lib
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,97 @@
+/*
+ * catalog.h - the single list of kernel types jetprof can measure.
+ *
+ * Each entry names a fused kernel, its integer parameters with their valid
+ * ranges, and how to compute its features (FLOPs, bytes moved, arithmetic
+ * intensity) and the device memory a configuration needs. The HTTP API
+ * validates against it, sweeps draw from it, predictors take their features
+ * from it and graph fusion maps onto it. Nothing else keeps a list of kernels.
+ *
+ * Tensor conventions shared by every executor (row-major):
+ *   linear*:   x[batch][in], W[out][in], bias[out]      -> y[batch][out] = act(x W^T + bias)
+ *   layernorm: x[rows][cols], gamma[cols], beta[cols]   -> y[rows][cols], eps = 1e-5
+ */
+#ifndef JETPROF_CATALOG_H
+#define JETPROF_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CATALOG_MAX_PARAMS 6
+
+enum dtype {
+    DTYPE_FP32 = 0,
+    DTYPE_FP16 = 1,
+};
+#define DTYPE_COUNT 2
+
+const char *dtype_name(enum dtype d);             /* "fp32", "fp16" */
+int dtype_parse(const char *name, enum dtype *out); /* 0 or -1 */
+size_t dtype_size(enum dtype d);                  /* bytes per element */
+
+enum kernel_op {
+    KOP_LINEAR,      /* y = x W^T + b */
+    KOP_LINEAR_RELU, /* y = relu(x W^T + b) */
+    KOP_LINEAR_GELU, /* y = gelu(x W^T + b), tanh approximation */
+    KOP_LAYERNORM,   /* y = (x - mean) / sqrt(var + eps) * gamma + beta, per row */
+};
+
+struct catalog_param {
+    const char *name;
+    int64_t min, max; /* inclusive */
+    bool log_scale;   /* random sweeps draw log-uniformly */
+    const char *doc;
+};
+
+struct catalog_kernel {
+    const char *name;
+    enum kernel_op op;
+    const char *doc;
+    unsigned param_count;
+    struct catalog_param params[CATALOG_MAX_PARAMS];
+};
+
+/* A concrete configuration: a kernel, a dtype and one value per parameter,
+ * in the order of kernel->params. */
+struct kernel_config {
+    const struct catalog_kernel *kernel;
+    enum dtype dtype;
+    int64_t params[CATALOG_MAX_PARAMS];
+};
+
+struct kernel_features {
+    double flops;                /* floating-point operations per invocation */
+    double bytes;                /* bytes read + written per invocation (ideal) */
+    double arithmetic_intensity; /* flops / bytes */
+    uint64_t memory_bytes;       /* device memory the configuration needs */
+};
+
+size_t catalog_count(void);
+const struct catalog_kernel *catalog_at(size_t i);
+const struct catalog_kernel *catalog_find(const char *name); /* NULL if unknown */
+/* Index of the parameter called name in k, or -1. */
+int catalog_param_index(const struct catalog_kernel *k, const char *name);
+
+/*
+ * Checks every parameter against its range and the whole config against
+ * max_memory_bytes (0 = no limit). On failure returns -1 and writes a message
+ * that names the parameter and the range, e.g.
+ * "parameter 'batch' = 0 is outside linear_relu's range [1, 65536]".
+ */
+int catalog_validate(const struct kernel_config *cfg, uint64_t max_memory_bytes, char *err,
+                     size_t errlen);
+
+void catalog_features(const struct kernel_config *cfg, struct kernel_features *out);
+
+/* Element counts of the output tensor, for oracle comparisons. */
+size_t catalog_output_elements(const struct kernel_config *cfg);
+
+/*
+ * Canonical text key of a configuration, identical for identical configs:
+ * "linear_relu:fp32:batch=64,in=256,out=512". Returns the length, or -1 if it
+ * does not fit.
+ */
+int catalog_config_key(const struct kernel_config *cfg, char *buf, size_t buflen);
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * exec.h - the executor interface: prepares a kernel configuration and runs it.
+ *
+ * Two implementations: exec_cpu.c (plain C, every kernel, the numerical oracle
+ * and the executor on hosts without a GPU) and exec_cuda.cu, built into
+ * libjetprof_cuda.so and loaded with dlopen by exec_open() so that nothing that
+ * links this header links CUDA. Both take their inputs from kernel_data.c, so
+ * the same config and seed give the same inputs on either executor.
+ *
+ * One executor runs one prepared configuration at a time; it is not thread-safe
+ * and is driven by the runner alone.
+ */
+#ifndef JETPROF_EXEC_H
+#define JETPROF_EXEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog.h"
+
+/* Bumped whenever struct executor_ops changes; the CUDA plugin must match. */
+#define JETPROF_EXEC_ABI_VERSION 1u
+
+struct exec_info {
+    char name[16];         /* "cpu", "cuda" */
+    char device[128];      /* "x86_64 CPU (2 cores)", "NVIDIA H100 80GB HBM3" */
+    bool is_gpu;
+    uint64_t mem_free_bytes;  /* memory a new configuration may use now */
+    uint64_t mem_total_bytes;
+    char runtime_version[32]; /* CUDA runtime for cuda, "" for cpu */
+};
+
+struct executor;
+
+struct executor_ops {
+    void (*info)(struct executor *ex, struct exec_info *out);
+    /* Allocate and fill buffers for cfg (inputs from kernel_data_generate(cfg, seed)),
+     * build the launch plan. Replaces any configuration prepared before. */
+    int (*prepare)(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
+                   char *err, size_t errlen);
+    /* Run the prepared kernel `launches` times back to back and wait for the end.
+     * *elapsed_us is the executor's own timing of the launches (CUDA events on the
+     * GPU, CLOCK_MONOTONIC around the loop on the CPU). */
+    int (*run)(struct executor *ex, unsigned launches, double *elapsed_us, char *err,
+               size_t errlen);
+    /* Copy the first `count` output elements, converted to float. */
+    int (*read_output)(struct executor *ex, float *dst, size_t count, char *err, size_t errlen);
+    /* Free the prepared configuration's buffers (prepare may follow). */
+    void (*release)(struct executor *ex);
+    /* Release and free the executor itself. */
+    void (*close)(struct executor *ex);
+};
+
+struct executor {
+    const struct executor_ops *ops;
+    void *impl;
+    void *dl_handle; /* the CUDA plugin's dlopen handle, NULL for cpu */
+};
+
+/* The CPU executor. */
+int exec_cpu_open(struct executor **out, char *err, size_t errlen);
+
+/*
+ * Opens the executor called name: "cpu", "cuda" or "auto". "auto" tries cuda
+ * (dlopen of cuda_lib_path, then the plugin's own CUDA/cuBLASLt initialisation)
+ * and falls back to cpu; `why` receives one sentence that says which was chosen
+ * and why (it is logged and reported by /v1/device). "cuda" fails instead of
+ * falling back. Returns 0 or -1 with err.
+ */
+int exec_open(const char *name, const char *cuda_lib_path, struct executor **out, char *why,
+              size_t whylen, char *err, size_t errlen);
+
+/* Convenience wrappers around ex->ops. exec_close(NULL) is allowed. */
+void exec_info(struct executor *ex, struct exec_info *out);
+int exec_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed, char *err,
+                 size_t errlen);
+int exec_run(struct executor *ex, unsigned launches, double *elapsed_us, char *err,
+             size_t errlen);
+int exec_read_output(struct executor *ex, float *dst, size_t count, char *err, size_t errlen);
+void exec_release(struct executor *ex);
+void exec_close(struct executor *ex);
+
+/* Symbol the CUDA plugin exports (extern "C"):
+ *   unsigned jetprof_cuda_abi_version(void);  returns JETPROF_EXEC_ABI_VERSION
+ *   int jetprof_cuda_open(struct executor **out, char *err, size_t errlen);
+ */
+typedef unsigned (*jetprof_cuda_abi_version_fn)(void);
+typedef int (*jetprof_cuda_open_fn)(struct executor **out, char *err, size_t errlen);
+
+#endif

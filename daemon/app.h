@@ -1,0 +1,38 @@
+/*
+ * app.h - the state main.c builds at start-up and every HTTP handler reads.
+ *
+ * Everything here is set before the HTTP server starts and is read-only
+ * afterwards, except through the objects' own thread-safe interfaces (db_pool,
+ * runner, sampler).
+ */
+#ifndef JETPROF_APP_H
+#define JETPROF_APP_H
+
+#include <stdint.h>
+
+#include "../cudakern/exec.h"
+#include "../db/db.h"
+#include "../sensors/sampler.h"
+#include "../sensors/sensor.h"
+#include "config.h"
+#include "runner.h"
+
+#define JETPROF_VERSION "0.1.0"
+
+struct app {
+    const struct config *cfg;
+    struct db_pool *pool;
+    struct runner *runner;
+    struct sensor *sensor;
+    struct sampler *sampler;
+    struct exec_info exec_info;  /* the executor chosen at start */
+    char executor_why[256];      /* one sentence: why this executor */
+    char sensor_why[256];        /* one sentence: why this sensor backend */
+    struct db_device device;     /* the fingerprint row written at start */
+    int64_t device_id;
+    int64_t started_mono_ns;
+    char started_at[32];         /* ISO-8601 UTC */
+    char token[256];             /* bearer token; "" = auth off */
+};
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * config.h - jetprofd's configuration: one table of keys with types, ranges,
+ * defaults and documentation; an INI file (inih) and command-line flags on top.
+ * Precedence: flag > file > default. Every key's source is remembered so
+ * --check-config can print where each effective value came from.
+ *
+ * Keys are "section.key" (INI [section] key = value). Unknown keys, bad values
+ * and out-of-range numbers are errors that name the key, the value and the
+ * file and line (or the flag).
+ */
+#ifndef JETPROF_CONFIG_H
+#define JETPROF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_STR_MAX 512
+
+struct config {
+    /* [server] */
+    char listen[CONFIG_STR_MAX];     /* "127.0.0.1:9740"; "[::1]:9740"; port 0 = ephemeral */
+    char token_file[CONFIG_STR_MAX]; /* "" = no auth (only allowed on loopback) */
+    unsigned threads;                /* HTTP thread pool size, default 4 */
+    uint64_t max_body_bytes;         /* request bodies larger get 413, default 1 MiB */
+    char port_file[CONFIG_STR_MAX];  /* if set, the bound port is written there (tests) */
+    /* [storage] */
+    char db[CONFIG_STR_MAX];         /* "./var/jetprof.db" */
+    /* [sensor] */
+    char sensor[CONFIG_STR_MAX];     /* auto | sim (| ina3221-hwmon | ... as they land) */
+    char sysfs_root[CONFIG_STR_MAX]; /* "/sys" */
+    char dev_root[CONFIG_STR_MAX];   /* "/dev" */
+    char proc_root[CONFIG_STR_MAX];  /* "/proc" */
+    unsigned period_us;              /* sampling period asked for, default 1000 */
+    unsigned averaging;              /* chip averaging asked for, default 1 */
+    unsigned conversion_us;          /* bus and shunt conversion time asked for, default 140 */
+    unsigned ring_seconds;           /* sampler history, default 60 */
+    double sim_idle_mw, sim_dynamic_mw, sim_noise_mw;
+    unsigned sim_tau_us;
+    uint64_t sim_seed;
+    /* [executor] */
+    char executor[CONFIG_STR_MAX];   /* auto | cpu | cuda */
+    char cuda_lib[CONFIG_STR_MAX];   /* path of libjetprof_cuda.so; "" = next to the binary */
+    /* [measure] */
+    unsigned warmup_launches;        /* at least this many warm-up launches, default 20 */
+    unsigned warmup_ms;              /* and at least this long, default 50 */
+    unsigned min_window_ms;          /* default 200 */
+    unsigned min_samples;            /* default 100 */
+    unsigned idle_ms;                /* idle baseline window, default 200 */
+    unsigned idle_refresh_s;         /* idle baseline reused this long, default 300 */
+    unsigned settle_ms;              /* skipped at the start of each window, default 5 */
+    unsigned repeats;                /* default 3 */
+    double max_cv;                   /* quality limit on latency and power CV, default 0.05 */
+    double min_sample_ratio;         /* quality limit, default 0.9 */
+    unsigned max_launches;           /* calibration ceiling, default 1000000 */
+    unsigned job_timeout_s;          /* a job running longer fails, default 600 */
+    unsigned max_attempts;           /* a job interrupted this often fails, default 3 */
+    /* [log] */
+    char log_level[16];              /* error | warn | info | debug */
+
+    /* bookkeeping, not keys */
+    char config_path[CONFIG_STR_MAX]; /* file read, "" if none */
+    bool check_config;                /* --check-config: validate, print, exit */
+};
+
+enum config_parse_result {
+    CONFIG_OK = 0,
+    CONFIG_EXIT_SUCCESS = 1, /* --help or --version printed */
+    CONFIG_ERROR = 2,        /* message already in err */
+};
+
+/* Fills cfg with defaults, reads --config (or $JETPROF_CONFIG) if given, applies
+ * flags. argv is not modified. */
+enum config_parse_result config_load(struct config *cfg, int argc, char **argv, char *err,
+                                     size_t errlen);
+
+/* Cross-key checks (e.g. a non-loopback listen address needs token_file).
+ * 0 or -1 with err. */
+int config_validate(const struct config *cfg, char *err, size_t errlen);
+
+/* Prints every key as "section.key = value   # source" (INI-loadable). */
+void config_print(const struct config *cfg, FILE *out);
+
+/* `--help` text. */
+void config_print_help(FILE *out, const char *argv0);
+
+#endif

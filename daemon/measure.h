@@ -1,0 +1,57 @@
+/*
+ * measure.h - the measurement protocol of DESIGN.md for one job.
+ *
+ * validate -> prepare -> warm up -> calibrate launch count -> idle baseline
+ * (cached) -> `repeats` windows [t0 + settle, t1] -> medians, CV -> quality ->
+ * at most one re-measurement with a doubled window -> a db_measurement ready for
+ * db_job_finish. Runs on the runner thread only; it never touches the database.
+ */
+#ifndef JETPROF_MEASURE_H
+#define JETPROF_MEASURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../cudakern/catalog.h"
+#include "../cudakern/exec.h"
+#include "../db/db.h"
+#include "../sensors/sampler.h"
+
+struct measure_settings {
+    unsigned warmup_launches, warmup_ms;
+    unsigned min_window_ms, min_samples;
+    unsigned idle_ms, idle_refresh_s;
+    unsigned settle_ms;
+    unsigned repeats;
+    double max_cv, min_sample_ratio;
+    unsigned max_launches;
+};
+
+struct measure_ctx {
+    struct executor *exec;
+    struct sensor *sensor;
+    struct sampler *sampler;
+    struct measure_settings settings;
+    int64_t device_id;
+    const char *sysfs_root; /* device state (GPU clock, temperatures) read below it */
+    /* idle baseline cache */
+    bool idle_valid;
+    int64_t idle_taken_ns;
+    double idle_power_mw[SENSOR_MAX_RAILS];
+};
+
+/*
+ * Runs the protocol for cfg with `repeats` (0 = settings.repeats) and fills m
+ * (everything but uid, job_id and created_at). 0, or -1 with err saying which
+ * step failed.
+ */
+int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsigned repeats,
+                struct db_measurement *m, char *err, size_t errlen);
+
+/* Median and coefficient of variation (stddev / mean, population) of n values;
+ * exposed for tests. values is reordered. */
+double measure_median(double *values, size_t n);
+double measure_cv(const double *values, size_t n);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * sampler.h - the sampler thread and window statistics.
+ *
+ * One thread reads the sensor as fast as fresh conversions arrive (backends that
+ * pace themselves) or every period_us (the others), stamps each sample with
+ * CLOCK_MONOTONIC and keeps them in a ring buffer. A measurement asks for the
+ * statistics of a window [t0, t1]: per rail the mean power (trapezoidal
+ * integration of the piecewise-linear signal, divided by the duration), the energy,
+ * the number of samples inside the window, the number expected from the
+ * configured period, and their ratio. A low ratio flags the window: a measurement
+ * never silently averages over missing samples.
+ */
+#ifndef JETPROF_SAMPLER_H
+#define JETPROF_SAMPLER_H
+
+#include "sensor.h"
+
+struct sampler;
+
+struct sampler_rail_stats {
+    double mean_power_mw;    /* integral of power over [t0,t1] / (t1 - t0) */
+    double energy_uj;        /* integral of power over [t0,t1] */
+    unsigned samples;        /* samples with t0 <= t <= t1 */
+    double expected_samples; /* (t1 - t0) / period */
+    double sample_ratio;     /* samples / expected_samples (0 when nothing expected) */
+};
+
+struct sampler_window {
+    int64_t t0_ns, t1_ns;
+    unsigned rail_count;
+    struct sampler_rail_stats rail[SENSOR_MAX_RAILS];
+};
+
+/*
+ * Pure computation, used by sampler_window_stats and by tests: statistics of
+ * [t0_ns, t1_ns] over samples sorted by t_ns. The signal is linear between
+ * samples; at the window edges it is interpolated from the neighbouring samples
+ * outside the window, or held flat from the nearest sample when there is none.
+ * Returns 0, or -1 with err when t1 <= t0 or there is no sample at all.
+ */
+int sampler_window_stats_from(const struct sensor_sample *samples, size_t count,
+                              unsigned rail_count, unsigned period_us, int64_t t0_ns,
+                              int64_t t1_ns, struct sampler_window *out, char *err,
+                              size_t errlen);
+
+/* Starts the thread. ring_capacity samples are kept (the oldest overwritten). */
+int sampler_start(struct sensor *s, size_t ring_capacity, struct sampler **out, char *err,
+                  size_t errlen);
+/* Stops and joins the thread and frees the sampler; does not close the sensor. */
+void sampler_stop(struct sampler *sp);
+
+/* Most recent sample: 0, or -1 when none has been taken yet. */
+int sampler_latest(struct sampler *sp, struct sensor_sample *out);
+
+/*
+ * Blocks until the ring holds a sample taken at or after t_ns, so that a window
+ * ending at t_ns is covered. 0, or -1 after timeout_ms.
+ */
+int sampler_wait_for(struct sampler *sp, int64_t t_ns, int timeout_ms);
+
+/*
+ * Window statistics from the ring. -1 with err when the ring no longer (or not
+ * yet) covers [t0_ns, t1_ns] - e.g. the window is longer than the ring.
+ */
+int sampler_window_stats(struct sampler *sp, int64_t t0_ns, int64_t t1_ns,
+                         struct sampler_window *out, char *err, size_t errlen);
+
+struct sampler_status {
+    uint64_t samples_total;   /* samples taken since start */
+    uint64_t read_errors;     /* failed sensor reads since start */
+    double achieved_rate_hz;  /* over the last second of samples */
+    char last_error[160];     /* most recent read error, "" if none */
+};
+void sampler_get_status(struct sampler *sp, struct sampler_status *out);
+
+/* Default ring: 60 s at 1 kHz. */
+#define SAMPLER_DEFAULT_RING_CAPACITY 60000u
+
+#endif
