@@ -133,9 +133,19 @@ $(CUDA_LIB): cudakern/exec_cuda.cu cudakern/catalog.c cudakern/kernel_data.c cud
 cuda: $(CUDA_LIB)
 
 # ---- tests ----
-$(OUT)/tests/%: tests/unit/%.c $(MODULE_LIBS)
+# tests/unit/test_<module>_*.c links only <module> and what DESIGN.md lets it depend on,
+# so a test cannot reach across the dependency direction.
+TEST_LIBS_common   := $(LIB_COMMON)
+TEST_LIBS_sensors  := $(LIB_SENSORS) $(LIB_COMMON)
+TEST_LIBS_cudakern := $(LIB_CUDAKERN) $(LIB_COMMON)
+TEST_LIBS_db       := $(LIB_DB) $(LIB_COMMON)
+TEST_LIBS_predict  := $(LIB_PREDICT) $(LIB_CUDAKERN) $(LIB_COMMON)
+TEST_LIBS_daemon   := $(MODULE_LIBS)
+test_module = $(word 2,$(subst _, ,$(notdir $(1))))
+.SECONDEXPANSION:
+$(OUT)/tests/%: tests/unit/%.c $$(TEST_LIBS_$$(call test_module,$$*))
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(MODULE_LIBS) $(PKG_LIBS) $(CMOCKA_LIBS) $(SYS_LIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(TEST_LIBS_$(call test_module,$*)) $(PKG_LIBS) $(CMOCKA_LIBS) $(SYS_LIBS)
 
 test: deps
 	@$(MAKE) --no-print-directory all SAN=$(SAN)

@@ -35,6 +35,10 @@ struct measure_ctx {
     struct measure_settings settings;
     int64_t device_id;
     const char *sysfs_root; /* device state (GPU clock, temperatures) read below it */
+    /* Set by the runner per job: measure_run gives up with "job exceeded its time
+     * limit" at the next step boundary after this CLOCK_MONOTONIC time (0 = none).
+     * Preempting a kernel mid-launch needs the worker process (a later issue). */
+    int64_t deadline_ns;
     /* idle baseline cache */
     bool idle_valid;
     int64_t idle_taken_ns;
