@@ -55,7 +55,7 @@ struct sensor_options {
     const char *dev_root;   /* "/dev" */
     const char *proc_root;  /* "/proc"; the sim backend reads <proc_root>/stat */
     struct sensor_sampling request;
-    /* sim backend model (documented in sensor_sim.c and docs/measurement.md) */
+    /* sim backend model (documented in sensor_sim.c and docs/sensors.md) */
     double sim_idle_mw;        /* board-input power with the CPUs idle */
     double sim_dynamic_mw;     /* extra board-input power with every CPU busy */
     double sim_noise_mw;       /* standard deviation of additive noise */
