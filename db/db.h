@@ -10,7 +10,7 @@
  *
  * Invariant ("nothing lost"): a job's measurement rows and its state change to
  * done commit in one transaction (db_job_finish); after any crash a job is done
- * exactly once or, via db_jobs_requeue_running at start, queued again.
+ * exactly once or, via db_jobs_recover at start, queued again.
  */
 #ifndef JETPROF_DB_H
 #define JETPROF_DB_H
@@ -158,7 +158,8 @@ int db_job_finish(struct db *db, int64_t job_id, struct db_measurement *m,
                   int64_t *measurement_id, char *err, size_t errlen);
 
 /* The JSON form used by POST /v1/measure and GET /v1/measurements (see
- * docs/api/openapi.yaml, schema Measurement). NULL when absent or on error. */
+ * docs/api/openapi.yaml, schema Measurement). NULL when absent or on error;
+ * err is set to "" when the measurement does not exist (404), non-empty on error. */
 json_t *db_measurement_json(struct db *db, int64_t measurement_id, char *err, size_t errlen);
 
 struct db_measurement_filter {
