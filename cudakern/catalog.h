@@ -60,6 +60,15 @@ struct kernel_config {
     int64_t params[CATALOG_MAX_PARAMS];
 };
 
+/*
+ * Workspace the CUDA executor hands cuBLASLt for the linear kernels (the
+ * heuristic may pick split-K or stream-K algorithms that need it). It is part
+ * of a linear configuration's memory_bytes, so the memory check before a job
+ * and the allocation in exec_cuda.cu use one number. 32 MiB is NVIDIA's
+ * recommendation for Hopper and more than any Orin algorithm asks for.
+ */
+#define CATALOG_LINEAR_WORKSPACE_BYTES (32ull * 1024 * 1024)
+
 struct kernel_features {
     double flops;                /* floating-point operations per invocation */
     double bytes;                /* bytes read + written per invocation (ideal) */

@@ -1,0 +1,413 @@
+/*
+ * exec_cpu.c - the CPU executor: every catalogue kernel in plain C.
+ *
+ * It has two jobs. On hosts without a GPU it is the executor the daemon
+ * measures with; everywhere it is the numerical oracle the CUDA kernels are
+ * checked against. So the code says what each kernel computes in the most
+ * direct way, with only two concessions to speed (a dot product with four
+ * partial sums, fp16 inputs decoded once per launch rather than once per
+ * multiply), which keep linear batch=64,in=256,out=512 at a few milliseconds.
+ *
+ * fp16 follows what the GPU does with CUBLAS_COMPUTE_32F: the buffers hold
+ * binary16 values rounded from the fp32 master data, every launch widens them
+ * to float, accumulates in float, applies bias and activation in float and
+ * rounds the result to binary16.
+ */
+#include "exec.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "kernel_data.h"
+
+#define LAYERNORM_EPS 1e-5
+
+struct cpu_exec {
+    struct executor ex;
+    bool prepared;
+    struct kernel_config cfg;
+    unsigned input_count;
+    size_t input_elements[KERNEL_DATA_MAX_TENSORS];
+    /* What the kernel reads each launch: the fp32 inputs themselves, or for fp16
+     * the scratch the half inputs are widened into. */
+    float *inputs_f[KERNEL_DATA_MAX_TENSORS];
+    uint16_t *inputs_h[KERNEL_DATA_MAX_TENSORS]; /* fp16 only: the stored tensors */
+    size_t output_elements;
+    uint64_t held_bytes; /* what the prepared configuration allocated */
+    float *output_f;    /* fp32 output, or fp16's float result before rounding */
+    uint16_t *output_h; /* fp16 only: the stored output */
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static struct cpu_exec *cpu_of(struct executor *ex) { return (struct cpu_exec *)ex->impl; }
+
+/* ---- the kernels, fp32 in and out ---- */
+
+/* Four independent partial sums: a single running sum serialises on the
+ * floating-point add latency and makes the oracle several times slower. */
+static float dot(const float *a, const float *b, size_t n)
+{
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* GELU, tanh approximation (Hendrycks & Gimpel), as cuBLASLt's GELU epilogue. */
+static float gelu(float v)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+}
+
+/* y[b][o] = act(dot(x[b], W[o]) + bias[o]); both operands are contiguous rows. */
+static void linear_f32(enum kernel_op op, const float *x, const float *w, const float *bias,
+                       float *y, size_t batch, size_t in, size_t out)
+{
+    for (size_t b = 0; b < batch; b++) {
+        const float *xb = x + b * in;
+        float *yb = y + b * out;
+        for (size_t o = 0; o < out; o++) {
+            float v = dot(xb, w + o * in, in) + bias[o];
+            if (op == KOP_LINEAR_RELU)
+                v = v > 0.0f ? v : 0.0f;
+            else if (op == KOP_LINEAR_GELU)
+                v = gelu(v);
+            yb[o] = v;
+        }
+    }
+}
+
+/* Per row: mean and variance in double, two passes (no E[x^2] - E[x]^2
+ * cancellation), then y = (x - mean) / sqrt(var + eps) * gamma + beta. */
+static void layernorm_f32(const float *x, const float *gamma, const float *beta, float *y,
+                          size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        double sum = 0;
+        for (size_t c = 0; c < cols; c++)
+            sum += xr[c];
+        double mean = sum / (double)cols;
+        double sq = 0;
+        for (size_t c = 0; c < cols; c++) {
+            double d = xr[c] - mean;
+            sq += d * d;
+        }
+        double rstd = 1.0 / sqrt(sq / (double)cols + LAYERNORM_EPS);
+        for (size_t c = 0; c < cols; c++)
+            yr[c] = (float)((xr[c] - mean) * rstd * gamma[c] + beta[c]);
+    }
+}
+
+/* One launch of the prepared configuration. */
+static void launch_once(struct cpu_exec *c)
+{
+    const int64_t *p = c->cfg.params;
+    if (c->cfg.dtype == DTYPE_FP16) {
+        for (unsigned t = 0; t < c->input_count; t++)
+            for (size_t i = 0; i < c->input_elements[t]; i++)
+                c->inputs_f[t][i] = half_to_float(c->inputs_h[t][i]);
+    }
+    switch (c->cfg.kernel->op) {
+    case KOP_LINEAR:
+    case KOP_LINEAR_RELU:
+    case KOP_LINEAR_GELU:
+        linear_f32(c->cfg.kernel->op, c->inputs_f[0], c->inputs_f[1], c->inputs_f[2],
+                   c->output_f, (size_t)p[0], (size_t)p[1], (size_t)p[2]);
+        break;
+    case KOP_LAYERNORM:
+        layernorm_f32(c->inputs_f[0], c->inputs_f[1], c->inputs_f[2], c->output_f, (size_t)p[0],
+                      (size_t)p[1]);
+        break;
+    }
+    if (c->cfg.dtype == DTYPE_FP16) {
+        for (size_t i = 0; i < c->output_elements; i++)
+            c->output_h[i] = half_from_float(c->output_f[i]);
+    }
+}
+
+/* ---- executor_ops ---- */
+
+static void read_cpu_model(char *buf, size_t len)
+{
+    buf[0] = '\0';
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof(line), f)) {
+            if (strncmp(line, "model name", 10) != 0)
+                continue;
+            const char *v = strchr(line, ':');
+            if (!v)
+                continue;
+            v++;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            size_t n = strcspn(v, "\n");
+            while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+                n--;
+            if (n >= len)
+                n = len - 1;
+            memcpy(buf, v, n);
+            buf[n] = '\0';
+            break;
+        }
+        fclose(f);
+    }
+    if (buf[0] == '\0') { /* aarch64 kernels print no "model name" */
+        struct utsname u;
+        if (uname(&u) == 0)
+            snprintf(buf, len, "%s", u.machine);
+        else
+            snprintf(buf, len, "unknown");
+    }
+}
+
+/* MemAvailable / MemTotal from /proc/meminfo in bytes; 0 when absent. */
+static uint64_t meminfo_bytes(const char *key)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    size_t keylen = strlen(key);
+    uint64_t bytes = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long kib;
+        if (strncmp(line, key, keylen) == 0 && line[keylen] == ':' &&
+            sscanf(line + keylen + 1, "%llu", &kib) == 1) {
+            bytes = (uint64_t)kib * 1024u;
+            break;
+        }
+    }
+    fclose(f);
+    return bytes;
+}
+
+static void cpu_info(struct executor *ex, struct exec_info *out)
+{
+    struct cpu_exec *c = cpu_of(ex);
+    memset(out, 0, sizeof(*out));
+    snprintf(out->name, sizeof(out->name), "cpu");
+    char model[96];
+    read_cpu_model(model, sizeof(model));
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int cores = online > 0 && online < 1000000 ? (int)online : 1;
+    snprintf(out->device, sizeof(out->device), "CPU: %s (%d cores)", model, cores);
+    out->is_gpu = false;
+
+    long page = sysconf(_SC_PAGESIZE);
+    long avail_pages = sysconf(_SC_AVPHYS_PAGES);
+    long total_pages = sysconf(_SC_PHYS_PAGES);
+    out->mem_free_bytes = meminfo_bytes("MemAvailable");
+    if (out->mem_free_bytes == 0 && page > 0 && avail_pages > 0)
+        out->mem_free_bytes = (uint64_t)avail_pages * (uint64_t)page;
+    out->mem_total_bytes = meminfo_bytes("MemTotal");
+    if (out->mem_total_bytes == 0 && page > 0 && total_pages > 0)
+        out->mem_total_bytes = (uint64_t)total_pages * (uint64_t)page;
+    /* prepare releases the current configuration first: its memory counts. */
+    out->mem_free_bytes += c->held_bytes;
+    if (out->mem_total_bytes > 0 && out->mem_free_bytes > out->mem_total_bytes)
+        out->mem_free_bytes = out->mem_total_bytes;
+    out->runtime_version[0] = '\0';
+}
+
+static void cpu_release(struct executor *ex)
+{
+    struct cpu_exec *c = cpu_of(ex);
+    for (unsigned t = 0; t < KERNEL_DATA_MAX_TENSORS; t++) {
+        free(c->inputs_f[t]);
+        free(c->inputs_h[t]);
+        c->inputs_f[t] = NULL;
+        c->inputs_h[t] = NULL;
+        c->input_elements[t] = 0;
+    }
+    free(c->output_f);
+    free(c->output_h);
+    c->output_f = NULL;
+    c->output_h = NULL;
+    c->input_count = 0;
+    c->output_elements = 0;
+    c->held_bytes = 0;
+    c->prepared = false;
+}
+
+static void *alloc_elements(size_t elements, size_t size, const char *what, char *err,
+                            size_t errlen)
+{
+    if (elements > SIZE_MAX / size) {
+        set_err(err, errlen, "%s of %zu elements does not fit in memory", what, elements);
+        return NULL;
+    }
+    void *p = malloc(elements ? elements * size : 1);
+    if (!p)
+        set_err(err, errlen, "cannot allocate %zu bytes for %s (%zu elements)", elements * size,
+                what, elements);
+    return p;
+}
+
+static int cpu_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
+                       char *err, size_t errlen)
+{
+    struct cpu_exec *c = cpu_of(ex);
+    cpu_release(ex);
+    if (catalog_validate(cfg, 0, err, errlen) < 0)
+        return -1;
+
+    struct kernel_data data;
+    if (kernel_data_generate(cfg, seed, &data, err, errlen) < 0)
+        return -1;
+
+    c->cfg = *cfg;
+    c->input_count = data.input_count;
+    c->output_elements = data.output_elements;
+    char what[64];
+    for (unsigned t = 0; t < data.input_count; t++) {
+        c->input_elements[t] = data.inputs[t].elements;
+        if (cfg->dtype == DTYPE_FP32) {
+            /* The master copy is exactly what an fp32 kernel reads: adopt it. */
+            c->inputs_f[t] = data.inputs[t].data;
+            data.inputs[t].data = NULL;
+            continue;
+        }
+        snprintf(what, sizeof(what), "the fp16 copy of '%s'", data.inputs[t].name);
+        c->inputs_h[t] = alloc_elements(data.inputs[t].elements, sizeof(uint16_t), what, err,
+                                        errlen);
+        snprintf(what, sizeof(what), "the widened fp16 '%s'", data.inputs[t].name);
+        c->inputs_f[t] = alloc_elements(data.inputs[t].elements, sizeof(float), what, err,
+                                        errlen);
+        if (!c->inputs_h[t] || !c->inputs_f[t])
+            goto fail;
+        for (size_t i = 0; i < data.inputs[t].elements; i++)
+            c->inputs_h[t][i] = half_from_float(data.inputs[t].data[i]);
+    }
+    /* Outputs start as zeros, as on the GPU executor, until the first run. */
+    c->output_f = alloc_elements(c->output_elements, sizeof(float), "the output", err, errlen);
+    if (!c->output_f)
+        goto fail;
+    memset(c->output_f, 0, c->output_elements * sizeof(float));
+    if (cfg->dtype == DTYPE_FP16) {
+        c->output_h =
+            alloc_elements(c->output_elements, sizeof(uint16_t), "the fp16 output", err, errlen);
+        if (!c->output_h)
+            goto fail;
+        memset(c->output_h, 0, c->output_elements * sizeof(uint16_t));
+    }
+    kernel_data_free(&data);
+    for (unsigned t = 0; t < c->input_count; t++)
+        c->held_bytes += c->input_elements[t] * (sizeof(float) + (c->inputs_h[t] ? 2u : 0u));
+    c->held_bytes += c->output_elements * (sizeof(float) + (c->output_h ? 2u : 0u));
+    c->prepared = true;
+    return 0;
+
+fail:
+    kernel_data_free(&data);
+    cpu_release(ex);
+    return -1;
+}
+
+static int cpu_run(struct executor *ex, unsigned launches, double *elapsed_us, char *err,
+                   size_t errlen)
+{
+    struct cpu_exec *c = cpu_of(ex);
+    if (!c->prepared) {
+        set_err(err, errlen, "no configuration prepared on the CPU executor");
+        return -1;
+    }
+    if (launches == 0) {
+        set_err(err, errlen, "launches must be at least 1");
+        return -1;
+    }
+    int64_t t0 = clock_mono_ns();
+    for (unsigned i = 0; i < launches; i++)
+        launch_once(c);
+    int64_t t1 = clock_mono_ns();
+    if (elapsed_us)
+        *elapsed_us = (double)(t1 - t0) / 1000.0;
+    return 0;
+}
+
+static int cpu_read_output(struct executor *ex, float *dst, size_t count, char *err,
+                           size_t errlen)
+{
+    struct cpu_exec *c = cpu_of(ex);
+    if (!c->prepared) {
+        set_err(err, errlen, "no configuration prepared on the CPU executor");
+        return -1;
+    }
+    if (count > c->output_elements) {
+        set_err(err, errlen, "asked for %zu output elements but %s has %zu", count,
+                c->cfg.kernel->name, c->output_elements);
+        return -1;
+    }
+    if (count > 0 && !dst) {
+        set_err(err, errlen, "no destination buffer for %zu output elements", count);
+        return -1;
+    }
+    if (c->cfg.dtype == DTYPE_FP16) {
+        for (size_t i = 0; i < count; i++)
+            dst[i] = half_to_float(c->output_h[i]);
+    } else if (count > 0) {
+        memcpy(dst, c->output_f, count * sizeof(float));
+    }
+    return 0;
+}
+
+static void cpu_close(struct executor *ex)
+{
+    if (!ex)
+        return;
+    cpu_release(ex);
+    free(cpu_of(ex));
+}
+
+static const struct executor_ops cpu_ops = {
+    .info = cpu_info,
+    .prepare = cpu_prepare,
+    .run = cpu_run,
+    .read_output = cpu_read_output,
+    .release = cpu_release,
+    .close = cpu_close,
+};
+
+int exec_cpu_open(struct executor **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct cpu_exec *c = calloc(1, sizeof(*c));
+    if (!c) {
+        set_err(err, errlen, "cannot allocate %zu bytes for the CPU executor", sizeof(*c));
+        return -1;
+    }
+    c->ex.ops = &cpu_ops;
+    c->ex.impl = c;
+    c->ex.dl_handle = NULL;
+    *out = &c->ex;
+    return 0;
+}
