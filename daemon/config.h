@@ -17,6 +17,19 @@
 #include <stdio.h>
 
 #define CONFIG_STR_MAX 512
+#define CONFIG_MAX_KEYS 64 /* room for config.c's key table (checked at compile time) */
+
+enum config_origin_kind {
+    CONFIG_FROM_DEFAULT = 0,
+    CONFIG_FROM_FILE,  /* line: line number in config_path */
+    CONFIG_FROM_FLAG,  /* the key's own flag, e.g. --listen */
+    CONFIG_FROM_SET,   /* --set section.key=value */
+};
+
+struct config_origin {
+    unsigned char kind; /* enum config_origin_kind */
+    unsigned line;
+};
 
 struct config {
     /* [server] */
@@ -62,6 +75,9 @@ struct config {
     /* bookkeeping, not keys */
     char config_path[CONFIG_STR_MAX]; /* file read, "" if none */
     bool check_config;                /* --check-config: validate, print, exit */
+    /* Where each key's value came from, indexed in config.c's table order (so
+     * config_print can say "default", "file PATH:LINE" or "flag --x"). */
+    struct config_origin origin[CONFIG_MAX_KEYS];
 };
 
 enum config_parse_result {

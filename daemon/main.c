@@ -1,0 +1,619 @@
+/*
+ * main.c - jetprofd's start-up and shutdown.
+ *
+ * Start-up builds struct app (app.h) one step at a time, logging one line per
+ * step: configuration, signals, database (recovering jobs a crash left
+ * running), sensor, sampler, executor, the device fingerprint, the runner, the
+ * HTTP server, then READY=1 to systemd. Every step that fails logs what failed
+ * and why and unwinds what was started, so the sensor always gets its original
+ * configuration back. Shutdown (SIGINT/SIGTERM) runs the same unwinding in the
+ * order that loses nothing: the runner finishes the job in progress and answers
+ * its waiters before the HTTP server stops.
+ *
+ * Signals are blocked in every thread (the mask is set before the first thread
+ * exists) and taken synchronously with sigtimedwait, which also paces the
+ * systemd watchdog.
+ *
+ * Exit status: 0 ok, 1 runtime failure, 2 configuration error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "board.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "config.h"
+#include "http.h"
+#include "measure.h"
+#include "runner.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_CONFIG 2
+#define MIN_RING_SAMPLES 16u
+
+/* Everything start-up creates, so one function can unwind any prefix of it. */
+struct daemon {
+    struct config cfg;
+    struct app app;
+    struct db_pool *pool;
+    struct sensor *sensor;
+    struct sampler *sampler;
+    struct executor *exec;
+    struct measure_ctx mctx;
+    struct runner *runner;
+    bool runner_started;
+    struct http_server *http;
+    unsigned port; /* bound */
+    bool port_file_written;
+    char address[CONFIG_STR_MAX + 8]; /* "127.0.0.1:9740" with the bound port */
+};
+
+/* ---- small helpers ---- */
+
+/*
+ * Reads the bearer token: the whole file, surrounding whitespace trimmed. It must
+ * be one run of printable characters without spaces (what fits in an
+ * Authorization header). 0, or -1 with err.
+ */
+static int read_token(const char *path, char *token, size_t toklen, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "token file %s is not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    char buf[1024];
+    size_t used = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + used, sizeof buf - 1 - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
+            close(fd);
+            explicit_bzero(buf, sizeof buf);
+            return -1;
+        }
+        if (n == 0 || used + (size_t)n == sizeof buf - 1) {
+            used += (size_t)n;
+            break;
+        }
+        used += (size_t)n;
+    }
+    close(fd);
+    buf[used] = '\0';
+    int rc = -1;
+    char *start = buf;
+    while (*start == ' ' || *start == '\t' || *start == '\n' || *start == '\r')
+        start++;
+    size_t len = strlen(start);
+    while (len > 0 && (start[len - 1] == ' ' || start[len - 1] == '\t' ||
+                       start[len - 1] == '\n' || start[len - 1] == '\r'))
+        len--;
+    start[len] = '\0';
+    bool printable = true;
+    for (size_t i = 0; i < len; i++)
+        if (start[i] < 0x21 || start[i] > 0x7e)
+            printable = false;
+    if (used == sizeof buf - 1 || len >= toklen)
+        snprintf(err, errlen, "the token in %s is longer than %zu characters", path, toklen - 1);
+    else if (len == 0)
+        snprintf(err, errlen, "token file %s is empty", path);
+    else if (!printable)
+        snprintf(err, errlen,
+                 "the token in %s must be one word of printable ASCII characters (no spaces "
+                 "or control characters)",
+                 path);
+    else {
+        memcpy(token, start, len + 1);
+        rc = 0;
+        if (st.st_mode & (S_IRGRP | S_IROTH))
+            log_warn("main", "token file %s is readable by group or others (mode %03o): "
+                     "chmod 600 it", path, (unsigned)(st.st_mode & 0777));
+    }
+    explicit_bzero(buf, sizeof buf);
+    return rc;
+}
+
+/* "" = libjetprof_cuda.so in ../lib/jetprof/ next to this binary (bin/ in the
+ * tree, $PREFIX/bin when installed, build/san/bin under SAN=1). */
+static void resolve_cuda_lib(const char *configured, char *out, size_t outlen)
+{
+    if (configured[0]) {
+        snprintf(out, outlen, "%s", configured);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = NULL;
+    if (n > 0) {
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+    }
+    if (!slash) {
+        snprintf(out, outlen, "libjetprof_cuda.so"); /* the dynamic loader's search path */
+        return;
+    }
+    *slash = '\0';
+    snprintf(out, outlen, "%s/../lib/jetprof/libjetprof_cuda.so", exe);
+}
+
+/* One sentence on why this sensor backend runs. */
+static void describe_sensor_choice(const struct config *cfg, const struct sensor *s, char *out,
+                                   size_t outlen)
+{
+    const char *sim = s->simulated ? "simulated; " : "";
+    if (strcmp(cfg->sensor, "auto") != 0) {
+        snprintf(out, outlen, "%sconfigured", sim);
+        return;
+    }
+    const char *const *names = sensor_backend_names();
+    bool hardware_built = false;
+    char skipped[160] = "";
+    size_t used = 0;
+    for (size_t i = 0; names[i]; i++) {
+        if (strcmp(names[i], "sim") != 0)
+            hardware_built = true;
+        if (strcmp(names[i], s->backend->name) == 0)
+            break;
+        int n = snprintf(skipped + used, sizeof skipped - used, "%s%s", used ? ", " : "",
+                         names[i]);
+        if (n > 0 && (size_t)n < sizeof skipped - used)
+            used += (size_t)n;
+    }
+    if (!hardware_built)
+        snprintf(out, outlen, "%schosen by auto: no hardware backend in this build", sim);
+    else if (skipped[0])
+        snprintf(out, outlen, "%schosen by auto: %s did not work (see the log)", sim, skipped);
+    else
+        snprintf(out, outlen, "%schosen by auto: the first backend that works", sim);
+}
+
+static void format_sampling(const struct sensor_sampling *s, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "averaging %u, conversion %u/%u us, period %u us", s->averaging,
+             s->bus_conv_us, s->shunt_conv_us, s->period_us);
+}
+
+/* Writes "PORT\n" atomically (temporary file + rename), so a reader never sees
+ * half of it. */
+static int write_port_file(const char *path, unsigned port, char *err, size_t errlen)
+{
+    char tmp[CONFIG_STR_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        snprintf(err, errlen, "cannot write port file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int wrote = fprintf(f, "%u\n", port);
+    int werr = ferror(f) ? errno : 0;
+    if (fclose(f) != 0 && !werr)
+        werr = errno;
+    if (wrote < 0 || werr) {
+        snprintf(err, errlen, "cannot write port file %s: %s", path, strerror(werr ? werr : EIO));
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "cannot write port file %s (rename): %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* "HOST:PORT" of the configured listen address with the bound port. */
+static void bound_address(const char *listen, unsigned port, char *out, size_t outlen)
+{
+    const char *colon = strrchr(listen, ':'); /* config_validate checked the form */
+    int host_len = colon ? (int)(colon - listen) : (int)strlen(listen);
+    snprintf(out, outlen, "%.*s:%u", host_len, listen, port);
+}
+
+/* ---- start-up steps: each 0, or -1 with err ---- */
+
+static int open_storage(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->cfg;
+    unsigned connections = cfg->threads + 1;
+    if (db_pool_open(cfg->db, connections, &d->pool, err, errlen) != 0)
+        return -1;
+    d->app.pool = d->pool;
+    struct db *db = db_pool_acquire(d->pool);
+    if (!db) {
+        snprintf(err, errlen, "no database connection available from the pool");
+        return -1;
+    }
+    log_info("main", "database: %s (schema version %d, %u connections for HTTP)", cfg->db,
+             db_schema_version(db), connections);
+    int requeued = 0, failed = 0;
+    int rc = db_jobs_recover(db, &requeued, &failed, err, errlen);
+    db_pool_release(d->pool, db);
+    if (rc != 0)
+        return -1;
+    if (requeued || failed)
+        log_info("main", "jobs: %d interrupted job(s) queued again, %d failed after %s",
+                 requeued, failed, "too many attempts");
+    else
+        log_info("main", "jobs: none left running by a previous run");
+    return 0;
+}
+
+static int open_sensor(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->cfg;
+    struct sensor_options opt = {
+        .sysfs_root = cfg->sysfs_root,
+        .dev_root = cfg->dev_root,
+        .proc_root = cfg->proc_root,
+        .request = {.averaging = cfg->averaging,
+                    .bus_conv_us = cfg->conversion_us,
+                    .shunt_conv_us = cfg->conversion_us,
+                    .period_us = cfg->period_us},
+        .sim_idle_mw = cfg->sim_idle_mw,
+        .sim_dynamic_mw = cfg->sim_dynamic_mw,
+        .sim_noise_mw = cfg->sim_noise_mw,
+        .sim_tau_us = cfg->sim_tau_us,
+        .sim_seed = cfg->sim_seed,
+    };
+    if (sensor_open(cfg->sensor, &opt, &d->sensor, err, errlen) != 0)
+        return -1;
+    struct sensor *s = d->sensor;
+    d->app.sensor = s;
+    describe_sensor_choice(cfg, s, d->app.sensor_why, sizeof d->app.sensor_why);
+    char asked[128], got[128];
+    format_sampling(&s->asked, asked, sizeof asked);
+    format_sampling(&s->got, got, sizeof got);
+    log_info("main", "sensor: %s (%s)", s->backend->name, d->app.sensor_why);
+    log_info("main", "sensor: %s; %u rails, board input %s%s; sampling asked %s, got %s",
+             s->description, s->rail_count,
+             s->board_input_rail >= 0 ? s->rails[s->board_input_rail].name : "none",
+             s->board_input_is_sum ? " (sum of rails)" : "", asked, got);
+    return 0;
+}
+
+static int start_sampler(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->cfg;
+    unsigned period_us = d->sensor->got.period_us;
+    if (period_us == 0) /* a self-pacing backend may not report one */
+        period_us = d->sensor->asked.period_us ? d->sensor->asked.period_us : cfg->period_us;
+    uint64_t ring = (uint64_t)cfg->ring_seconds * 1000000u / period_us;
+    if (ring < MIN_RING_SAMPLES)
+        ring = MIN_RING_SAMPLES;
+    if (sampler_start(d->sensor, (size_t)ring, &d->sampler, err, errlen) != 0)
+        return -1;
+    d->app.sampler = d->sampler;
+    log_info("main", "sampler: started, ring of %llu samples (%u s at %u us)",
+             (unsigned long long)ring, cfg->ring_seconds, period_us);
+    return 0;
+}
+
+static int open_executor(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->cfg;
+    char lib[PATH_MAX + 64];
+    resolve_cuda_lib(cfg->cuda_lib, lib, sizeof lib);
+    if (exec_open(cfg->executor, lib, &d->exec, d->app.executor_why,
+                  sizeof d->app.executor_why, err, errlen) != 0)
+        return -1;
+    exec_info(d->exec, &d->app.exec_info);
+    const struct exec_info *xi = &d->app.exec_info;
+    /* exec_open has logged why it chose this one (d->app.executor_why) */
+    log_info("main", "executor: %s on %s%s%s", xi->name, xi->device,
+             xi->runtime_version[0] ? ", CUDA runtime " : "", xi->runtime_version);
+    return 0;
+}
+
+static int register_device(struct daemon *d, char *err, size_t errlen)
+{
+    struct board_identity board;
+    board_identify(d->cfg.sysfs_root, BOARD_NV_TEGRA_RELEASE, &board);
+    log_info("main", "board: %s%s%s", board.model, board.l4t[0] ? ", L4T " : "", board.l4t);
+
+    struct db_device *dev = &d->app.device;
+    memset(dev, 0, sizeof *dev);
+    const struct exec_info *xi = &d->app.exec_info;
+    const struct sensor_sampling *got = &d->sensor->got;
+    snprintf(dev->board_model, sizeof dev->board_model, "%s", board.model);
+    snprintf(dev->l4t_version, sizeof dev->l4t_version, "%s", board.l4t);
+    snprintf(dev->cuda_version, sizeof dev->cuda_version, "%s", xi->runtime_version);
+    snprintf(dev->gpu_name, sizeof dev->gpu_name, "%s", xi->device);
+    snprintf(dev->executor, sizeof dev->executor, "%s", xi->name);
+    snprintf(dev->sensor_backend, sizeof dev->sensor_backend, "%s", d->sensor->backend->name);
+    snprintf(dev->sampling_json, sizeof dev->sampling_json,
+             "{\"averaging\":%u,\"bus_conv_us\":%u,\"shunt_conv_us\":%u,\"period_us\":%u}",
+             got->averaging, got->bus_conv_us, got->shunt_conv_us, got->period_us);
+    if (gethostname(dev->hostname, sizeof dev->hostname) != 0)
+        snprintf(dev->hostname, sizeof dev->hostname, "unknown");
+    dev->hostname[sizeof dev->hostname - 1] = '\0';
+    dev->simulated = d->sensor->simulated;
+
+    struct db *db = db_pool_acquire(d->pool);
+    if (!db) {
+        snprintf(err, errlen, "no database connection available from the pool");
+        return -1;
+    }
+    int rc = db_device_upsert(db, dev, &d->app.device_id, err, errlen);
+    db_pool_release(d->pool, db);
+    if (rc != 0)
+        return -1;
+    log_info("main", "device: id %lld, fingerprint %.16s..., host %s%s",
+             (long long)d->app.device_id, dev->fingerprint, dev->hostname,
+             dev->simulated ? ", simulated sensor" : "");
+    return 0;
+}
+
+static int start_runner(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->cfg;
+    struct measure_ctx *m = &d->mctx;
+    memset(m, 0, sizeof *m);
+    m->exec = d->exec;
+    m->sensor = d->sensor;
+    m->sampler = d->sampler;
+    m->settings = (struct measure_settings){
+        .warmup_launches = cfg->warmup_launches,
+        .warmup_ms = cfg->warmup_ms,
+        .min_window_ms = cfg->min_window_ms,
+        .min_samples = cfg->min_samples,
+        .idle_ms = cfg->idle_ms,
+        .idle_refresh_s = cfg->idle_refresh_s,
+        .settle_ms = cfg->settle_ms,
+        .repeats = cfg->repeats,
+        .max_cv = cfg->max_cv,
+        .min_sample_ratio = cfg->min_sample_ratio,
+        .max_launches = cfg->max_launches,
+    };
+    m->device_id = d->app.device_id;
+    m->sysfs_root = cfg->sysfs_root;
+    if (runner_create(cfg->db, m, cfg->job_timeout_s, &d->runner, err, errlen) != 0)
+        return -1;
+    d->app.runner = d->runner;
+    if (runner_start(d->runner, err, errlen) != 0)
+        return -1;
+    d->runner_started = true;
+    log_info("main", "runner: started (%u repeats, window >= %u ms, job time limit %u s)",
+             cfg->repeats, cfg->min_window_ms, cfg->job_timeout_s);
+    return 0;
+}
+
+static int start_http(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->cfg;
+    uint16_t port = 0;
+    if (http_start(&d->app, &d->http, &port, err, errlen) != 0)
+        return -1;
+    bound_address(cfg->listen, port, d->address, sizeof d->address);
+    d->port = port;
+    log_info("main", "http: serving on http://%s (%u threads, auth %s)", d->address,
+             cfg->threads, d->app.token[0] ? "by bearer token" : "off");
+    return 0;
+}
+
+/* ---- shutdown ---- */
+
+/* Unwinds whatever start-up created, in the order that loses nothing. */
+static void teardown(struct daemon *d)
+{
+    if (d->runner && d->runner_started) {
+        struct runner_status st;
+        runner_get_status(d->runner, &st);
+        if (st.running_job)
+            log_info("main", "runner: letting job %lld finish", (long long)st.current_job_id);
+        runner_stop(d->runner);
+        log_info("main", "runner: stopped");
+    }
+    if (d->http) {
+        http_stop(d->http);
+        d->http = NULL;
+        log_info("main", "http: stopped");
+    }
+    if (d->runner) {
+        runner_destroy(d->runner);
+        d->runner = d->app.runner = NULL;
+    }
+    if (d->sampler) {
+        sampler_stop(d->sampler);
+        d->sampler = d->app.sampler = NULL;
+        log_info("main", "sampler: stopped");
+    }
+    if (d->sensor) {
+        sensor_close(d->sensor);
+        d->sensor = d->app.sensor = NULL;
+        log_info("main", "sensor: closed, its configuration restored");
+    }
+    if (d->exec) {
+        exec_close(d->exec);
+        d->exec = NULL;
+    }
+    if (d->pool) {
+        db_pool_close(d->pool);
+        d->pool = d->app.pool = NULL;
+    }
+    if (d->port_file_written && unlink(d->cfg.port_file) != 0 && errno != ENOENT)
+        log_warn("main", "cannot remove port file %s: %s", d->cfg.port_file, strerror(errno));
+    d->port_file_written = false;
+}
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGINT:
+        return "SIGINT";
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGHUP:
+        return "SIGHUP";
+    default:
+        return "signal";
+    }
+}
+
+/* Serves until SIGINT or SIGTERM, keeping the systemd watchdog fed. */
+static void wait_for_stop(const sigset_t *stop_set)
+{
+    uint64_t watchdog_us = 0;
+    bool watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us > 0;
+    uint64_t wait_us = watchdog ? watchdog_us / 2 : 1000000u;
+    struct timespec timeout = {.tv_sec = (time_t)(wait_us / 1000000u),
+                               .tv_nsec = (long)(wait_us % 1000000u) * 1000L};
+    if (watchdog)
+        log_info("main", "systemd watchdog: %llu ms, pinging every %llu ms",
+                 (unsigned long long)(watchdog_us / 1000), (unsigned long long)(wait_us / 1000));
+    for (;;) {
+        if (watchdog)
+            sd_notify(0, "WATCHDOG=1");
+        siginfo_t info;
+        int sig = sigtimedwait(stop_set, &info, &timeout);
+        if (sig < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            log_error("main", "sigtimedwait failed: %s; stopping", strerror(errno));
+            return;
+        }
+        if (sig == SIGHUP) {
+            log_warn("main",
+                     "SIGHUP: configuration reload is not supported yet; restart to apply "
+                     "changes");
+            continue;
+        }
+        log_info("main", "%s received: stopping", signal_name(sig));
+        return;
+    }
+}
+
+/* ---- main ---- */
+
+static int fail_start(struct daemon *d, const char *step, const char *err)
+{
+    log_error("main", "%s failed: %s", step, err);
+    sd_notifyf(0, "STATUS=start-up failed: %s: %s", step, err);
+    teardown(d);
+    return EXIT_RUNTIME;
+}
+
+static int run(struct daemon *d, const sigset_t *stop_set)
+{
+    char err[1024];
+    struct config *cfg = &d->cfg;
+
+    if (cfg->token_file[0]) {
+        if (read_token(cfg->token_file, d->app.token, sizeof d->app.token, err, sizeof err) != 0)
+            return fail_start(d, "auth", err);
+        log_info("main", "auth: mutating endpoints need the bearer token from %s",
+                 cfg->token_file);
+    } else {
+        log_info("main", "auth: off (no server.token_file; listening on loopback only)");
+    }
+    if (open_storage(d, err, sizeof err) != 0)
+        return fail_start(d, "database", err);
+    if (open_sensor(d, err, sizeof err) != 0)
+        return fail_start(d, "sensor", err);
+    if (start_sampler(d, err, sizeof err) != 0)
+        return fail_start(d, "sampler", err);
+    if (open_executor(d, err, sizeof err) != 0)
+        return fail_start(d, "executor", err);
+    if (register_device(d, err, sizeof err) != 0)
+        return fail_start(d, "device registration", err);
+    if (start_runner(d, err, sizeof err) != 0)
+        return fail_start(d, "runner", err);
+    if (start_http(d, err, sizeof err) != 0)
+        return fail_start(d, "http", err);
+    if (cfg->port_file[0]) {
+        if (write_port_file(cfg->port_file, d->port, err, sizeof err) != 0)
+            return fail_start(d, "port file", err);
+        d->port_file_written = true;
+        log_info("main", "port file: wrote %u to %s", d->port, cfg->port_file);
+    }
+
+    sd_notifyf(0, "READY=1\nSTATUS=serving on http://%s", d->address);
+    log_info("main", "ready: serving on http://%s", d->address);
+
+    wait_for_stop(stop_set);
+
+    sd_notify(0, "STOPPING=1");
+    teardown(d);
+    log_info("main", "stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon *d = calloc(1, sizeof *d);
+    if (!d) {
+        fprintf(stderr, "jetprofd: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    char err[1024];
+    enum config_parse_result parsed = config_load(&d->cfg, argc, argv, err, sizeof err);
+    if (parsed != CONFIG_OK) {
+        free(d);
+        if (parsed == CONFIG_EXIT_SUCCESS)
+            return 0;
+        fprintf(stderr, "jetprofd: %s\n", err);
+        return EXIT_CONFIG;
+    }
+    struct config *cfg = &d->cfg;
+    enum jp_log_level level = JP_LOG_INFO;
+    jp_log_level_parse(cfg->log_level, &level); /* the config table allows only valid names */
+    jp_log_set_level(level);
+    if (config_validate(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "jetprofd: %s\n", err);
+        free(d);
+        return EXIT_CONFIG;
+    }
+    if (cfg->check_config) {
+        config_print(cfg, stdout);
+        free(d);
+        return 0;
+    }
+
+    /* Before any thread exists, so every thread inherits the mask and only
+     * sigtimedwait below sees these signals. */
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGHUP);
+    int rc = pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "jetprofd: cannot block signals: %s\n", strerror(rc));
+        free(d);
+        return EXIT_RUNTIME;
+    }
+    /* A client that hangs up must cost an EPIPE, not the daemon. */
+    struct sigaction ignore = {.sa_handler = SIG_IGN};
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGPIPE, &ignore, NULL);
+
+    d->app.cfg = cfg;
+    d->app.started_mono_ns = clock_mono_ns();
+    clock_utc_iso8601(d->app.started_at, sizeof d->app.started_at);
+    log_info("main", "jetprofd %s starting: pid %ld, config file %s, log level %s",
+             JETPROF_VERSION, (long)getpid(), cfg->config_path[0] ? cfg->config_path : "none",
+             cfg->log_level);
+
+    int status = run(d, &stop_set);
+    explicit_bzero(d->app.token, sizeof d->app.token);
+    free(d);
+    return status;
+}
