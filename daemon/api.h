@@ -1,0 +1,199 @@
+/*
+ * api.h - the inside of jetprofd's HTTP API: what http.c hands a handler, what a
+ * handler hands back, the route table, and the helpers every api_<resource>.c
+ * shares (problem+json errors, query parameters, the kernel-config parser).
+ *
+ * Handlers never see libmicrohttpd: http.c collects the method, the path, the
+ * {id} segment, the query parameters and the parsed JSON body into an
+ * api_request, calls the route's handler, and turns the api_response into an
+ * HTTP response. The one exception is waiting for a job (POST /v1/measure):
+ * api_wait_for_job() suspends the connection, and http.c calls the handler a
+ * second time with `resumed` set once the runner has finished the job.
+ *
+ * Not a public interface of the daemon (main.c uses http.h); exposed so that
+ * tests/unit/test_daemon_api.c can test the pure parts without a network.
+ */
+#ifndef JETPROF_API_H
+#define JETPROF_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "../cudakern/catalog.h"
+#include "../db/db.h"
+#include "app.h"
+
+/* ---- errors: RFC 9457 problem details ---- */
+
+#define API_DETAIL_MAX 640
+
+/* A failure on its way to becoming a problem+json response. */
+struct api_error {
+    unsigned status; /* 400, 404, 422, 500, ...; 0 = no error */
+    char detail[API_DETAIL_MAX];
+    char parameter[64]; /* problem member "parameter" when not empty */
+    int line, column;   /* problem members "line"/"column" when line > 0 */
+};
+
+/* Sets status and a printf-formatted detail; clears the other members. */
+void api_error_set(struct api_error *e, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sets e->parameter (truncated at a UTF-8 character boundary). */
+void api_error_param(struct api_error *e, const char *name);
+
+/* Bytes a client sent, safe to put in a message or a log line: printable ASCII
+ * kept, anything else (control characters, non-ASCII, backslash) as \xNN;
+ * shortened with "..." to fit outlen. */
+void api_quote(const char *in, char *out, size_t outlen);
+
+/* The reason phrase of an HTTP status ("Unprocessable Entity"), as the status
+ * line carries it; "Unknown" for codes HTTP does not define. */
+const char *api_reason_phrase(unsigned status);
+
+/* {"type":"about:blank","title":<reason>,"status":N,"detail":..,"instance":..}
+ * plus "parameter", "line"/"column" from e. NULL only when out of memory. */
+json_t *api_problem_json(const struct api_error *e, const char *instance);
+
+/* ---- requests and responses ---- */
+
+struct api_query_param {
+    const char *key;
+    const char *value; /* "" for "?key" without '=' */
+};
+#define API_MAX_QUERY_PARAMS 32
+
+struct http_request; /* http.c's per-request state, opaque to handlers */
+
+struct api_request {
+    struct app *app;
+    const char *method; /* "GET", "POST"; HEAD arrives as "GET" */
+    const char *path;   /* "/v1/measurements/12" (no query string; api_quote'd) */
+    const char *id;     /* the {id} segment of the route, or NULL */
+    const struct api_query_param *query;
+    size_t query_count;
+    bool query_overflow; /* more than API_MAX_QUERY_PARAMS were sent */
+    json_t *body;        /* parsed JSON body (routes with API_BODY_JSON), borrowed */
+    /* Set on the second call after a wait (api_wait_for_job). */
+    bool resumed;
+    int64_t wait_job_id;
+    enum db_job_state wait_state; /* DONE, FAILED, CANCELED, or QUEUED = daemon stopping */
+    struct http_request *http;
+};
+
+struct api_response {
+    unsigned status;
+    json_t *json; /* body as JSON (owned; http.c frees it), or */
+    char *text;   /* a malloc'd non-JSON body (owned) with */
+    size_t text_len;
+    const char *content_type; /* default "application/json"; problems set their own */
+    char location[96];        /* "Location" header when not empty */
+    unsigned retry_after_s;   /* "Retry-After" header when > 0 */
+    bool suspended;           /* set by api_wait_for_job: answer comes later */
+};
+
+/* Fills res with the problem for e (status e->status, application/problem+json). */
+void api_respond_error(struct api_response *res, const struct api_error *e, const char *instance);
+/* Same, with an extra integer member (e.g. "job_id"). */
+void api_respond_error_with_id(struct api_response *res, const struct api_error *e,
+                               const char *instance, const char *member, int64_t value);
+/* Fills res with status and json (reference stolen; NULL = out of memory -> 500). */
+void api_respond_json(struct api_response *res, unsigned status, json_t *json);
+
+/* ---- waiting for a job (http.c) ---- */
+
+enum api_wait_result {
+    API_WAIT_SUSPENDED, /* the handler returns now; it is called again with resumed */
+    API_WAIT_FINISHED,  /* the job finished already (or the server is stopping):
+                           req->wait_state says how; answer now */
+};
+/* Registers a runner waiter for job_id and suspends the connection. Sets
+ * res->suspended when it does. */
+enum api_wait_result api_wait_for_job(struct api_request *req, struct api_response *res,
+                                      int64_t job_id);
+
+/* ---- routes ---- */
+
+typedef void (*api_handler_fn)(struct api_request *req, struct api_response *res);
+
+enum api_body {
+    API_BODY_NONE, /* any body is read and dropped */
+    API_BODY_JSON, /* required, parsed with JSON_REJECT_DUPLICATES */
+};
+
+struct api_route {
+    const char *method;
+    const char *pattern; /* "/v1/measurements/{id}": "{id}" matches one non-empty segment */
+    api_handler_fn handler;
+    bool mutating; /* needs the bearer token when one is configured */
+    enum api_body body;
+};
+
+extern const struct api_route api_routes[];
+extern const size_t api_route_count;
+
+enum api_match {
+    API_MATCH_OK,
+    API_MATCH_NOT_FOUND,  /* no route has this path: 404 */
+    API_MATCH_BAD_METHOD, /* the path exists with other methods: 405 + Allow */
+};
+/*
+ * Finds the route for method and path. HEAD matches GET routes. On OK *route is
+ * set and the {id} segment, if any, is copied into id (idlen bytes; a longer
+ * segment is still matched and truncated, so handlers reject it as not an
+ * integer). On BAD_METHOD allow receives "GET, HEAD" / "POST" etc.
+ */
+enum api_match api_route_match(const char *method, const char *path, const struct api_route **route,
+                               char *id, size_t idlen, char *allow, size_t allowlen);
+
+/* Constant-time check of an Authorization header value against the token:
+ * true for "Bearer <token>" (scheme case-insensitive). */
+bool api_bearer_ok(const char *authorization, const char *token);
+
+/* The handlers (one file per resource). */
+void api_health_get(struct api_request *req, struct api_response *res);
+void api_device_get(struct api_request *req, struct api_response *res);
+void api_kernels_get(struct api_request *req, struct api_response *res);
+void api_measure_post(struct api_request *req, struct api_response *res);
+void api_measurements_list(struct api_request *req, struct api_response *res);
+void api_measurements_get(struct api_request *req, struct api_response *res);
+
+/* ---- pure parts, exposed for tests ---- */
+
+/* "linear, linear_relu, linear_gelu, layernorm" */
+void api_kernel_names(char *buf, size_t buflen);
+
+/*
+ * The body of POST /v1/measure -> a validated kernel_config. *repeats is 0 when
+ * the body has none (the daemon's default). mem_free_bytes is the executor's free
+ * memory (0 = no limit). 0, or -1 with e filled (422, "parameter" naming the
+ * offending member).
+ */
+int api_parse_kernel_config(json_t *body, uint64_t mem_free_bytes, struct kernel_config *cfg,
+                            unsigned *repeats, struct api_error *e);
+
+/* {"batch":64,"in":256,"out":512}, in catalogue order. Length or -1 if it does
+ * not fit. */
+int api_params_json(const struct kernel_config *cfg, char *buf, size_t buflen);
+
+/* GET /v1/measurements query parameters. */
+struct api_measurement_query {
+    struct db_measurement_filter filter; /* kernel/dtype/quality point into the query */
+    bool csv;
+};
+/* 0, or -1 with e (400, "parameter" naming the query parameter). */
+int api_parse_measurement_query(const struct api_query_param *q, size_t n,
+                                struct api_measurement_query *out, struct api_error *e);
+
+/* "127.0.0.1:9740", "[::1]:0", "localhost:9740" -> host and port text.
+ * 0, or -1 with err saying what is wrong with the address. */
+int http_parse_listen(const char *listen, char *host, size_t hostlen, char *port, size_t portlen,
+                      char *err, size_t errlen);
+
+/* Strict decimal int64: optional '-', digits only, no overflow. 0 or -1. */
+int api_parse_int64(const char *s, int64_t *out);
+
+#endif

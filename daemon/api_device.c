@@ -1,0 +1,76 @@
+/*
+ * api_device.c - GET /v1/device: what this daemon measures on and with. The
+ * board and its fingerprint row, the executor chosen at start (and why), the
+ * sensor backend with its rails, the sampling asked for and the sampling got,
+ * and the rate the sampler achieves. "simulated" says when the numbers do not
+ * come from a physical power sensor.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api.h"
+
+static json_t *sampling_json(const struct sensor_sampling *s)
+{
+    return json_pack("{s:I,s:I,s:I,s:I}", "averaging", (json_int_t)s->averaging, "bus_conv_us",
+                     (json_int_t)s->bus_conv_us, "shunt_conv_us", (json_int_t)s->shunt_conv_us,
+                     "period_us", (json_int_t)s->period_us);
+}
+
+static json_t *executor_json(const struct app *app)
+{
+    const struct exec_info *x = &app->exec_info;
+    return json_pack("{s:s,s:s,s:b,s:I,s:I,s:s,s:s}", "name", x->name, "device", x->device,
+                     "is_gpu", x->is_gpu, "mem_free_bytes", (json_int_t)x->mem_free_bytes,
+                     "mem_total_bytes", (json_int_t)x->mem_total_bytes, "runtime_version",
+                     x->runtime_version, "why", app->executor_why);
+}
+
+static json_t *sensor_json(const struct app *app)
+{
+    const struct sensor *s = app->sensor;
+    if (!s)
+        return json_null();
+    json_t *rails = json_array();
+    if (!rails)
+        return NULL;
+    for (unsigned i = 0; i < s->rail_count && i < SENSOR_MAX_RAILS; i++) {
+        json_t *rail = json_pack("{s:s,s:b}", "name", s->rails[i].name, "board_input",
+                                 s->rails[i].is_board_input);
+        if (!rail || json_array_append_new(rails, rail) != 0) {
+            json_decref(rails);
+            return NULL;
+        }
+    }
+    json_t *input = s->board_input_rail >= 0 && (unsigned)s->board_input_rail < s->rail_count
+                        ? json_string(s->rails[s->board_input_rail].name)
+                        : json_null();
+
+    struct sampler_status st = {0};
+    if (app->sampler)
+        sampler_get_status(app->sampler, &st);
+    json_t *expected =
+        s->got.period_us > 0 ? json_real(1e6 / (double)s->got.period_us) : json_null();
+
+    return json_pack("{s:s,s:s,s:b,s:s,s:o,s:o*,s:b,s:{s:o*,s:o*},s:o*,s:f,s:I,s:I}", "backend",
+                     s->backend ? s->backend->name : "?", "description", s->description,
+                     "simulated", s->simulated, "why", app->sensor_why, "rails", rails,
+                     "board_input_rail", input, "board_input_is_sum", s->board_input_is_sum,
+                     "sampling", "asked", sampling_json(&s->asked), "got", sampling_json(&s->got),
+                     "expected_rate_hz", expected, "achieved_rate_hz", st.achieved_rate_hz,
+                     "samples_total", (json_int_t)st.samples_total, "read_errors",
+                     (json_int_t)st.read_errors);
+}
+
+void api_device_get(struct api_request *req, struct api_response *res)
+{
+    const struct app *app = req->app;
+    const struct db_device *d = &app->device;
+    bool simulated = d->simulated || (app->sensor && app->sensor->simulated);
+    json_t *doc =
+        json_pack("{s:I,s:s,s:s,s:{s:s,s:s},s:b,s:o*,s:o*}", "device_id",
+                  (json_int_t)app->device_id, "fingerprint", d->fingerprint, "hostname",
+                  d->hostname, "board", "model", d->board_model, "l4t", d->l4t_version, "simulated",
+                  simulated, "executor", executor_json(app), "sensor", sensor_json(app));
+    api_respond_json(res, 200, doc);
+}

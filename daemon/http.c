@@ -1,0 +1,988 @@
+/*
+ * http.c - jetprofd's HTTP server on libmicrohttpd: listening, the access
+ * handler (per-request state, body limits, routing, auth, JSON parsing), the
+ * route table, responses and problem+json errors, the access log, and
+ * suspend/resume for requests that wait for a job (POST /v1/measure).
+ *
+ * How a request flows: MHD calls on_access() first with the headers only. We
+ * match the route and decide everything that needs no body (404, 405, 401 and a
+ * Content-Length over the limit, 413); such a request is answered at once when
+ * the client waits for "100 Continue", otherwise its body is drained without
+ * being stored and the problem is sent at the end, so the client reads a clean
+ * answer instead of a reset. Bodies of JSON routes are accumulated up to
+ * server.max_body_bytes. On the final call the handler runs and its
+ * api_response becomes the HTTP response.
+ *
+ * Waiting for a job: the handler calls api_wait_for_job(), which registers a
+ * runner_waiter and suspends the connection; the runner thread's callback
+ * records the outcome and resumes it; MHD then calls on_access() again and the
+ * handler answers. A per-request mutex orders suspend before resume, because
+ * MHD forbids resuming a connection that is not suspended and the callback may
+ * fire before the handler gets to suspend. Every waiting request is also in the
+ * server's list so http_stop() can answer any that is left (503) before MHD
+ * stops, since MHD refuses to stop with suspended connections.
+ */
+#include "http.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "../common/clock.h"
+#include "../common/log.h"
+#include "api.h"
+
+#define HTTP_CONNECTION_TIMEOUT_S 60u
+/* How long http_stop() gives waiting requests to be answered before MHD stops. */
+#define HTTP_STOP_GRACE_NS (2LL * 1000000000LL)
+#define HTTP_STOP_FORCE_NS (4LL * 1000000000LL)
+
+struct http_server {
+    struct app *app;
+    struct MHD_Daemon *mhd;
+    pthread_mutex_t lock; /* guards stopping and the waiting list */
+    pthread_cond_t changed;
+    bool stopping;
+    struct http_request *waiting; /* requests registered with the runner */
+};
+
+struct http_request {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    int64_t start_ns;
+    char method[16];
+    char *path;          /* as MHD decoded it: routing */
+    char path_safe[256]; /* quoted (api_quote): messages, instance, the log */
+    const struct api_route *route;
+    char id[64];
+    /* A problem decided before the handler runs (404, 405, 401, 413): the body
+     * is drained and this is the answer. */
+    struct api_error early;
+    char allow[64];
+    char *body;
+    size_t body_len, body_cap;
+    uint64_t body_seen;
+    unsigned status; /* the status queued, for the access log */
+    bool responded;
+    /* waiting for a job: lock orders suspend before resume */
+    pthread_mutex_t lock;
+    bool waiter_added, in_list, suspended, finished, was_suspended;
+    enum db_job_state final_state;
+    int64_t job_id;
+    struct runner_waiter waiter;
+    struct http_request *prev, *next;
+};
+
+/* ---- route table ---- */
+
+const struct api_route api_routes[] = {
+    {"GET", "/v1/health", api_health_get, false, API_BODY_NONE},
+    {"GET", "/v1/device", api_device_get, false, API_BODY_NONE},
+    {"GET", "/v1/kernels", api_kernels_get, false, API_BODY_NONE},
+    {"POST", "/v1/measure", api_measure_post, true, API_BODY_JSON},
+    {"GET", "/v1/measurements", api_measurements_list, false, API_BODY_NONE},
+    {"GET", "/v1/measurements/{id}", api_measurements_get, false, API_BODY_NONE},
+};
+const size_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);
+
+/* Does path match pattern? "{id}" matches one non-empty segment, copied to id. */
+static bool pattern_match(const char *pattern, const char *path, char *id, size_t idlen)
+{
+    const char *p = pattern, *s = path;
+    while (*p) {
+        if (strncmp(p, "{id}", 4) == 0) {
+            size_t n = strcspn(s, "/");
+            if (n == 0)
+                return false;
+            if (id && idlen > 0) {
+                size_t c = n < idlen - 1 ? n : idlen - 1;
+                memcpy(id, s, c);
+                id[c] = '\0';
+            }
+            p += 4;
+            s += n;
+            continue;
+        }
+        if (*p != *s)
+            return false;
+        p++;
+        s++;
+    }
+    return *s == '\0';
+}
+
+static void append(char *buf, size_t buflen, const char *text)
+{
+    size_t used = strlen(buf);
+    if (used < buflen)
+        snprintf(buf + used, buflen - used, "%s", text);
+}
+
+enum api_match api_route_match(const char *method, const char *path, const struct api_route **route,
+                               char *id, size_t idlen, char *allow, size_t allowlen)
+{
+    bool path_known = false;
+    const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    if (allow && allowlen)
+        allow[0] = '\0';
+    if (id && idlen)
+        id[0] = '\0';
+    for (size_t i = 0; i < api_route_count; i++) {
+        const struct api_route *r = &api_routes[i];
+        char seg[64];
+        if (!pattern_match(r->pattern, path, seg, sizeof(seg)))
+            continue;
+        if (strcmp(r->method, m) == 0) {
+            *route = r;
+            if (id && idlen)
+                snprintf(id, idlen, "%s", seg);
+            return API_MATCH_OK;
+        }
+        if (allow && allowlen) {
+            if (path_known)
+                append(allow, allowlen, ", ");
+            append(allow, allowlen, r->method);
+            if (strcmp(r->method, "GET") == 0)
+                append(allow, allowlen, ", HEAD");
+        }
+        path_known = true;
+    }
+    *route = NULL;
+    return path_known ? API_MATCH_BAD_METHOD : API_MATCH_NOT_FOUND;
+}
+
+/* ---- auth ---- */
+
+bool api_bearer_ok(const char *authorization, const char *token)
+{
+    if (!authorization || !token || !token[0])
+        return false;
+    while (*authorization == ' ')
+        authorization++;
+    if (strncasecmp(authorization, "Bearer ", 7) != 0)
+        return false;
+    const char *given = authorization + 7;
+    while (*given == ' ')
+        given++;
+    size_t glen = strlen(given), tlen = strlen(token);
+    /* Time depends on the length the client sent, never on where it differs. */
+    volatile unsigned char diff = (unsigned char)(glen != tlen);
+    for (size_t i = 0; i < glen; i++)
+        diff |= (unsigned char)(given[i] ^ token[i < tlen ? i : 0]);
+    return diff == 0;
+}
+
+/* ---- errors and responses ---- */
+
+/* A truncated string may end inside a UTF-8 sequence, which jansson refuses:
+ * cut the incomplete tail. */
+static void utf8_trim_tail(char *s)
+{
+    size_t n = strlen(s);
+    for (size_t back = 1; back <= 4 && back <= n; back++) {
+        unsigned char c = (unsigned char)s[n - back];
+        if ((c & 0xC0) == 0x80)
+            continue; /* continuation byte: keep looking for the lead */
+        size_t need = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+        if (need > back)
+            s[n - back] = '\0';
+        return;
+    }
+}
+
+void api_error_set(struct api_error *e, unsigned status, const char *fmt, ...)
+{
+    va_list ap;
+    memset(e, 0, sizeof(*e));
+    e->status = status;
+    va_start(ap, fmt);
+    int n = vsnprintf(e->detail, sizeof(e->detail), fmt, ap);
+    va_end(ap);
+    if (n >= (int)sizeof(e->detail))
+        utf8_trim_tail(e->detail);
+}
+
+void api_error_param(struct api_error *e, const char *name)
+{
+    int n = snprintf(e->parameter, sizeof(e->parameter), "%s", name ? name : "");
+    if (n >= (int)sizeof(e->parameter))
+        utf8_trim_tail(e->parameter);
+}
+
+void api_quote(const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+    if (outlen == 0)
+        return;
+    for (const unsigned char *c = (const unsigned char *)(in ? in : ""); *c; c++) {
+        bool plain = *c >= 0x20 && *c < 0x7f && *c != '\\';
+        size_t need = plain ? 1 : 4;
+        /* Room for this character, a possible "..." and the terminator. */
+        if (o + need + (c[1] ? 3 : 0) + 1 > outlen) {
+            if (o + 4 <= outlen) {
+                memcpy(out + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        if (plain)
+            out[o++] = (char)*c;
+        else
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", *c);
+    }
+    out[o] = '\0';
+}
+
+const char *api_reason_phrase(unsigned status) { return MHD_get_reason_phrase_for(status); }
+
+json_t *api_problem_json(const struct api_error *e, const char *instance)
+{
+    unsigned status = e->status ? e->status : 500;
+    json_t *p = json_object();
+    if (!p)
+        return NULL;
+    int rc = 0;
+    rc |= json_object_set_new(p, "type", json_string("about:blank"));
+    rc |= json_object_set_new(p, "title", json_string(api_reason_phrase(status)));
+    rc |= json_object_set_new(p, "status", json_integer(status));
+    /* The detail may quote bytes a client sent; keep the document valid UTF-8. */
+    json_t *detail = json_string(e->detail);
+    if (!detail)
+        detail = json_string("(the detail is not valid UTF-8)");
+    rc |= json_object_set_new(p, "detail", detail);
+    json_t *inst = json_string(instance ? instance : "");
+    rc |= json_object_set_new(p, "instance", inst ? inst : json_string(""));
+    if (e->parameter[0]) {
+        json_t *param = json_string(e->parameter);
+        rc |= json_object_set_new(p, "parameter", param ? param : json_string("?"));
+    }
+    if (e->line > 0) {
+        rc |= json_object_set_new(p, "line", json_integer(e->line));
+        rc |= json_object_set_new(p, "column", json_integer(e->column));
+    }
+    if (rc) {
+        json_decref(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void response_reset(struct api_response *res)
+{
+    json_decref(res->json);
+    free(res->text);
+    res->json = NULL;
+    res->text = NULL;
+    res->text_len = 0;
+}
+
+void api_respond_error_with_id(struct api_response *res, const struct api_error *e,
+                               const char *instance, const char *member, int64_t value)
+{
+    response_reset(res);
+    res->status = e->status ? e->status : 500;
+    res->content_type = "application/problem+json";
+    res->json = api_problem_json(e, instance);
+    if (res->json && member && json_object_set_new(res->json, member, json_integer(value))) {
+        json_decref(res->json);
+        res->json = NULL;
+    }
+}
+
+void api_respond_error(struct api_response *res, const struct api_error *e, const char *instance)
+{
+    api_respond_error_with_id(res, e, instance, NULL, 0);
+}
+
+void api_respond_json(struct api_response *res, unsigned status, json_t *json)
+{
+    response_reset(res);
+    res->status = status;
+    res->content_type = "application/json";
+    res->json = json;
+    if (!json) {
+        struct api_error e;
+        api_error_set(&e, 500, "out of memory while building the response");
+        api_respond_error(res, &e, NULL);
+    }
+}
+
+/* ---- listen address ---- */
+
+int http_parse_listen(const char *listen, char *host, size_t hostlen, char *port, size_t portlen,
+                      char *err, size_t errlen)
+{
+    const char *h, *p;
+    size_t hl;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':') {
+            snprintf(err, errlen, "listen address '%s': expected [IPv6]:PORT such as [::1]:9740",
+                     listen);
+            return -1;
+        }
+        h = listen + 1;
+        hl = (size_t)(close - h);
+        p = close + 2;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (!colon) {
+            snprintf(err, errlen, "listen address '%s': expected HOST:PORT such as 127.0.0.1:9740",
+                     listen);
+            return -1;
+        }
+        h = listen;
+        hl = (size_t)(colon - h);
+        p = colon + 1;
+        if (memchr(h, ':', hl)) {
+            snprintf(err, errlen,
+                     "listen address '%s': put an IPv6 address in brackets, e.g. [::1]:9740",
+                     listen);
+            return -1;
+        }
+    }
+    if (hl == 0) {
+        snprintf(err, errlen,
+                 "listen address '%s' has no host (0.0.0.0:PORT or [::]:PORT listens on every "
+                 "interface)",
+                 listen);
+        return -1;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(p, &end, 10);
+    if (!*p || *p == '-' || *p == '+' || *end || errno || v > 65535) {
+        snprintf(err, errlen, "listen address '%s': port '%s' is not a number in [0, 65535]",
+                 listen, p);
+        return -1;
+    }
+    if (hl >= hostlen) {
+        snprintf(err, errlen, "listen address '%s': host name too long", listen);
+        return -1;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    snprintf(port, portlen, "%lu", v);
+    return 0;
+}
+
+/* ---- logging ---- */
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    log_warn("http", "libmicrohttpd: %s", line);
+}
+
+static const char *termination_name(enum MHD_RequestTerminationCode toe)
+{
+    switch (toe) {
+    case MHD_REQUEST_TERMINATED_COMPLETED_OK: return "completed";
+    case MHD_REQUEST_TERMINATED_WITH_ERROR: return "connection error";
+    case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED: return "timed out";
+    case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN: return "server shutting down";
+    case MHD_REQUEST_TERMINATED_READ_ERROR: return "client closed the connection";
+    case MHD_REQUEST_TERMINATED_CLIENT_ABORT: return "client aborted";
+    }
+    return "terminated";
+}
+
+/* ---- per-request state ---- */
+
+static struct http_request *request_new(struct http_server *srv, struct MHD_Connection *conn,
+                                        const char *method, const char *url)
+{
+    struct http_request *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->path = strdup(url ? url : "");
+    if (!r->path || pthread_mutex_init(&r->lock, NULL) != 0) {
+        free(r->path);
+        free(r);
+        return NULL;
+    }
+    r->srv = srv;
+    r->conn = conn;
+    r->start_ns = clock_mono_ns();
+    api_quote(method ? method : "?", r->method, sizeof(r->method));
+    api_quote(r->path, r->path_safe, sizeof(r->path_safe));
+    return r;
+}
+
+static void list_remove_locked(struct http_server *srv, struct http_request *r)
+{
+    if (!r->in_list)
+        return;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        srv->waiting = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    r->in_list = false;
+    pthread_cond_broadcast(&srv->changed);
+}
+
+static void request_free(struct http_request *r)
+{
+    struct http_server *srv = r->srv;
+    if (r->waiter_added && srv->app->runner)
+        runner_remove_waiter(srv->app->runner, &r->waiter);
+    pthread_mutex_lock(&srv->lock);
+    list_remove_locked(srv, r);
+    pthread_mutex_unlock(&srv->lock);
+    pthread_mutex_destroy(&r->lock);
+    free(r->body);
+    free(r->path);
+    free(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    struct http_request *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    double ms = (double)(clock_mono_ns() - r->start_ns) / 1e6;
+    bool quiet = strcmp(r->path_safe, "/v1/health") == 0 && r->status == 200;
+    enum jp_log_level level = quiet ? JP_LOG_DEBUG : JP_LOG_INFO;
+    if (r->status && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        jp_log(level, "http", "%s %s %u %.1f ms", r->method, r->path_safe, r->status, ms);
+    else if (r->status)
+        jp_log(level, "http", "%s %s %u %.1f ms (%s)", r->method, r->path_safe, r->status, ms,
+               termination_name(toe));
+    else
+        jp_log(level, "http", "%s %s - %.1f ms (%s, no response)", r->method, r->path_safe, ms,
+               termination_name(toe));
+    request_free(r);
+}
+
+/* ---- sending ---- */
+
+static enum MHD_Result add_header(struct MHD_Response *resp, const char *name, const char *value)
+{
+    return MHD_add_response_header(resp, name, value);
+}
+
+/* Queues res (and frees what it owns). allow/www_auth are extra headers or NULL. */
+static enum MHD_Result send_response(struct http_request *r, struct api_response *res,
+                                     const char *allow, const char *www_auth)
+{
+    char *body = NULL;
+    size_t len = 0;
+    bool oom = false;
+    const char *ctype = res->content_type ? res->content_type : "application/json";
+    if (res->json) {
+        size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(12);
+        size_t need = json_dumpb(res->json, NULL, 0, flags);
+        body = need ? malloc(need + 1) : NULL;
+        if (body && json_dumpb(res->json, body, need, flags) == need) {
+            body[need] = '\n';
+            len = need + 1;
+        } else {
+            free(body);
+            body = NULL;
+            oom = true;
+        }
+        json_decref(res->json);
+        res->json = NULL;
+    } else if (res->text) {
+        body = res->text;
+        len = res->text_len;
+        res->text = NULL;
+    }
+    if (oom) {
+        log_error("http", "%s %s: out of memory while serialising the response", r->method,
+                  r->path_safe);
+        return MHD_NO;
+    }
+    struct MHD_Response *resp =
+        body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+             : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(body);
+        log_error("http", "%s %s: cannot create the response", r->method, r->path_safe);
+        return MHD_NO;
+    }
+    char retry[16];
+    bool ok = add_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) == MHD_YES &&
+              add_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES;
+    if (ok && res->location[0])
+        ok = add_header(resp, MHD_HTTP_HEADER_LOCATION, res->location) == MHD_YES;
+    if (ok && res->retry_after_s) {
+        snprintf(retry, sizeof(retry), "%u", res->retry_after_s);
+        ok = add_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry) == MHD_YES;
+    }
+    if (ok && allow)
+        ok = add_header(resp, MHD_HTTP_HEADER_ALLOW, allow) == MHD_YES;
+    if (ok && www_auth)
+        ok = add_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, www_auth) == MHD_YES;
+    enum MHD_Result rc = ok ? MHD_queue_response(r->conn, res->status, resp) : MHD_NO;
+    MHD_destroy_response(resp);
+    if (rc == MHD_YES) {
+        r->status = res->status;
+        r->responded = true;
+    } else {
+        log_error("http", "%s %s: cannot queue the %u response", r->method, r->path_safe,
+                  res->status);
+    }
+    return rc;
+}
+
+static enum MHD_Result send_problem(struct http_request *r, const struct api_error *e,
+                                    const char *allow, const char *www_auth)
+{
+    struct api_response res = {0};
+    api_respond_error(&res, e, r->path_safe);
+    return send_response(r, &res, allow, www_auth);
+}
+
+/* ---- the access handler ---- */
+
+static const char *header(struct MHD_Connection *conn, const char *name)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
+/* Route, auth and Content-Length: everything that can be decided from headers. */
+static void request_classify(struct http_request *r)
+{
+    struct app *app = r->srv->app;
+    struct api_error *e = &r->early;
+    enum api_match m = api_route_match(r->method, r->path, &r->route, r->id, sizeof(r->id),
+                                       r->allow, sizeof(r->allow));
+    if (m == API_MATCH_NOT_FOUND) {
+        api_error_set(e, 404,
+                      "no resource at %s; the API has /v1/health, /v1/device, /v1/kernels, "
+                      "/v1/measure, /v1/measurements and /v1/measurements/{id}",
+                      r->path_safe);
+    } else if (m == API_MATCH_BAD_METHOD) {
+        api_error_set(e, 405, "method %s is not allowed on %s; allowed: %s", r->method,
+                      r->path_safe, r->allow);
+    } else if (r->route->mutating && app->token[0]) {
+        const char *auth = header(r->conn, MHD_HTTP_HEADER_AUTHORIZATION);
+        if (!auth)
+            api_error_set(e, 401, "%s %s needs an 'Authorization: Bearer <token>' header",
+                          r->method, r->path_safe);
+        else if (!api_bearer_ok(auth, app->token))
+            api_error_set(e, 401, "the bearer token in the Authorization header is not valid");
+    }
+    if (e->status == 0) {
+        const char *cl = header(r->conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (end != cl && *end == '\0' && errno == 0 && v > app->cfg->max_body_bytes)
+                api_error_set(e, 413,
+                              "request body of %llu bytes is larger than the %" PRIu64
+                              " bytes server.max_body_bytes allows",
+                              v, app->cfg->max_body_bytes);
+        }
+    }
+}
+
+static void request_take_body(struct http_request *r, const char *data, size_t size)
+{
+    uint64_t limit = r->srv->app->cfg->max_body_bytes;
+    r->body_seen += size;
+    if (r->early.status || !r->route || r->route->body != API_BODY_JSON)
+        return; /* drained, not stored */
+    if (r->body_seen > limit) {
+        api_error_set(&r->early, 413,
+                      "request body is larger than the %" PRIu64
+                      " bytes server.max_body_bytes allows",
+                      limit);
+        free(r->body);
+        r->body = NULL;
+        r->body_len = r->body_cap = 0;
+        return;
+    }
+    if (r->body_len + size + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 4096;
+        while (cap < r->body_len + size + 1)
+            cap *= 2;
+        char *nb = realloc(r->body, cap);
+        if (!nb) {
+            api_error_set(&r->early, 500, "out of memory while reading the request body");
+            return;
+        }
+        r->body = nb;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, size);
+    r->body_len += size;
+    r->body[r->body_len] = '\0';
+}
+
+static enum MHD_Result send_early(struct http_request *r)
+{
+    const char *allow = r->early.status == 405 ? r->allow : NULL;
+    const char *www = r->early.status == 401 ? "Bearer realm=\"jetprof\"" : NULL;
+    return send_problem(r, &r->early, allow, www);
+}
+
+struct query_collect {
+    struct api_query_param *params;
+    size_t count;
+    bool overflow;
+};
+
+static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    struct query_collect *q = cls;
+    if (q->count >= API_MAX_QUERY_PARAMS) {
+        q->overflow = true;
+        return MHD_NO;
+    }
+    q->params[q->count].key = key ? key : "";
+    q->params[q->count].value = value ? value : "";
+    q->count++;
+    return MHD_YES;
+}
+
+static enum MHD_Result run_handler(struct http_request *r)
+{
+    struct api_query_param params[API_MAX_QUERY_PARAMS];
+    struct query_collect qc = {params, 0, false};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_query, &qc);
+
+    struct api_request req = {
+        .app = r->srv->app,
+        .method = r->route->method,
+        .path = r->path_safe,
+        .id = strstr(r->route->pattern, "{id}") ? r->id : NULL,
+        .query = params,
+        .query_count = qc.count,
+        .query_overflow = qc.overflow,
+        .http = r,
+    };
+    struct api_response res = {0};
+    json_t *body = NULL;
+
+    if (r->was_suspended) {
+        pthread_mutex_lock(&r->lock);
+        req.resumed = true;
+        req.wait_job_id = r->job_id;
+        req.wait_state = r->finished ? r->final_state : DB_JOB_QUEUED;
+        pthread_mutex_unlock(&r->lock);
+    } else if (r->route->body == API_BODY_JSON) {
+        struct api_error e = {0};
+        if (r->body_len == 0) {
+            api_error_set(&e, 400,
+                          "%s %s needs a JSON object in the request body; the body is empty",
+                          r->method, r->path_safe);
+            return send_problem(r, &e, NULL, NULL);
+        }
+        json_error_t jerr;
+        body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!body) {
+            char text[JSON_ERROR_TEXT_LENGTH * 4];
+            api_quote(jerr.text, text, sizeof(text)); /* it may quote the bad bytes */
+            api_error_set(&e, 400, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
+                          text);
+            e.line = jerr.line > 0 ? jerr.line : 1;
+            e.column = jerr.column > 0 ? jerr.column : 1;
+            return send_problem(r, &e, NULL, NULL);
+        }
+        req.body = body;
+    }
+
+    r->route->handler(&req, &res);
+    json_decref(body);
+    if (res.suspended) {
+        r->was_suspended = true;
+        response_reset(&res);
+        return MHD_YES;
+    }
+    if (res.status == 0) {
+        response_reset(&res);
+        struct api_error e;
+        api_error_set(&e, 500, "the handler of %s %s gave no answer", r->method, r->path_safe);
+        return send_problem(r, &e, NULL, NULL);
+    }
+    return send_response(r, &res, NULL, NULL);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    struct http_server *srv = cls;
+    struct http_request *r = *con_cls;
+
+    if (!r) {
+        r = request_new(srv, conn, method, url);
+        if (!r) {
+            log_error("http", "%s %s: out of memory for the request state", method, url);
+            return MHD_NO;
+        }
+        *con_cls = r;
+        request_classify(r);
+        const char *expect = header(conn, MHD_HTTP_HEADER_EXPECT);
+        /* The client sends nothing until "100 Continue": answer now instead. */
+        if (r->early.status && expect && strcasecmp(expect, "100-continue") == 0)
+            return send_early(r);
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!r->responded)
+            request_take_body(r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->responded)
+        return MHD_YES;
+    if (r->early.status)
+        return send_early(r);
+    return run_handler(r);
+}
+
+/* ---- waiting for a job ---- */
+
+/* Records the outcome once and resumes the connection if it is suspended.
+ * true when this call recorded it. */
+static bool finish_wait(struct http_request *r, enum db_job_state state)
+{
+    bool first = false;
+    pthread_mutex_lock(&r->lock);
+    if (!r->finished) {
+        first = true;
+        r->finished = true;
+        r->final_state = state;
+        if (r->suspended) {
+            r->suspended = false;
+            MHD_resume_connection(r->conn);
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return first;
+}
+
+/* Runner thread: must not block; the request lock is held only for flag updates. */
+static void on_job_done(int64_t job_id, enum db_job_state state, void *ctx)
+{
+    (void)job_id;
+    (void)finish_wait(ctx, state);
+}
+
+enum api_wait_result api_wait_for_job(struct api_request *req, struct api_response *res,
+                                      int64_t job_id)
+{
+    struct http_request *r = req->http;
+    req->wait_job_id = job_id;
+    req->wait_state = DB_JOB_QUEUED;
+    if (!r || !req->app->runner)
+        return API_WAIT_FINISHED;
+    struct http_server *srv = r->srv;
+
+    r->job_id = job_id;
+    r->waiter = (struct runner_waiter){.job_id = job_id, .done = on_job_done, .ctx = r};
+    pthread_mutex_lock(&srv->lock);
+    if (srv->stopping) {
+        pthread_mutex_unlock(&srv->lock);
+        return API_WAIT_FINISHED;
+    }
+    r->waiter_added = true; /* before the list publishes r to http_stop */
+    r->next = srv->waiting;
+    r->prev = NULL;
+    if (srv->waiting)
+        srv->waiting->prev = r;
+    srv->waiting = r;
+    r->in_list = true;
+    pthread_mutex_unlock(&srv->lock);
+
+    /* May call on_job_done on this thread when the job is finished already, so
+     * r->lock must not be held here. */
+    runner_add_waiter(req->app->runner, &r->waiter);
+
+    pthread_mutex_lock(&r->lock);
+    if (r->finished) {
+        req->wait_state = r->final_state;
+        pthread_mutex_unlock(&r->lock);
+        return API_WAIT_FINISHED;
+    }
+    MHD_suspend_connection(r->conn);
+    r->suspended = true;
+    pthread_mutex_unlock(&r->lock);
+    res->suspended = true;
+    return API_WAIT_SUSPENDED;
+}
+
+/* ---- start and stop ---- */
+
+/* Why bind() fails on addr, for the start-up error (MHD only logs it). */
+static void bind_diagnosis(const struct sockaddr *addr, socklen_t len, char *why, size_t whylen)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, addr, len) != 0)
+        snprintf(why, whylen, "%s", strerror(errno));
+    else
+        snprintf(why, whylen, "libmicrohttpd could not start (see the log above)");
+    close(fd);
+}
+
+int http_start(struct app *app, struct http_server **out, uint16_t *port_out, char *err,
+               size_t errlen)
+{
+    const struct config *cfg = app->cfg;
+    char host[CONFIG_STR_MAX], port[8];
+    *out = NULL;
+    if (http_parse_listen(cfg->listen, host, sizeof(host), port, sizeof(port), err, errlen) != 0)
+        return -1;
+
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai != 0 || !ai) {
+        snprintf(err, errlen, "listen address '%s': cannot resolve '%s': %s", cfg->listen, host,
+                 gai ? gai_strerror(gai) : "no address");
+        if (ai)
+            freeaddrinfo(ai);
+        return -1;
+    }
+    struct sockaddr_storage addr;
+    socklen_t addrlen = ai->ai_addrlen <= sizeof(addr) ? (socklen_t)ai->ai_addrlen : 0;
+    memset(&addr, 0, sizeof(addr));
+    memcpy(&addr, ai->ai_addr, addrlen);
+    freeaddrinfo(ai);
+    if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) {
+        snprintf(err, errlen, "listen address '%s' is neither IPv4 nor IPv6", cfg->listen);
+        return -1;
+    }
+
+    struct http_server *srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    srv->app = app;
+    if (pthread_mutex_init(&srv->lock, NULL) != 0) {
+        free(srv);
+        snprintf(err, errlen, "cannot create a mutex");
+        return -1;
+    }
+    if (pthread_cond_init(&srv->changed, NULL) != 0) {
+        pthread_mutex_destroy(&srv->lock);
+        free(srv);
+        snprintf(err, errlen, "cannot create a condition variable");
+        return -1;
+    }
+
+    unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    unsigned pool = cfg->threads > 1 ? cfg->threads : 0;
+    srv->mhd =
+        MHD_start_daemon(flags, (uint16_t)strtoul(port, NULL, 10), NULL, NULL, on_access, srv,
+                         /* first, so that MHD's own start-up messages use it */
+                         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv, MHD_OPTION_SOCK_ADDR,
+                         (const struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, pool,
+                         MHD_OPTION_CONNECTION_TIMEOUT, HTTP_CONNECTION_TIMEOUT_S,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+    if (!srv->mhd) {
+        char why[160];
+        bind_diagnosis((const struct sockaddr *)&addr, addrlen, why, sizeof(why));
+        snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, why);
+        pthread_cond_destroy(&srv->changed);
+        pthread_mutex_destroy(&srv->lock);
+        free(srv);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    uint16_t bound = info ? info->port : 0;
+    if (bound == 0) {
+        snprintf(err, errlen, "listening on %s, but cannot tell which port was bound", cfg->listen);
+        MHD_stop_daemon(srv->mhd);
+        pthread_cond_destroy(&srv->changed);
+        pthread_mutex_destroy(&srv->lock);
+        free(srv);
+        return -1;
+    }
+    if (port_out)
+        *port_out = bound;
+    log_debug("http", "libmicrohttpd listening on %s, port %u, %u worker thread%s", cfg->listen,
+              bound, pool ? pool : 1, pool > 1 ? "s" : "");
+    *out = srv;
+    return 0;
+}
+
+void http_stop(struct http_server *srv)
+{
+    if (!srv)
+        return;
+    struct runner *runner = srv->app->runner;
+    int64_t start = clock_mono_ns();
+    unsigned answered = 0;
+
+    pthread_mutex_lock(&srv->lock);
+    srv->stopping = true;
+    while (srv->waiting) {
+        int64_t elapsed = clock_mono_ns() - start;
+        if (elapsed > HTTP_STOP_FORCE_NS)
+            break;
+        /* The runner normally answered every waiter in runner_stop(); a request
+         * that registered after that is answered here. Past the grace period
+         * every one left is answered, registered or not (request_free removes
+         * its waiter before the memory goes). */
+        for (struct http_request *r = srv->waiting; r; r = r->next) {
+            if (elapsed > HTTP_STOP_GRACE_NS ||
+                (runner && r->waiter_added && runner_remove_waiter(runner, &r->waiter))) {
+                if (finish_wait(r, DB_JOB_QUEUED))
+                    answered++;
+            }
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 50 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&srv->changed, &srv->lock, &until);
+    }
+    bool left = srv->waiting != NULL;
+    pthread_mutex_unlock(&srv->lock);
+    if (answered)
+        log_info("http", "answered %u waiting measurement request%s with 503 (stopping)", answered,
+                 answered == 1 ? "" : "s");
+    if (left)
+        log_warn("http", "stopping with waiting requests still unanswered after %.1f s",
+                 (double)HTTP_STOP_FORCE_NS / 1e9);
+    MHD_stop_daemon(srv->mhd);
+    pthread_cond_destroy(&srv->changed);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+}
