@@ -698,7 +698,7 @@ static enum MHD_Result run_handler(struct http_request *r)
             return send_problem(r, &e, NULL, NULL);
         }
         json_error_t jerr;
-        body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         if (!body) {
             char text[JSON_ERROR_TEXT_LENGTH * 4];
             api_quote(jerr.text, text, sizeof(text)); /* it may quote the bad bytes */
