@@ -85,17 +85,7 @@ struct http_request {
     struct http_request *prev, *next;
 };
 
-/* ---- route table ---- */
-
-const struct api_route api_routes[] = {
-    {"GET", "/v1/health", api_health_get, false, API_BODY_NONE},
-    {"GET", "/v1/device", api_device_get, false, API_BODY_NONE},
-    {"GET", "/v1/kernels", api_kernels_get, false, API_BODY_NONE},
-    {"POST", "/v1/measure", api_measure_post, true, API_BODY_JSON},
-    {"GET", "/v1/measurements", api_measurements_list, false, API_BODY_NONE},
-    {"GET", "/v1/measurements/{id}", api_measurements_get, false, API_BODY_NONE},
-};
-const size_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);
+/* The route table is in routes.c. */
 
 /* Does path match pattern? "{id}" matches one non-empty segment, copied to id. */
 static bool pattern_match(const char *pattern, const char *path, char *id, size_t idlen)

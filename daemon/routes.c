@@ -1,0 +1,18 @@
+/*
+ * routes.c - jetprofd's route table: every endpoint, its method, its handler,
+ * whether it mutates (and so needs the bearer token) and whether it takes a JSON
+ * body. http.c matches requests against it (404 for an unknown path, 405 with
+ * Allow for a known path and another method); adding an endpoint is one line here
+ * and one api_<resource>.c.
+ */
+#include "api.h"
+
+const struct api_route api_routes[] = {
+    {"GET", "/v1/health", api_health_get, false, API_BODY_NONE},
+    {"GET", "/v1/device", api_device_get, false, API_BODY_NONE},
+    {"GET", "/v1/kernels", api_kernels_get, false, API_BODY_NONE},
+    {"POST", "/v1/measure", api_measure_post, true, API_BODY_JSON},
+    {"GET", "/v1/measurements", api_measurements_list, false, API_BODY_NONE},
+    {"GET", "/v1/measurements/{id}", api_measurements_get, false, API_BODY_NONE},
+};
+const size_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);
