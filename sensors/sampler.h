@@ -29,6 +29,9 @@ struct sampler_window {
     int64_t t0_ns, t1_ns;
     unsigned rail_count;
     struct sampler_rail_stats rail[SENSOR_MAX_RAILS];
+    /* Sensor faults inside [t0, t1]: failed reads and reconfigurations. A window
+     * with faults is marked by the measurement; no sample is ever invented. */
+    unsigned faults;
 };
 
 /*
@@ -70,8 +73,17 @@ struct sampler_status {
     uint64_t read_errors;     /* failed sensor reads since start */
     double achieved_rate_hz;  /* over the last second of samples */
     char last_error[160];     /* most recent read error, "" if none */
+    uint64_t overruns;        /* times the sampler fell a whole period or more behind */
 };
 void sampler_get_status(struct sampler *sp, struct sampler_status *out);
+
+/*
+ * Pauses reads, calls the backend's configure op, resumes; the sampling period
+ * follows s->got. Windows spanning the change count it as a fault.
+ * -1 with err when the backend cannot reconfigure or the chip refused.
+ */
+int sampler_reconfigure(struct sampler *sp, const struct sensor_sampling *req, char *err,
+                        size_t errlen);
 
 /* Default ring: 60 s at 1 kHz. */
 #define SAMPLER_DEFAULT_RING_CAPACITY 60000u

@@ -61,6 +61,17 @@ struct sensor_options {
     double sim_noise_mw;       /* standard deviation of additive noise */
     unsigned sim_tau_us;       /* time constant of the simulated converter's smoothing */
     uint64_t sim_seed;         /* noise seed, so tests are repeatable */
+    /* ina3221-i2c: everything not set here comes from the board table (boards.h) */
+    int i2c_bus;               /* -1 = from the board table */
+    unsigned i2c_addr;         /* 0 = from the board table; else 0x40..0x43 */
+    unsigned shunt_uohm[3];    /* per channel; 0 = from the board table */
+    const char *rail_names[3]; /* per channel; NULL = board table; "NC" = not connected */
+    bool force;                /* I2C_SLAVE_FORCE when a kernel driver owns the address */
+    bool i2c_emulated;         /* test double: the emulated INA3221 (ina3221_emu.h)
+                                * instead of <dev_root>/i2c-N; values are simulated */
+    /* nvml */
+    const char *nvml_lib;      /* NULL or "" = "libnvidia-ml.so.1" */
+    unsigned nvml_device;      /* device index */
 };
 
 struct sensor;
@@ -79,6 +90,12 @@ struct sensor_backend {
     /* Restore the configuration found at open and free impl. Must be safe to call
      * from the shutdown path after the sampler thread has stopped. */
     void (*close)(struct sensor *s);
+    /* Apply new sampling while open (PUT /v1/sensor/sampling) and set s->got from
+     * what the chip or driver actually took (read back). NULL = this backend's
+     * sampling cannot be changed. Only called through sampler_reconfigure, with
+     * the sampler's reads paused. */
+    int (*configure)(struct sensor *s, const struct sensor_sampling *req, char *err,
+                     size_t errlen);
 };
 
 struct sensor {
