@@ -147,12 +147,20 @@ $(OUT)/tests/%: tests/unit/%.c $$(TEST_LIBS_$$(call test_module,$$*))
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(TEST_LIBS_$(call test_module,$*)) $(PKG_LIBS) $(CMOCKA_LIBS) $(SYS_LIBS)
 
+# Shared-object test doubles (e.g. a fake libnvidia-ml): tests/fixtures/<name>.c ->
+# $(OUT)/fixtures/lib<name>.so; a test finds them at dirname(argv[0])/../fixtures/.
+FIXTURE_SRC  := $(wildcard tests/fixtures/*.c)
+FIXTURE_LIBS := $(patsubst tests/fixtures/%.c,$(OUT)/fixtures/lib%.so,$(FIXTURE_SRC))
+$(OUT)/fixtures/lib%.so: tests/fixtures/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fPIC -shared -I. -o $@ $<
+
 test: deps
 	@$(MAKE) --no-print-directory all SAN=$(SAN)
-	@$(MAKE) --no-print-directory $(UNIT_BINS) SAN=$(SAN)
+	@$(MAKE) --no-print-directory $(UNIT_BINS) $(FIXTURE_LIBS) SAN=$(SAN)
 	@JETPROFD=$(JETPROFD) JETPROF=$(JETPROF) UNIT_DIR=$(OUT)/tests SAN=$(SAN) tests/run-tests
 
-unit: all $(UNIT_BINS)
+unit: all $(UNIT_BINS) $(FIXTURE_LIBS)
 	@JETPROFD=$(JETPROFD) JETPROF=$(JETPROF) UNIT_DIR=$(OUT)/tests SAN=$(SAN) tests/run-tests --unit-only
 
 # ---- benchmarks ----
