@@ -37,7 +37,7 @@ endif
 OBJ := $(OUT)/obj
 
 # pkg-config may be absent before install-deps has run; keep make usable for `make clean`.
-PKGS      := libmicrohttpd sqlite3 jansson inih libsystemd
+PKGS      := libmicrohttpd sqlite3 jansson inih libsystemd libgpiod
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CURL_LIBS := $(shell pkg-config --libs libcurl jansson 2>/dev/null)
