@@ -47,7 +47,8 @@ WARN      := -Wall -Wextra -Werror
 CFLAGS    ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP -I. $(PKG_CFLAGS)
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
-SYS_LIBS  := -lpthread -ldl -lm
+# libi2c (i2c-tools) has no pkg-config file.
+SYS_LIBS  := -li2c -lpthread -ldl -lm
 
 # ---- CUDA detection ----
 NVCC := $(shell command -v nvcc 2>/dev/null || { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
