@@ -89,6 +89,28 @@ int ina3221_conv_time_index(unsigned conv_us)
     return table_index(ina3221_conv_time_us, conv_us);
 }
 
+static unsigned table_nearest_index(const unsigned *table, unsigned value)
+{
+    unsigned best = 0;
+    for (unsigned i = 1; i < INA3221_TABLE_SIZE; i++) {
+        unsigned d = value > table[i] ? value - table[i] : table[i] - value;
+        unsigned bd = value > table[best] ? value - table[best] : table[best] - value;
+        if (d < bd)
+            best = i;
+    }
+    return best;
+}
+
+unsigned ina3221_averaging_nearest_index(unsigned samples)
+{
+    return table_nearest_index(ina3221_averaging_samples, samples);
+}
+
+unsigned ina3221_conv_time_nearest_index(unsigned conv_us)
+{
+    return table_nearest_index(ina3221_conv_time_us, conv_us);
+}
+
 static void format_table(const unsigned *table, char *buf, size_t buflen)
 {
     size_t used = 0;

@@ -122,6 +122,11 @@ extern const unsigned ina3221_conv_time_us[INA3221_TABLE_SIZE];      /* 140 .. 8
  * does not list it. */
 int ina3221_averaging_index(unsigned samples);
 int ina3221_conv_time_index(unsigned conv_us);
+/* Field value of the listed sample count or conversion time nearest to any
+ * value (a tie goes to the smaller one), for callers that snap a request to
+ * the table instead of refusing it (the ina3221-hwmon backend). */
+unsigned ina3221_averaging_nearest_index(unsigned samples);
+unsigned ina3221_conv_time_nearest_index(unsigned conv_us);
 /* "1, 4, 16, 64, 128, 256, 512, 1024" and "140, 204, ..., 8244" (us), for messages. */
 void ina3221_format_averaging_values(char *buf, size_t buflen);
 void ina3221_format_conv_times(char *buf, size_t buflen);

@@ -62,16 +62,14 @@
 #include "boards.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "ina3221.h"
+#include "sysfs_attr.h"
 
 #define MOD "ina3221-hwmon"
 #define HWMON_MAX_CHIPS SENSOR_MAX_RAILS
-#define HWMON_CHANNELS 3
 
-/* The driver's lookup tables (ina3221_conv_time[], ina3221_avg_samples[]). */
-static const unsigned conv_time_us[] = {140, 204, 332, 588, 1100, 2116, 4156, 8244};
-static const unsigned avg_samples[] = {1, 4, 16, 64, 128, 256, 512, 1024};
-#define CONV_COUNT (sizeof conv_time_us / sizeof conv_time_us[0])
-#define AVG_COUNT (sizeof avg_samples / sizeof avg_samples[0])
+/* The driver's lookup tables (ina3221_conv_time[], ina3221_avg_samples[]) are
+ * the datasheet's: ina3221_conv_time_us[] and ina3221_averaging_samples[]. */
 
 /* How a driver version reports update_interval (see the header comment). */
 enum interval_readback {
@@ -127,14 +125,14 @@ static unsigned driver_conv_idx_for_interval(long interval_ms, unsigned channels
 {
     long d = (long)channels * samples;
     long ct = (interval_ms * 500 + d / 2) / d; /* DIV_ROUND_CLOSEST(ms*1000/2, d) */
-    return find_closest(ct, conv_time_us, CONV_COUNT);
+    return find_closest(ct, ina3221_conv_time_us, INA3221_TABLE_SIZE);
 }
 
 /* What update_interval reads after the driver runs with conv_idx. */
 static long predicted_interval_ms(unsigned conv_idx, unsigned channels, long samples,
                                   enum interval_readback rb)
 {
-    long us = (long)channels * 2 * conv_time_us[conv_idx];
+    long us = (long)channels * 2 * ina3221_conv_time_us[conv_idx];
     if (rb != READBACK_NO_SAMPLES)
         us *= samples;
     return (us + 500) / 1000;
@@ -147,12 +145,13 @@ static long predicted_interval_ms(unsigned conv_idx, unsigned channels, long sam
  */
 static long interval_for_conv_idx(unsigned want_idx, unsigned channels, long samples)
 {
-    long want = conv_time_us[want_idx];
+    long want = ina3221_conv_time_us[want_idx];
     long nominal_us = (long)channels * samples * 2 * want;
-    long max_ms = (long)channels * samples * 2 * conv_time_us[CONV_COUNT - 1] / 1000 + 2;
+    long slowest_us = ina3221_conv_time_us[INA3221_TABLE_SIZE - 1];
+    long max_ms = (long)channels * samples * 2 * slowest_us / 1000 + 2;
     long best = 0, best_miss = -1, best_off = -1;
     for (long ms = 0; ms <= max_ms; ms++) {
-        long got = conv_time_us[driver_conv_idx_for_interval(ms, channels, samples)];
+        long got = ina3221_conv_time_us[driver_conv_idx_for_interval(ms, channels, samples)];
         long miss = labs(got - want);
         long off = labs(ms * 1000 - nominal_us);
         if (best_miss < 0 || miss < best_miss || (miss == best_miss && off < best_off)) {
@@ -189,132 +188,6 @@ static enum interval_readback classify_readback(long interval_ms, unsigned chann
     return prior;
 }
 
-static unsigned nearest_idx(unsigned value, const unsigned *table, unsigned n)
-{
-    unsigned best = 0;
-    for (unsigned i = 1; i < n; i++) {
-        unsigned d = value > table[i] ? value - table[i] : table[i] - value;
-        unsigned bd = value > table[best] ? value - table[best] : table[best] - value;
-        if (d < bd)
-            best = i;
-    }
-    return best;
-}
-
-/* ---- small file helpers ---- */
-
-static int path_join(char *out, size_t outlen, const char *dir, const char *name)
-{
-    int n = snprintf(out, outlen, "%s/%s", dir, name);
-    return (n < 0 || (size_t)n >= outlen) ? -1 : 0;
-}
-
-/* Reads a whole small attribute from offset 0 into buf (NUL-terminated, trailing
- * whitespace cut). Returns its length, or -1 with errno. */
-static long pread_text(int fd, char *buf, size_t buflen)
-{
-    ssize_t n;
-    do {
-        n = pread(fd, buf, buflen - 1, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ' || buf[n - 1] == '\r' ||
-                     buf[n - 1] == '\t' || buf[n - 1] == '\0'))
-        n--;
-    buf[n] = '\0';
-    return (long)n;
-}
-
-/* 0 and *out, or -1 with a reason ("empty", "not a number: ...", strerror). */
-static int pread_long(int fd, long *out, char *why, size_t whylen)
-{
-    char buf[64];
-    long n = pread_text(fd, buf, sizeof buf);
-    if (n < 0) {
-        snprintf(why, whylen, "%s", strerror(errno));
-        return -1;
-    }
-    if (n == 0) {
-        snprintf(why, whylen, "empty (the driver returned no data)");
-        return -1;
-    }
-    char *end;
-    errno = 0;
-    long v = strtol(buf, &end, 10);
-    if (errno != 0 || *end != '\0') {
-        snprintf(why, whylen, "not a number: '%.20s'", buf);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int open_attr(const char *dir, const char *name, int flags)
-{
-    char path[PATH_MAX + 64];
-    if (path_join(path, sizeof path, dir, name) != 0) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    return open(path, flags | O_CLOEXEC);
-}
-
-/* Reads <dir>/<name> once as text; -1 with errno when it is absent or unreadable. */
-static long read_attr_text(const char *dir, const char *name, char *buf, size_t buflen)
-{
-    int fd = open_attr(dir, name, O_RDONLY);
-    if (fd < 0)
-        return -1;
-    long n = pread_text(fd, buf, buflen);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return n;
-}
-
-/* Writes a decimal value the way `echo v > attr` does. 0, or -1 with errno. */
-static int write_attr_long(const char *dir, const char *name, long value)
-{
-    int fd = open_attr(dir, name, O_WRONLY | O_TRUNC);
-    if (fd < 0)
-        return -1;
-    char buf[32];
-    int len = snprintf(buf, sizeof buf, "%ld\n", value);
-    ssize_t w;
-    do {
-        w = write(fd, buf, (size_t)len);
-    } while (w < 0 && errno == EINTR);
-    int saved = errno;
-    if (close(fd) != 0 && w >= 0) {
-        saved = errno;
-        w = -1;
-    }
-    if (w != len) {
-        errno = w < 0 ? saved : EIO;
-        return -1;
-    }
-    return 0;
-}
-
-/* Escapes glob metacharacters so a sysfs_root is matched literally. */
-static int glob_escape(char *out, size_t outlen, const char *in)
-{
-    size_t o = 0;
-    for (const char *p = in; *p; p++) {
-        if (strchr("*?[]\\", *p)) {
-            if (o + 1 >= outlen)
-                return -1;
-            out[o++] = '\\';
-        }
-        if (o + 1 >= outlen)
-            return -1;
-        out[o++] = *p;
-    }
-    out[o] = '\0';
-    return 0;
-}
-
 /* ---- chips ---- */
 
 static void chip_close_fds(struct hw_chip *c)
@@ -346,11 +219,11 @@ static int chip_read_sampling(struct hw_chip *c, long *samples, long *interval_m
                               size_t errlen)
 {
     char why[96];
-    if (pread_long(c->samples_fd, samples, why, sizeof why) != 0) {
+    if (sysfs_attr_pread_long(c->samples_fd, samples, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s samples: %s", c->id, why);
         return -1;
     }
-    if (pread_long(c->interval_fd, interval_ms, why, sizeof why) != 0) {
+    if (sysfs_attr_pread_long(c->interval_fd, interval_ms, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s update_interval: %s", c->id, why);
         return -1;
     }
@@ -384,7 +257,8 @@ static int chip_refresh(struct hw_chip *c, int expect_idx, char *err, size_t err
         if (expect_idx >= 0)
             log_warn(MOD, "%s: update_interval reads %ld ms, not what a %u us conversion "
                           "gives; taking %u us from the read-back",
-                     c->id, interval, conv_time_us[expect_idx], conv_time_us[c->conv_idx]);
+                     c->id, interval, ina3221_conv_time_us[expect_idx],
+                     ina3221_conv_time_us[c->conv_idx]);
     }
     c->samples = samples;
     return 0;
@@ -430,15 +304,10 @@ static int chip_open(struct hwmon *h, struct sensor *s, const struct board *b,
     struct hw_chip *c = &h->chips[h->chip_count];
     memset(c, 0, sizeof *c);
     c->samples_fd = c->interval_fd = -1;
-    size_t len = strlen(match);
-    while (len > 1 && match[len - 1] == '/')
-        len--;
-    if (len >= sizeof c->dir) {
+    if (sysfs_dir_from_match(c->dir, sizeof c->dir, match) != 0) {
         snprintf(err, errlen, "path too long: %.60s...", match);
         return -1;
     }
-    memcpy(c->dir, match, len);
-    c->dir[len] = '\0';
     /* The chip id is the path component before "/hwmon/hwmonN". */
     const char *hw = NULL;
     for (const char *p = strstr(c->dir, "/hwmon/hwmon"); p; p = strstr(p + 1, "/hwmon/hwmon"))
@@ -458,21 +327,21 @@ static int chip_open(struct hwmon *h, struct sensor *s, const struct board *b,
     unsigned first_rail = h->rail_count;
     h->chip_count++; /* from here on hwmon_free closes what this chip opened */
 
-    c->samples_fd = open_attr(c->dir, "samples", O_RDONLY);
+    c->samples_fd = sysfs_attr_open(c->dir, "samples", O_RDONLY);
     if (c->samples_fd < 0) {
         snprintf(err, errlen, "%s: cannot open samples: %s", c->id, strerror(errno));
         return -1;
     }
-    c->interval_fd = open_attr(c->dir, "update_interval", O_RDONLY);
+    c->interval_fd = sysfs_attr_open(c->dir, "update_interval", O_RDONLY);
     if (c->interval_fd < 0) {
         snprintf(err, errlen, "%s: cannot open update_interval: %s", c->id, strerror(errno));
         return -1;
     }
 
-    for (unsigned ch = 1; ch <= HWMON_CHANNELS; ch++) {
+    for (unsigned ch = 1; ch <= INA3221_CHANNELS; ch++) {
         char name[32], buf[64];
         snprintf(name, sizeof name, "in%u_enable", ch);
-        long n = read_attr_text(c->dir, name, buf, sizeof buf);
+        long n = sysfs_attr_read_text(c->dir, name, buf, sizeof buf);
         bool enabled = n < 0 ? (errno == ENOENT) : strcmp(buf, "0") != 0;
         if (n < 0 && errno != ENOENT) {
             snprintf(err, errlen, "%s: cannot read %s: %s", c->id, name, strerror(errno));
@@ -486,19 +355,10 @@ static int chip_open(struct hwmon *h, struct sensor *s, const struct board *b,
 
         char label[SENSOR_RAIL_NAME_MAX];
         snprintf(name, sizeof name, "in%u_label", ch);
-        n = read_attr_text(c->dir, name, buf, sizeof buf);
-        if (n < 0 && errno != ENOENT) {
-            snprintf(err, errlen, "%s: cannot read %s: %s", c->id, name, strerror(errno));
+        n = sysfs_attr_read_label(c->dir, name, c->id, label, sizeof label, NULL, err, errlen);
+        if (n < 0)
             return -1;
-        }
-        if (n > 0) {
-            if ((size_t)n >= sizeof label) {
-                snprintf(err, errlen, "%s: %s '%s' is longer than %d characters", c->id, name,
-                         buf, SENSOR_RAIL_NAME_MAX - 1);
-                return -1;
-            }
-            memcpy(label, buf, (size_t)n + 1);
-        } else {
+        if (n == 0) {
             const char *bn = board_rail_name(b, c, ch);
             if (bn)
                 snprintf(label, sizeof label, "%s", bn);
@@ -520,13 +380,13 @@ static int chip_open(struct hwmon *h, struct sensor *s, const struct board *b,
         r->in_fd = r->curr_fd = -1;
         h->rail_count++;
         snprintf(name, sizeof name, "in%u_input", ch);
-        r->in_fd = open_attr(c->dir, name, O_RDONLY);
+        r->in_fd = sysfs_attr_open(c->dir, name, O_RDONLY);
         if (r->in_fd < 0) {
             snprintf(err, errlen, "%s: cannot open %s: %s", c->id, name, strerror(errno));
             return -1;
         }
         snprintf(name, sizeof name, "curr%u_input", ch);
-        r->curr_fd = open_attr(c->dir, name, O_RDONLY);
+        r->curr_fd = sysfs_attr_open(c->dir, name, O_RDONLY);
         if (r->curr_fd < 0) {
             snprintf(err, errlen, "%s: cannot open %s: %s", c->id, name, strerror(errno));
             return -1;
@@ -577,16 +437,16 @@ static int chip_apply(struct hw_chip *c, const struct sensor_sampling *req, int 
     *expect_idx = -1;
     long samples = c->samples;
     if (req->averaging) {
-        long want = avg_samples[nearest_idx(req->averaging, avg_samples, AVG_COUNT)];
+        long want = ina3221_averaging_samples[ina3221_averaging_nearest_index(req->averaging)];
         *what = "samples";
-        if (write_attr_long(c->dir, "samples", want) != 0)
+        if (sysfs_attr_write_long(c->dir, "samples", want) != 0)
             return -1;
         c->changed = true;
         samples = want;
         /* The driver snaps to its table; the interval mapping below needs what it took. */
         char why[96];
         long now;
-        if (pread_long(c->samples_fd, &now, why, sizeof why) == 0 && now >= 1)
+        if (sysfs_attr_pread_long(c->samples_fd, &now, why, sizeof why) == 0 && now >= 1)
             samples = now;
     }
     unsigned conv = requested_conv_us(req);
@@ -598,17 +458,17 @@ static int chip_apply(struct hw_chip *c, const struct sensor_sampling *req, int 
         return 0;
     }
     {
-        unsigned want_idx = nearest_idx(conv, conv_time_us, CONV_COUNT);
+        unsigned want_idx = ina3221_conv_time_nearest_index(conv);
         long ms = interval_for_conv_idx(want_idx, c->channels, samples);
         *what = "update_interval";
-        if (write_attr_long(c->dir, "update_interval", ms) != 0)
+        if (sysfs_attr_write_long(c->dir, "update_interval", ms) != 0)
             return -1;
         c->changed = true;
         *expect_idx = (int)driver_conv_idx_for_interval(ms, c->channels, samples);
-        if (conv_time_us[*expect_idx] != conv)
+        if (ina3221_conv_time_us[*expect_idx] != conv)
             log_info(MOD, "%s: the driver cannot run %u us conversions with %u channels and "
                           "%ld samples; nearest is %u us",
-                     c->id, conv, c->channels, samples, conv_time_us[*expect_idx]);
+                     c->id, conv, c->channels, samples, ina3221_conv_time_us[*expect_idx]);
     }
     return 0;
 }
@@ -617,11 +477,11 @@ static int chip_apply(struct hw_chip *c, const struct sensor_sampling *req, int 
 static int chip_restore(struct hw_chip *c, const char **what)
 {
     *what = "samples";
-    if (write_attr_long(c->dir, "samples", c->found_samples) != 0)
+    if (sysfs_attr_write_long(c->dir, "samples", c->found_samples) != 0)
         return -1;
     long ms = interval_for_conv_idx(c->found_conv_idx, c->channels, c->found_samples);
     *what = "update_interval";
-    if (write_attr_long(c->dir, "update_interval", ms) != 0)
+    if (sysfs_attr_write_long(c->dir, "update_interval", ms) != 0)
         return -1;
     return 0;
 }
@@ -667,7 +527,7 @@ static void fill_got(const struct hwmon *h, unsigned asked_period_us,
     memset(got, 0, sizeof *got);
     for (unsigned i = 0; i < h->chip_count; i++) {
         const struct hw_chip *c = &h->chips[i];
-        unsigned conv = conv_time_us[c->conv_idx];
+        unsigned conv = ina3221_conv_time_us[c->conv_idx];
         unsigned period = c->channels * 2 * conv;
         if ((unsigned)c->samples > got->averaging)
             got->averaging = (unsigned)c->samples;
@@ -737,27 +597,15 @@ static int hwmon_open(struct sensor *s, const struct sensor_options *opt, char *
                       size_t errlen)
 {
     const char *root = opt->sysfs_root && opt->sysfs_root[0] ? opt->sysfs_root : "/sys";
-    char escaped[PATH_MAX], pattern[PATH_MAX + 64];
-    if (glob_escape(escaped, sizeof escaped, root) != 0 ||
-        snprintf(pattern, sizeof pattern, "%s/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/",
-                 escaped) >= (int)sizeof pattern) {
-        snprintf(err, errlen, "sysfs_root is too long (%zu bytes)", strlen(root));
-        return -1;
-    }
     glob_t g;
-    int rc = glob(pattern, GLOB_ONLYDIR, NULL, &g);
-    if (rc == GLOB_NOMATCH) {
+    int rc = sysfs_glob_dirs(root, "bus/i2c/drivers/ina3221/*/hwmon/hwmon*/", &g, err, errlen);
+    if (rc < 0)
+        return -1;
+    if (rc > 0) {
         snprintf(err, errlen,
                  "no ina3221 hwmon device under %s/bus/i2c/drivers/ina3221/*/hwmon/ "
                  "(not JetPack 5/6, or the driver is not bound)",
                  root);
-        globfree(&g);
-        return -1;
-    }
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot search %s/bus/i2c/drivers/ina3221: %s", root,
-                 rc == GLOB_NOSPACE ? "out of memory" : "read error");
-        globfree(&g);
         return -1;
     }
 
@@ -829,12 +677,12 @@ static int hwmon_read(struct sensor *s, struct sensor_sample *out, char *err, si
         const struct hw_rail *r = &h->rails[i];
         char why[96];
         long mv, ma;
-        if (pread_long(r->in_fd, &mv, why, sizeof why) != 0) {
+        if (sysfs_attr_pread_long(r->in_fd, &mv, why, sizeof why) != 0) {
             snprintf(err, errlen, "%s in%u_input (%s): %s", h->chips[r->chip].id, r->channel,
                      s->rails[i].name, why);
             return -1;
         }
-        if (pread_long(r->curr_fd, &ma, why, sizeof why) != 0) {
+        if (sysfs_attr_pread_long(r->curr_fd, &ma, why, sizeof why) != 0) {
             snprintf(err, errlen, "%s curr%u_input (%s): %s", h->chips[r->chip].id,
                      r->channel, s->rails[i].name, why);
             return -1;

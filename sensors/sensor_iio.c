@@ -44,27 +44,18 @@
 #include "boards.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "ina3221.h"
+#include "sysfs_attr.h"
 
 #define MOD "ina3221x-iio"
 #define IIO_MAX_CHIPS SENSOR_MAX_RAILS
-#define IIO_CHANNELS 3
-
-/* INA3221 CONFIG fields (datasheet SBOS576; reference/ina3221.md). */
-static const unsigned conv_time_us[] = {140, 204, 332, 588, 1100, 2116, 4156, 8244};
-static const unsigned avg_samples[] = {1, 4, 16, 64, 128, 256, 512, 1024};
-#define CONFIG_CH_EN_SHIFT 12  /* bits 14..12: channels 1, 2, 3 */
-#define CONFIG_AVG_SHIFT 9     /* bits 11..9 */
-#define CONFIG_VBUSCT_SHIFT 6  /* bits 8..6 */
-#define CONFIG_VSHCT_SHIFT 3   /* bits 5..3 */
-#define CONFIG_MODE_SHUNT 0x1u /* MODE bit 0: shunt conversions */
-#define CONFIG_MODE_BUS 0x2u   /* MODE bit 1: bus conversions */
 
 struct iio_chip {
     char id[32];        /* "6-0040" */
     char dir[PATH_MAX]; /* .../iio:deviceN, no trailing slash */
     bool triggered;     /* running_mode 0: one-shot conversion per read */
     bool config_known;
-    uint32_t config;
+    uint16_t config;    /* the INA3221 CONFIG register (ina3221.h decodes it) */
 };
 
 struct iio_rail {
@@ -79,85 +70,6 @@ struct iio {
     unsigned rail_count;
     struct iio_rail rails[SENSOR_MAX_RAILS];
 };
-
-static long pread_text(int fd, char *buf, size_t buflen)
-{
-    ssize_t n;
-    do {
-        n = pread(fd, buf, buflen - 1, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ' || buf[n - 1] == '\r' ||
-                     buf[n - 1] == '\t' || buf[n - 1] == '\0'))
-        n--;
-    buf[n] = '\0';
-    return (long)n;
-}
-
-static int pread_long(int fd, long *out, char *why, size_t whylen)
-{
-    char buf[64];
-    long n = pread_text(fd, buf, sizeof buf);
-    if (n < 0) {
-        snprintf(why, whylen, "%s", strerror(errno));
-        return -1;
-    }
-    if (n == 0) {
-        snprintf(why, whylen, "empty (the driver returned no data)");
-        return -1;
-    }
-    char *end;
-    errno = 0;
-    long v = strtol(buf, &end, 10);
-    if (errno != 0 || *end != '\0') {
-        snprintf(why, whylen, "not a number: '%.20s'", buf);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int open_attr(const char *dir, const char *name)
-{
-    char path[PATH_MAX + 64];
-    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= sizeof path) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    return open(path, O_RDONLY | O_CLOEXEC);
-}
-
-/* Reads <dir>/<name> once into buf as text; its length, or -1 with errno. */
-static long read_attr_text(const char *dir, const char *name, char *buf, size_t buflen)
-{
-    int fd = open_attr(dir, name);
-    if (fd < 0)
-        return -1;
-    long n = pread_text(fd, buf, buflen);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return n;
-}
-
-static int glob_escape(char *out, size_t outlen, const char *in)
-{
-    size_t o = 0;
-    for (const char *p = in; *p; p++) {
-        if (strchr("*?[]\\", *p)) {
-            if (o + 1 >= outlen)
-                return -1;
-            out[o++] = '\\';
-        }
-        if (o + 1 >= outlen)
-            return -1;
-        out[o++] = *p;
-    }
-    out[o] = '\0';
-    return 0;
-}
 
 static void iio_free(struct iio *d)
 {
@@ -176,41 +88,26 @@ static void iio_free(struct iio *d)
 
 /*
  * Reads the CONFIG word the driver programs from the device tree: a 4-byte
- * big-endian property under <device>/of_node/. -1 when there is none.
+ * big-endian property under <device>/of_node/ whose low 16 bits are the
+ * register (the upper ones are ignored, as the chip has none). -1 when there
+ * is none.
  */
-static int read_dt_config(const char *device_dir, const char *property, uint32_t *out)
+static int read_dt_config(const char *device_dir, const char *property, uint16_t *out)
 {
-    char path[PATH_MAX + 64];
-    int n = snprintf(path, sizeof path, "%s/of_node/%s", device_dir, property);
-    if (n < 0 || (size_t)n >= sizeof path)
+    char name[64];
+    int n = snprintf(name, sizeof name, "of_node/%s", property);
+    if (n < 0 || (size_t)n >= sizeof name)
         return -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = sysfs_attr_open(device_dir, name, O_RDONLY);
     if (fd < 0)
         return -1;
     unsigned char b[8];
-    ssize_t r;
-    do {
-        r = pread(fd, b, sizeof b, 0);
-    } while (r < 0 && errno == EINTR);
+    ssize_t r = sysfs_attr_pread(fd, b, sizeof b);
     close(fd);
     if (r != 4)
         return -1;
-    *out = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    *out = (uint16_t)((unsigned)b[2] << 8 | b[3]);
     return 0;
-}
-
-/* The sampling a CONFIG word describes; period 0 when it converts nothing. */
-static void decode_config(uint32_t config, struct sensor_sampling *out)
-{
-    unsigned channels = 0;
-    for (unsigned bit = 0; bit < 3; bit++)
-        channels += (config >> (CONFIG_CH_EN_SHIFT + bit)) & 1u;
-    out->averaging = avg_samples[(config >> CONFIG_AVG_SHIFT) & 7u];
-    out->bus_conv_us = conv_time_us[(config >> CONFIG_VBUSCT_SHIFT) & 7u];
-    out->shunt_conv_us = conv_time_us[(config >> CONFIG_VSHCT_SHIFT) & 7u];
-    unsigned per_channel = ((config & CONFIG_MODE_BUS) ? out->bus_conv_us : 0) +
-                           ((config & CONFIG_MODE_SHUNT) ? out->shunt_conv_us : 0);
-    out->period_us = channels * per_channel;
 }
 
 static int chip_open(struct iio *d, struct sensor *s, const char *match, char *err,
@@ -222,15 +119,10 @@ static int chip_open(struct iio *d, struct sensor *s, const char *match, char *e
     }
     struct iio_chip *c = &d->chips[d->chip_count];
     memset(c, 0, sizeof *c);
-    size_t len = strlen(match);
-    while (len > 1 && match[len - 1] == '/')
-        len--;
-    if (len >= sizeof c->dir) {
+    if (sysfs_dir_from_match(c->dir, sizeof c->dir, match) != 0) {
         snprintf(err, errlen, "path too long: %.60s...", match);
         return -1;
     }
-    memcpy(c->dir, match, len);
-    c->dir[len] = '\0';
 
     /* <device>/iio:deviceN: the device directory and its name ("6-0040"). */
     char device_dir[PATH_MAX];
@@ -242,26 +134,21 @@ static int chip_open(struct iio *d, struct sensor *s, const char *match, char *e
     snprintf(c->id, sizeof c->id, "%.31s", base ? base + 1 : "?");
 
     unsigned first_rail = d->rail_count;
-    for (unsigned k = 0; k < IIO_CHANNELS; k++) {
-        char name[40], label[64];
+    for (unsigned k = 0; k < INA3221_CHANNELS; k++) {
+        char name[40], label[SENSOR_RAIL_NAME_MAX];
+        bool absent;
         snprintf(name, sizeof name, "rail_name_%u", k);
-        long n = read_attr_text(c->dir, name, label, sizeof label);
-        if (n < 0) {
-            if (errno == ENOENT) {
-                log_debug(MOD, "%s has no %s: channel %u skipped", c->id, name, k);
-                continue;
-            }
-            snprintf(err, errlen, "%s: cannot read %s: %s", c->id, name, strerror(errno));
+        long n = sysfs_attr_read_label(c->dir, name, c->id, label, sizeof label, &absent, err,
+                                       errlen);
+        if (n < 0)
             return -1;
+        if (absent) {
+            log_debug(MOD, "%s has no %s: channel %u skipped", c->id, name, k);
+            continue;
         }
         if (n == 0 || strcmp(label, "(null)") == 0 || strcmp(label, "NC") == 0) {
             log_debug(MOD, "%s channel %u is not connected ('%s'): skipped", c->id, k, label);
             continue;
-        }
-        if ((size_t)n >= SENSOR_RAIL_NAME_MAX) {
-            snprintf(err, errlen, "%s: %s '%s' is longer than %d characters", c->id, name,
-                     label, SENSOR_RAIL_NAME_MAX - 1);
-            return -1;
         }
         if (d->rail_count >= SENSOR_MAX_RAILS) {
             snprintf(err, errlen, "more than %d connected rails found", SENSOR_MAX_RAILS);
@@ -276,7 +163,7 @@ static int chip_open(struct iio *d, struct sensor *s, const char *match, char *e
         int *fds[] = {&r->power_fd, &r->volt_fd, &r->curr_fd};
         for (unsigned f = 0; f < 3; f++) {
             snprintf(name, sizeof name, files[f], k);
-            *fds[f] = open_attr(c->dir, name);
+            *fds[f] = sysfs_attr_open(c->dir, name, O_RDONLY);
             if (*fds[f] < 0) {
                 snprintf(err, errlen, "%s: cannot open %s: %s", c->id, name, strerror(errno));
                 return -1;
@@ -291,7 +178,7 @@ static int chip_open(struct iio *d, struct sensor *s, const char *match, char *e
     }
 
     char mode[16];
-    long n = read_attr_text(c->dir, "running_mode", mode, sizeof mode);
+    long n = sysfs_attr_read_text(c->dir, "running_mode", mode, sizeof mode);
     c->triggered = n > 0 && strcmp(mode, "0") == 0;
     const char *prop = c->triggered ? "ti,trigger-config" : "ti,continuous-config";
     c->config_known = read_dt_config(device_dir, prop, &c->config) == 0;
@@ -336,7 +223,7 @@ static void fill_got(const struct iio *d, const struct sensor_sampling *req,
             continue;
         }
         struct sensor_sampling one;
-        decode_config(c->config, &one);
+        ina3221_config_to_sampling(c->config, &one);
         if (one.averaging > got->averaging)
             got->averaging = one.averaging;
         if (one.bus_conv_us > got->bus_conv_us)
@@ -358,27 +245,15 @@ static int iio_open(struct sensor *s, const struct sensor_options *opt, char *er
                     size_t errlen)
 {
     const char *root = opt->sysfs_root && opt->sysfs_root[0] ? opt->sysfs_root : "/sys";
-    char escaped[PATH_MAX], pattern[PATH_MAX + 64];
-    if (glob_escape(escaped, sizeof escaped, root) != 0 ||
-        snprintf(pattern, sizeof pattern, "%s/bus/i2c/drivers/ina3221x/*/iio:device*/",
-                 escaped) >= (int)sizeof pattern) {
-        snprintf(err, errlen, "sysfs_root is too long (%zu bytes)", strlen(root));
-        return -1;
-    }
     glob_t g;
-    int rc = glob(pattern, GLOB_ONLYDIR, NULL, &g);
-    if (rc == GLOB_NOMATCH) {
+    int rc = sysfs_glob_dirs(root, "bus/i2c/drivers/ina3221x/*/iio:device*/", &g, err, errlen);
+    if (rc < 0)
+        return -1;
+    if (rc > 0) {
         snprintf(err, errlen,
                  "no ina3221x IIO device under %s/bus/i2c/drivers/ina3221x/*/ "
                  "(not JetPack 4, or the driver is not bound)",
                  root);
-        globfree(&g);
-        return -1;
-    }
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot search %s/bus/i2c/drivers/ina3221x: %s", root,
-                 rc == GLOB_NOSPACE ? "out of memory" : "read error");
-        globfree(&g);
         return -1;
     }
     struct iio *d = calloc(1, sizeof *d);
@@ -452,17 +327,17 @@ static int iio_read(struct sensor *s, struct sensor_sample *out, char *err, size
         const char *chip = d->chips[r->chip].id;
         char why[96];
         long mw, mv, ma;
-        if (pread_long(r->power_fd, &mw, why, sizeof why) != 0) {
+        if (sysfs_attr_pread_long(r->power_fd, &mw, why, sizeof why) != 0) {
             snprintf(err, errlen, "%s in_power%u_input (%s): %s", chip, r->channel,
                      s->rails[i].name, why);
             return -1;
         }
-        if (pread_long(r->volt_fd, &mv, why, sizeof why) != 0) {
+        if (sysfs_attr_pread_long(r->volt_fd, &mv, why, sizeof why) != 0) {
             snprintf(err, errlen, "%s in_voltage%u_input (%s): %s", chip, r->channel,
                      s->rails[i].name, why);
             return -1;
         }
-        if (pread_long(r->curr_fd, &ma, why, sizeof why) != 0) {
+        if (sysfs_attr_pread_long(r->curr_fd, &ma, why, sizeof why) != 0) {
             snprintf(err, errlen, "%s in_current%u_input (%s): %s", chip, r->channel,
                      s->rails[i].name, why);
             return -1;
