@@ -222,6 +222,29 @@ size_t catalog_output_elements(const struct kernel_config *cfg)
     return n > SIZE_MAX ? SIZE_MAX : (size_t)n;
 }
 
+unsigned catalog_input_elements(const struct kernel_config *cfg,
+                                uint64_t elements[CATALOG_MAX_INPUTS])
+{
+    if (!cfg || !cfg->kernel || !elements)
+        return 0;
+    const int64_t *p = cfg->params;
+    switch (cfg->kernel->op) {
+    case KOP_LINEAR:
+    case KOP_LINEAR_RELU:
+    case KOP_LINEAR_GELU:
+        elements[0] = mul_sat(u64_param(p[0]), u64_param(p[1])); /* x[batch][in] */
+        elements[1] = mul_sat(u64_param(p[2]), u64_param(p[1])); /* W[out][in] */
+        elements[2] = u64_param(p[2]);                           /* bias[out] */
+        return 3;
+    case KOP_LAYERNORM:
+        elements[0] = mul_sat(u64_param(p[0]), u64_param(p[1])); /* x[rows][cols] */
+        elements[1] = u64_param(p[1]);                           /* gamma[cols] */
+        elements[2] = u64_param(p[1]);                           /* beta[cols] */
+        return 3;
+    }
+    return 0;
+}
+
 /* "batch=64,in=256,out=512" */
 static int format_params(const struct kernel_config *cfg, char *buf, size_t buflen)
 {

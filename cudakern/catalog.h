@@ -73,7 +73,10 @@ struct kernel_features {
     double flops;                /* floating-point operations per invocation */
     double bytes;                /* bytes read + written per invocation (ideal) */
     double arithmetic_intensity; /* flops / bytes */
-    uint64_t memory_bytes;       /* device memory the configuration needs */
+    /* The configuration's own buffers (inputs, output, cuBLASLt workspace for
+     * linear*) in its dtype: a feature and a lower bound. What an executor
+     * really allocates, transient copies included, is exec_memory_needed(). */
+    uint64_t memory_bytes;
 };
 
 size_t catalog_count(void);
@@ -95,6 +98,16 @@ void catalog_features(const struct kernel_config *cfg, struct kernel_features *o
 
 /* Element counts of the output tensor, for oracle comparisons. */
 size_t catalog_output_elements(const struct kernel_config *cfg);
+
+/*
+ * Element counts of the input tensors, in the order kernel_data_generate()
+ * makes them (linear*: x, weight, bias; layernorm: x, gamma, beta), saturating
+ * at UINT64_MAX. Returns how many tensors were written (0 for no kernel). The
+ * executors' memory_needed is built on these.
+ */
+#define CATALOG_MAX_INPUTS 4
+unsigned catalog_input_elements(const struct kernel_config *cfg,
+                                uint64_t elements[CATALOG_MAX_INPUTS]);
 
 /*
  * Canonical text key of a configuration, identical for identical configs:

@@ -192,6 +192,16 @@ int exec_read_output(struct executor *ex, float *dst, size_t count, char *err, s
 
 void exec_release(struct executor *ex) { ex->ops->release(ex); }
 
+uint64_t exec_memory_needed(struct executor *ex, const struct kernel_config *cfg)
+{
+    return ex->ops->memory_needed(ex, cfg);
+}
+
+int exec_memory_free(struct executor *ex, uint64_t *free_bytes)
+{
+    return ex->ops->memory_free(ex, free_bytes);
+}
+
 void exec_close(struct executor *ex)
 {
     if (!ex)

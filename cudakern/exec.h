@@ -8,7 +8,9 @@
  * the same config and seed give the same inputs on either executor.
  *
  * One executor runs one prepared configuration at a time; it is not thread-safe
- * and is driven by the runner alone.
+ * and is driven by the runner alone. The exceptions are memory_needed and
+ * memory_free, which any thread may call at any time (the HTTP threads check a
+ * request against them while the runner measures).
  */
 #ifndef JETPROF_EXEC_H
 #define JETPROF_EXEC_H
@@ -20,7 +22,7 @@
 #include "catalog.h"
 
 /* Bumped whenever struct executor_ops changes; the CUDA plugin must match. */
-#define JETPROF_EXEC_ABI_VERSION 1u
+#define JETPROF_EXEC_ABI_VERSION 2u
 
 struct exec_info {
     char name[16];         /* "cpu", "cuda" */
@@ -50,6 +52,20 @@ struct executor_ops {
     void (*release)(struct executor *ex);
     /* Release and free the executor itself. */
     void (*close)(struct executor *ex);
+
+    /* ---- ABI 2: thread-safe, callable from any thread ---- */
+
+    /* The bytes this executor really allocates to prepare and run cfg, at the
+     * peak of prepare: host and device buffers, workspaces and the transient
+     * host copies prepare makes (the fp32 master data, fp16 conversions). Pure
+     * arithmetic on cfg (saturating; UINT64_MAX for configurations that cannot
+     * exist), the same figure memory_free is compared with. */
+    uint64_t (*memory_needed)(struct executor *ex, const struct kernel_config *cfg);
+    /* The memory a new configuration may use now, in the units memory_needed
+     * counts (see each executor), read fresh on every call. prepare releases the
+     * configuration prepared before it first, so what that configuration holds
+     * counts as free. 0, or -1 when the figure cannot be read. */
+    int (*memory_free)(struct executor *ex, uint64_t *free_bytes);
 };
 
 struct executor {
@@ -80,6 +96,9 @@ int exec_run(struct executor *ex, unsigned launches, double *elapsed_us, char *e
 int exec_read_output(struct executor *ex, float *dst, size_t count, char *err, size_t errlen);
 void exec_release(struct executor *ex);
 void exec_close(struct executor *ex);
+/* Thread-safe (see executor_ops). */
+uint64_t exec_memory_needed(struct executor *ex, const struct kernel_config *cfg);
+int exec_memory_free(struct executor *ex, uint64_t *free_bytes);
 
 /* Symbol the CUDA plugin exports (extern "C"):
  *   unsigned jetprof_cuda_abi_version(void);  returns JETPROF_EXEC_ABI_VERSION

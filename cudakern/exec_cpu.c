@@ -12,11 +12,19 @@
  * binary16 values rounded from the fp32 master data, every launch widens them
  * to float, accumulates in float, applies bias and activation in float and
  * rounds the result to binary16.
+ *
+ * Memory: cpu_bytes_per_element below is the one description of what prepare
+ * allocates; memory_needed (admission, before a job) and held_bytes (what
+ * memory_free gives back while a configuration is prepared) both come from it,
+ * so the check and the allocation cannot drift apart. memory_needed and
+ * memory_free are called from HTTP threads: they read nothing but cfg, the
+ * table, /proc/meminfo and the atomic held_bytes.
  */
 #include "exec.h"
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +47,9 @@ struct cpu_exec {
     float *inputs_f[KERNEL_DATA_MAX_TENSORS];
     uint16_t *inputs_h[KERNEL_DATA_MAX_TENSORS]; /* fp16 only: the stored tensors */
     size_t output_elements;
-    uint64_t held_bytes; /* what the prepared configuration allocated */
+    /* What the prepared configuration holds; written by the runner, read by
+     * memory_free on any thread. */
+    _Atomic uint64_t held_bytes;
     float *output_f;    /* fp32 output, or fp16's float result before rounding */
     uint16_t *output_h; /* fp16 only: the stored output */
 };
@@ -58,6 +68,50 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 }
 
 static struct cpu_exec *cpu_of(struct executor *ex) { return (struct cpu_exec *)ex->impl; }
+
+/*
+ * Bytes per tensor element prepare allocates, by dtype.
+ *   inputs, at the peak of prepare: the fp32 master copy kernel_data_generate
+ *     makes (for fp32 adopted as the kernel's buffer), and for fp16 also the
+ *     binary16 copy and the fp32 scratch each launch widens it into, both
+ *     allocated while the master copy still exists;
+ *   inputs, held afterwards: fp32 the master copy; fp16 the binary16 copy and
+ *     the scratch (the master copy is freed at the end of prepare);
+ *   outputs (allocated before the master copy is freed, and held): the fp32
+ *     result, and for fp16 the binary16 copy it is rounded into.
+ */
+static const struct {
+    unsigned input_peak, input_held, output;
+} cpu_bytes_per_element[DTYPE_COUNT] = {
+    [DTYPE_FP32] = {4, 4, 4},
+    [DTYPE_FP16] = {4 + 2 + 4, 2 + 4, 4 + 2},
+};
+
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+/* Bytes of cfg's buffers at `per_input` and `per_output` bytes per element. */
+static uint64_t config_bytes(const struct kernel_config *cfg, unsigned per_input,
+                             unsigned per_output)
+{
+    uint64_t elements[CATALOG_MAX_INPUTS];
+    unsigned n = catalog_input_elements(cfg, elements);
+    uint64_t bytes = 0;
+    for (unsigned t = 0; t < n; t++)
+        bytes = add_sat(bytes, mul_sat(elements[t], per_input));
+    return add_sat(bytes, mul_sat((uint64_t)catalog_output_elements(cfg), per_output));
+}
+
+static bool dtype_known(enum dtype d) { return (int)d >= 0 && (int)d < DTYPE_COUNT; }
 
 /* ---- the kernels, fp32 in and out ---- */
 
@@ -211,9 +265,54 @@ static uint64_t meminfo_bytes(const char *key)
     return bytes;
 }
 
-static void cpu_info(struct executor *ex, struct exec_info *out)
+/* Physical memory in bytes: MemTotal, else the page count. */
+static uint64_t total_memory_bytes(void)
+{
+    uint64_t total = meminfo_bytes("MemTotal");
+    long page = sysconf(_SC_PAGESIZE);
+    long total_pages = sysconf(_SC_PHYS_PAGES);
+    if (total == 0 && page > 0 && total_pages > 0)
+        total = (uint64_t)total_pages * (uint64_t)page;
+    return total;
+}
+
+/*
+ * Free for a new configuration: MemAvailable (the kernel's estimate of what can
+ * be allocated without swapping, page cache included), read fresh, plus what
+ * the prepared configuration holds, because prepare frees that first; at most
+ * MemTotal. Between jobs nothing is held (measure_run releases its
+ * configuration), so there this is MemAvailable alone.
+ */
+static int cpu_memory_free(struct executor *ex, uint64_t *free_bytes)
 {
     struct cpu_exec *c = cpu_of(ex);
+    uint64_t avail = meminfo_bytes("MemAvailable");
+    if (avail == 0) {
+        long page = sysconf(_SC_PAGESIZE);
+        long avail_pages = sysconf(_SC_AVPHYS_PAGES);
+        if (page <= 0 || avail_pages <= 0)
+            return -1;
+        avail = (uint64_t)avail_pages * (uint64_t)page; /* MemFree: an underestimate */
+    }
+    avail = add_sat(avail, atomic_load(&c->held_bytes));
+    uint64_t total = total_memory_bytes();
+    if (total > 0 && avail > total)
+        avail = total;
+    *free_bytes = avail;
+    return 0;
+}
+
+static uint64_t cpu_memory_needed(struct executor *ex, const struct kernel_config *cfg)
+{
+    (void)ex;
+    if (!cfg || !cfg->kernel || !dtype_known(cfg->dtype))
+        return UINT64_MAX;
+    return config_bytes(cfg, cpu_bytes_per_element[cfg->dtype].input_peak,
+                        cpu_bytes_per_element[cfg->dtype].output);
+}
+
+static void cpu_info(struct executor *ex, struct exec_info *out)
+{
     memset(out, 0, sizeof(*out));
     snprintf(out->name, sizeof(out->name), "cpu");
     char model[96];
@@ -222,20 +321,9 @@ static void cpu_info(struct executor *ex, struct exec_info *out)
     int cores = online > 0 && online < 1000000 ? (int)online : 1;
     snprintf(out->device, sizeof(out->device), "CPU: %s (%d cores)", model, cores);
     out->is_gpu = false;
-
-    long page = sysconf(_SC_PAGESIZE);
-    long avail_pages = sysconf(_SC_AVPHYS_PAGES);
-    long total_pages = sysconf(_SC_PHYS_PAGES);
-    out->mem_free_bytes = meminfo_bytes("MemAvailable");
-    if (out->mem_free_bytes == 0 && page > 0 && avail_pages > 0)
-        out->mem_free_bytes = (uint64_t)avail_pages * (uint64_t)page;
-    out->mem_total_bytes = meminfo_bytes("MemTotal");
-    if (out->mem_total_bytes == 0 && page > 0 && total_pages > 0)
-        out->mem_total_bytes = (uint64_t)total_pages * (uint64_t)page;
-    /* prepare releases the current configuration first: its memory counts. */
-    out->mem_free_bytes += c->held_bytes;
-    if (out->mem_total_bytes > 0 && out->mem_free_bytes > out->mem_total_bytes)
-        out->mem_free_bytes = out->mem_total_bytes;
+    out->mem_total_bytes = total_memory_bytes();
+    if (cpu_memory_free(ex, &out->mem_free_bytes) != 0)
+        out->mem_free_bytes = 0;
     out->runtime_version[0] = '\0';
 }
 
@@ -255,7 +343,7 @@ static void cpu_release(struct executor *ex)
     c->output_h = NULL;
     c->input_count = 0;
     c->output_elements = 0;
-    c->held_bytes = 0;
+    atomic_store(&c->held_bytes, 0);
     c->prepared = false;
 }
 
@@ -321,9 +409,8 @@ static int cpu_prepare(struct executor *ex, const struct kernel_config *cfg, uin
         memset(c->output_h, 0, c->output_elements * sizeof(uint16_t));
     }
     kernel_data_free(&data);
-    for (unsigned t = 0; t < c->input_count; t++)
-        c->held_bytes += c->input_elements[t] * (sizeof(float) + (c->inputs_h[t] ? 2u : 0u));
-    c->held_bytes += c->output_elements * (sizeof(float) + (c->output_h ? 2u : 0u));
+    atomic_store(&c->held_bytes, config_bytes(cfg, cpu_bytes_per_element[cfg->dtype].input_held,
+                                              cpu_bytes_per_element[cfg->dtype].output));
     c->prepared = true;
     return 0;
 
@@ -395,6 +482,8 @@ static const struct executor_ops cpu_ops = {
     .read_output = cpu_read_output,
     .release = cpu_release,
     .close = cpu_close,
+    .memory_needed = cpu_memory_needed,
+    .memory_free = cpu_memory_free,
 };
 
 int exec_cpu_open(struct executor **out, char *err, size_t errlen)
@@ -405,6 +494,7 @@ int exec_cpu_open(struct executor **out, char *err, size_t errlen)
         set_err(err, errlen, "cannot allocate %zu bytes for the CPU executor", sizeof(*c));
         return -1;
     }
+    atomic_init(&c->held_bytes, 0);
     c->ex.ops = &cpu_ops;
     c->ex.impl = c;
     c->ex.dl_handle = NULL;

@@ -27,6 +27,23 @@
  * poisoned and say "CUDA context is poisoned": every later call fails fast with
  * that text, and the daemon replaces the worker process that owns the context.
  *
+ * Memory (memory_needed, memory_free; called from HTTP threads too, so they
+ * read only cfg, fields fixed at open, the atomic held_bytes and fresh figures
+ * from cudaMemGetInfo and /proc/meminfo). prepare allocates on the device the
+ * inputs and the output in the configuration's dtype plus, for linear kernels,
+ * the cuBLASLt workspace; on the host, transiently, the fp32 master data from
+ * kernel_data_generate and for fp16 a binary16 staging copy of one tensor at a
+ * time. Where host and device share memory (cudaDeviceProp.integrated: every
+ * Jetson) both come out of one pool, so the figure needed is their sum. On a
+ * discrete GPU each pool must hold its own part; one figure that works for
+ * both is the larger of the two peaks, compared with the smaller of the two
+ * pools' free memory (conservative: it can only refuse a configuration whose
+ * host copy is larger than the device's free memory, i.e. fp16 configurations
+ * above half the device). Free memory is the smaller of cudaMemGetInfo's free
+ * figure and the host's MemAvailable, plus what the prepared configuration
+ * holds (prepare releases it first). On Tegra cudaMemGetInfo does not count
+ * reclaimable page cache, so it is usually the smaller one there.
+ *
  * Must build with CUDA 11.4 (JetPack 5) as well as current releases: anything
  * newer is behind a CUDART_VERSION guard.
  */
@@ -59,6 +76,7 @@ struct cuda_exec {
     cublasLtHandle_t lt;
     cudaStream_t stream;
     cudaEvent_t ev_start, ev_stop;
+    bool integrated; /* cudaDeviceProp.integrated: host and device share memory */
     bool poisoned;
     char poison_reason[384];
 
@@ -66,7 +84,9 @@ struct cuda_exec {
     bool prepared;
     struct kernel_config cfg;
     size_t output_elements;
-    uint64_t held_bytes; /* device memory this configuration holds */
+    /* Device memory this configuration holds; written by the runner, read by
+     * memory_free on any thread: only through __atomic builtins. */
+    uint64_t held_bytes;
     void *d_inputs[KERNEL_DATA_MAX_TENSORS];
     void *d_output;
     void *d_workspace;
@@ -357,7 +377,7 @@ static void cuda_release(struct executor *ex)
     if (c->d_workspace)
         cudaFree(c->d_workspace);
     c->d_output = c->d_workspace = NULL;
-    c->held_bytes = 0;
+    __atomic_store_n(&c->held_bytes, 0, __ATOMIC_RELAXED);
     c->output_elements = 0;
     c->prepared = false;
     if (!c->poisoned)
@@ -374,7 +394,7 @@ static int device_alloc(struct cuda_exec *c, void **dst, size_t bytes, const cha
         *dst = NULL;
         return -1;
     }
-    c->held_bytes += bytes;
+    __atomic_fetch_add(&c->held_bytes, (uint64_t)bytes, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -553,6 +573,108 @@ static int cuda_prepare(struct executor *ex, const struct kernel_config *cfg, ui
 
 /* ---- executor_ops ---- */
 
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+/* What prepare allocates for cfg: device buffers, and the host memory it uses
+ * at its peak (the fp32 master data plus one binary16 staging copy). */
+static void config_bytes(const struct kernel_config *cfg, uint64_t *device, uint64_t *host)
+{
+    uint64_t elements[CATALOG_MAX_INPUTS];
+    unsigned n = catalog_input_elements(cfg, elements);
+    const uint64_t elem = dtype_size(cfg->dtype);
+    uint64_t dev = 0, master = 0, largest = 0;
+    for (unsigned t = 0; t < n; t++) {
+        dev = add_sat(dev, mul_sat(elements[t], elem));
+        master = add_sat(master, mul_sat(elements[t], sizeof(float)));
+        if (elements[t] > largest)
+            largest = elements[t];
+    }
+    dev = add_sat(dev, mul_sat((uint64_t)catalog_output_elements(cfg), elem));
+    if (op_is_linear(cfg->kernel->op))
+        dev = add_sat(dev, CATALOG_LINEAR_WORKSPACE_BYTES);
+    *device = dev;
+    *host = cfg->dtype == DTYPE_FP16 ? add_sat(master, mul_sat(largest, sizeof(uint16_t)))
+                                     : master;
+}
+
+static uint64_t cuda_memory_needed(struct executor *ex, const struct kernel_config *cfg)
+{
+    struct cuda_exec *c = cuda_of(ex);
+    if (!cfg || !cfg->kernel || dtype_size(cfg->dtype) == 0)
+        return UINT64_MAX;
+    uint64_t device, host;
+    config_bytes(cfg, &device, &host);
+    if (c->integrated)
+        return add_sat(device, host);
+    return device > host ? device : host;
+}
+
+/* MemAvailable from /proc/meminfo in bytes; 0 when it cannot be read. */
+static uint64_t host_available_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    uint64_t bytes = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long kib;
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+            bytes = mul_sat((uint64_t)kib, 1024u);
+            break;
+        }
+    }
+    fclose(f);
+    return bytes;
+}
+
+/* Device figures from cudaMemGetInfo (thread-safe; the runtime makes the
+ * primary context of device 0 current on a thread that has none). */
+static int device_memory(uint64_t *free_b, uint64_t *total_b)
+{
+    size_t f = 0, t = 0;
+    cudaError_t e = cudaMemGetInfo(&f, &t);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* this thread's error state only */
+        return -1;
+    }
+    *free_b = f;
+    *total_b = t;
+    return 0;
+}
+
+static int cuda_memory_free(struct executor *ex, uint64_t *free_bytes)
+{
+    struct cuda_exec *c = cuda_of(ex);
+    uint64_t dev_free, dev_total;
+    if (device_memory(&dev_free, &dev_total) != 0)
+        return -1;
+    const uint64_t held = __atomic_load_n(&c->held_bytes, __ATOMIC_RELAXED);
+    uint64_t avail = add_sat(dev_free, held);
+    if (avail > dev_total)
+        avail = dev_total;
+    uint64_t host = host_available_bytes();
+    if (host > 0) {
+        /* On an integrated GPU the held buffers are host memory too. */
+        if (c->integrated)
+            host = add_sat(host, held);
+        if (host < avail)
+            avail = host;
+    }
+    *free_bytes = avail;
+    return 0;
+}
+
 static void cuda_info(struct executor *ex, struct exec_info *out)
 {
     struct cuda_exec *c = cuda_of(ex);
@@ -561,14 +683,11 @@ static void cuda_info(struct executor *ex, struct exec_info *out)
     snprintf(out->device, sizeof(out->device), "%s", c->device_name);
     out->is_gpu = true;
     snprintf(out->runtime_version, sizeof(out->runtime_version), "%s", c->runtime_version);
-    size_t free_b = 0, total_b = 0;
-    if (!c->poisoned && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
-        /* prepare releases the current configuration first: its memory counts. */
-        uint64_t avail = (uint64_t)free_b + c->held_bytes;
-        out->mem_free_bytes = avail < (uint64_t)total_b ? avail : (uint64_t)total_b;
-        out->mem_total_bytes = total_b;
-    } else if (!c->poisoned) {
-        (void)cudaGetLastError();
+    uint64_t dev_free, dev_total;
+    if (device_memory(&dev_free, &dev_total) == 0) {
+        out->mem_total_bytes = dev_total;
+        if (cuda_memory_free(ex, &out->mem_free_bytes) != 0)
+            out->mem_free_bytes = 0;
     }
 }
 
@@ -702,7 +821,8 @@ static void cuda_close(struct executor *ex)
 }
 
 static const struct executor_ops cuda_ops = {
-    cuda_info, cuda_prepare, cuda_run, cuda_read_output, cuda_release, cuda_close,
+    cuda_info,    cuda_prepare,       cuda_run,        cuda_read_output,
+    cuda_release, cuda_close,         cuda_memory_needed, cuda_memory_free,
 };
 
 /* CUDA, device 0, cuBLASLt, the stream and the timing events. */
@@ -744,6 +864,7 @@ static int init_device(struct cuda_exec *c, char *err, size_t errlen)
         return -1;
     snprintf(c->device_name, sizeof(c->device_name), "%.*s", (int)sizeof(c->device_name) - 1,
              prop.name);
+    c->integrated = prop.integrated != 0;
     int version = 0;
     if (cuda_check(c, cudaRuntimeGetVersion(&version), "cudaRuntimeGetVersion", err, errlen) < 0)
         return -1;

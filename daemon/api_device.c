@@ -1,9 +1,10 @@
 /*
  * api_device.c - GET /v1/device: what this daemon measures on and with. The
- * board and its fingerprint row, the executor chosen at start (and why), the
- * sensor backend with its rails, the sampling asked for and the sampling got,
- * and the rate the sampler achieves. "simulated" says when the numbers do not
- * come from a physical power sensor.
+ * board and its fingerprint row, the executor chosen at start (and why) with
+ * the memory it has free at the moment of the request, the sensor backend with
+ * its rails, the sampling asked for and the sampling got, and the rate the
+ * sampler achieves. "simulated" says when the numbers do not come from a
+ * physical power sensor.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,8 +21,15 @@ static json_t *sampling_json(const struct sensor_sampling *s)
 static json_t *executor_json(const struct app *app)
 {
     const struct exec_info *x = &app->exec_info;
+    /* Free memory read now (exec_memory_free is the executor's thread-safe
+     * call); the start-up snapshot only when the executor is not at hand. */
+    uint64_t mem_free = x->mem_free_bytes;
+    if (app->exec && exec_memory_free(app->exec, &mem_free) != 0)
+        mem_free = x->mem_free_bytes;
+    if (x->mem_total_bytes > 0 && mem_free > x->mem_total_bytes)
+        mem_free = x->mem_total_bytes;
     return json_pack("{s:s,s:s,s:b,s:I,s:I,s:s,s:s}", "name", x->name, "device", x->device,
-                     "is_gpu", x->is_gpu, "mem_free_bytes", (json_int_t)x->mem_free_bytes,
+                     "is_gpu", x->is_gpu, "mem_free_bytes", (json_int_t)mem_free,
                      "mem_total_bytes", (json_int_t)x->mem_total_bytes, "runtime_version",
                      x->runtime_version, "why", app->executor_why);
 }

@@ -3,8 +3,9 @@
  *
  * The body names a catalogue kernel and every one of its parameters; it is
  * checked strictly against the catalogue (no unknown members, integers only,
- * ranges, the executor's free memory) so a mistake comes back as a 422 naming
- * the member instead of a job that fails later. A valid request becomes a job
+ * ranges) and against the memory the executor really allocates for it and has
+ * free at this moment, so a mistake comes back as a 422 naming the member, or
+ * giving both memory figures, instead of a job that fails later. A valid request becomes a job
  * like any other (every measurement is a job), the runner is woken, and the
  * connection waits suspended - other requests keep being served - until the
  * runner reports the job done (201 + the Measurement), failed (500) or left
@@ -236,6 +237,31 @@ int api_parse_kernel_config(json_t *body, uint64_t mem_free_bytes, struct kernel
     return 0;
 }
 
+int api_check_memory(struct executor *ex, const char *executor_name,
+                     const struct kernel_config *cfg, struct api_error *e)
+{
+    if (!ex || !cfg || !cfg->kernel)
+        return 0;
+    uint64_t free_bytes = 0;
+    if (exec_memory_free(ex, &free_bytes) != 0) {
+        log_warn("http", "the %s executor cannot tell its free memory; %s is checked by the "
+                 "runner before it prepares", executor_name, cfg->kernel->name);
+        return 0;
+    }
+    uint64_t needed = exec_memory_needed(ex, cfg);
+    if (needed <= free_bytes)
+        return 0;
+    char key[160];
+    if (catalog_config_key(cfg, key, sizeof(key)) < 0)
+        snprintf(key, sizeof(key), "%s %s", cfg->kernel->name, dtype_name(cfg->dtype));
+    api_error_set(e, 422,
+                  "%s needs %" PRIu64 " bytes (%.1f MiB) on the %s executor, which has %" PRIu64
+                  " bytes (%.1f MiB) free now",
+                  key, needed, (double)needed / 1048576.0, executor_name, free_bytes,
+                  (double)free_bytes / 1048576.0);
+    return -1;
+}
+
 int api_params_json(const struct kernel_config *cfg, char *buf, size_t buflen)
 {
     size_t used = 0;
@@ -328,7 +354,11 @@ void api_measure_post(struct api_request *req, struct api_response *res)
 
     struct kernel_config kc;
     unsigned repeats;
-    if (api_parse_kernel_config(req->body, app->exec_info.mem_free_bytes, &kc, &repeats, &e) != 0) {
+    /* Without the executor itself (app->exec unset) the start-up snapshot and
+     * the catalogue's buffer sizes are all there is; the runner checks again. */
+    uint64_t snapshot_free = app->exec ? 0 : app->exec_info.mem_free_bytes;
+    if (api_parse_kernel_config(req->body, snapshot_free, &kc, &repeats, &e) != 0 ||
+        api_check_memory(app->exec, app->exec_info.name, &kc, &e) != 0) {
         api_respond_error(res, &e, req->path);
         return;
     }

@@ -2,9 +2,10 @@
  * measure.c - the measurement protocol of DESIGN.md for one job (see measure.h
  * and docs/measurement.md, which describes it for users).
  *
- *   validate -> prepare (fixed seed) -> warm-up -> calibrate the launch count ->
- *   idle baseline (cached) -> `repeats` windows -> medians, CVs -> quality ->
- *   once, if suspect: the repeats again with twice the launches -> db_measurement
+ *   validate (catalogue, executor memory) -> idle baseline (cached; taken before
+ *   any kernel work of this job) -> prepare (fixed seed) -> warm-up -> calibrate
+ *   the launch count -> `repeats` windows -> medians, CVs -> quality -> once, if
+ *   suspect: the repeats again with twice the launches -> db_measurement
  *
  * One window: host t0, the executor runs `launches` back to back and times
  * them itself, host t1; latency is the executor's time / launches, power is the
@@ -15,10 +16,21 @@
  *
  * Runs on the runner thread only and never touches the database. The idle
  * baseline is cached in the ctx because sleeping idle_ms before every job would
- * cost more than the jobs themselves in a sweep of small kernels.
+ * cost more than the jobs themselves in a sweep of small kernels. When it is
+ * due it is taken first, after a quiet lead-in, because sensors lag: power
+ * measured right after the warm-up would still carry the warm-up's load.
+ *
+ * The job's time limit (ctx->deadline_ns) bounds every step: no launch batch is
+ * started that the wall-clock time per launch seen so far says cannot end
+ * before the deadline (but at least one launch), the deadline is checked after
+ * every batch, and when even the shortest protocol left (the warm-up still
+ * owed, then `repeats` windows of one launch) cannot fit, the job fails at once
+ * with the estimate instead of running into the limit. Windows shortened to
+ * fit are marked by the quality rule like any window shorter than asked.
  */
 #include "measure.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -47,11 +59,24 @@
 #define MAX_RECALIBRATIONS 2
 /* Largest warm-up chunk, keeps chunk arithmetic far from overflow. */
 #define WARMUP_MAX_CHUNK (1u << 30)
+/* Minimum quiet time before the idle window, whatever settle_ms says. The sim
+ * sensor's utilisation is a trailing 40 ms window of /proc/stat, which moves
+ * once per jiffy (up to 10 ms at HZ=100), smoothed with tau = sim_tau_us (5 ms
+ * by default: 5 tau = 25 ms to settle within 1 %): about 75 ms in all. An
+ * INA3221 with averaging 1 and 140 us conversions settles in under 1 ms; heavy
+ * averaging is covered by idle_lead_in_ms() from the sampling actually got. */
+#define IDLE_LEAD_IN_MS 100u
+/* Planning against the deadline: a launch is assumed to take this much longer
+ * than the latest one did (load on the machine changes), and every window
+ * this much on top (waiting for the sampler's sample past the window). */
+#define DEADLINE_MARGIN 1.25
+#define WINDOW_OVERHEAD_US 5000.0
 
 #define NS_PER_MS 1000000LL
 
 /* One window's figures. */
 struct window_result {
+    unsigned launches;
     double latency_us;
     double window_ms;
     double board_power_mw; /* board-input rail, or the sum of rails */
@@ -72,8 +97,18 @@ struct pass_result {
     double worst_ratio[SENSOR_MAX_RAILS];
     unsigned last_samples[SENSOR_MAX_RAILS];
     double last_expected[SENSOR_MAX_RAILS];
+    unsigned shortest_window;    /* 1-based number of the shortest window */
+    double shortest_window_ms;   /* its length, t1 - t0 */
     bool ok;
     json_t *reasons; /* array of strings */
+};
+
+/* The job's time budget, and what a launch costs in wall-clock time, so that
+ * no step starts that cannot end before the deadline. */
+struct job_clock {
+    int64_t start_ns;      /* measure_run's start */
+    int64_t deadline_ns;   /* 0 = no limit */
+    double launch_wall_us; /* wall-clock time of one launch in the latest batch; 0 = unknown */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -128,15 +163,102 @@ double measure_cv(const double *values, size_t n)
     return stddev / (abs_sum / (double)n);
 }
 
-/* "job exceeded its time limit" once the runner's deadline has passed. */
-static int check_deadline(const struct measure_ctx *ctx, const char *before, char *err,
-                          size_t errlen)
+/* Seconds for a message: "600", "2.5", "0.25". */
+static void format_seconds(char *buf, size_t len, double s)
 {
-    if (ctx->deadline_ns != 0 && clock_mono_ns() >= ctx->deadline_ns) {
-        set_err(err, errlen, "job exceeded its time limit (before %s)", before);
+    if (!(s > 0.0))
+        s = 0.0;
+    if (s >= 10.0)
+        snprintf(buf, len, "%.0f", s);
+    else if (s >= 1.0)
+        snprintf(buf, len, "%.1f", s);
+    else
+        snprintf(buf, len, "%.2g", s);
+}
+
+/* A duration for a message: "352 us", "35.2 ms", "39.1 s", "1234 s". */
+static void format_duration_us(char *buf, size_t len, double us)
+{
+    if (us >= 100e6)
+        snprintf(buf, len, "%.0f s", us / 1e6);
+    else if (us >= 1e6)
+        snprintf(buf, len, "%.3g s", us / 1e6);
+    else if (us >= 1e3)
+        snprintf(buf, len, "%.3g ms", us / 1e3);
+    else
+        snprintf(buf, len, "%.3g us", us);
+}
+
+/* The job's limit as the runner set it: deadline - start of measure_run. */
+static void format_limit(const struct job_clock *jc, char *buf, size_t len)
+{
+    format_seconds(buf, len, (double)(jc->deadline_ns - jc->start_ns) / 1e9);
+}
+
+/* Wall-clock time left before the deadline (negative once passed); a very large
+ * number without a deadline. */
+static double remaining_us(const struct job_clock *jc)
+{
+    if (jc->deadline_ns == 0)
+        return 1e18;
+    return (double)(jc->deadline_ns - clock_mono_ns()) / 1000.0;
+}
+
+/* "job exceeded its time limit of N s (at <step>)" once the deadline has passed. */
+static int deadline_passed(const struct job_clock *jc, const char *step, char *err, size_t errlen)
+{
+    if (jc->deadline_ns != 0 && clock_mono_ns() >= jc->deadline_ns) {
+        char limit[32];
+        format_limit(jc, limit, sizeof limit);
+        set_err(err, errlen, "job exceeded its time limit of %s s (at %s)", limit, step);
         return -1;
     }
     return 0;
+}
+
+/* Fails with the estimate when `what`, needing about need_us, cannot end
+ * before the deadline. */
+static int would_exceed(const struct job_clock *jc, const char *step, const char *what,
+                        double need_us, char *err, size_t errlen)
+{
+    double left_us = remaining_us(jc);
+    if (jc->deadline_ns == 0 || need_us <= left_us)
+        return 0;
+    char limit[32], need[32], left[32];
+    format_limit(jc, limit, sizeof limit);
+    format_seconds(need, sizeof need, need_us / 1e6);
+    format_seconds(left, sizeof left, left_us / 1e6);
+    set_err(err, errlen,
+            "job would exceed its time limit of %s s (at %s): %s would take about %s s; %s s "
+            "are left",
+            limit, step, what, need, left);
+    return -1;
+}
+
+/* Records the wall-clock time of a batch of launches for the planning. */
+static void note_batch(struct job_clock *jc, unsigned launches, int64_t wall_ns)
+{
+    if (launches > 0 && wall_ns > 0)
+        jc->launch_wall_us = (double)wall_ns / 1000.0 / launches;
+}
+
+/* Planned wall-clock time of `windows` windows of `launches` launches. */
+static double windows_us(const struct job_clock *jc, unsigned windows, double launches)
+{
+    return windows * (launches * jc->launch_wall_us * DEADLINE_MARGIN + WINDOW_OVERHEAD_US);
+}
+
+/* Launches per window that let `windows` windows end before the deadline
+ * (0: not even one); UINT_MAX without a deadline or an estimate. */
+static unsigned launches_that_fit(const struct job_clock *jc, unsigned windows)
+{
+    if (jc->deadline_ns == 0 || !(jc->launch_wall_us > 0.0) || windows == 0)
+        return UINT_MAX;
+    double per_window_us = remaining_us(jc) / windows - WINDOW_OVERHEAD_US;
+    double fit = floor(per_window_us / (jc->launch_wall_us * DEADLINE_MARGIN));
+    if (!(fit >= 1.0))
+        return 0;
+    return fit >= (double)UINT_MAX ? UINT_MAX : (unsigned)fit;
 }
 
 static unsigned sampling_period_us(const struct sensor *s)
@@ -182,13 +304,18 @@ static const char *board_rail_label(const struct sensor *s)
 /*
  * Warm-up: launches in growing chunks until at least warmup_launches ran AND
  * warmup_ms passed. Chunks double from 1 (a slow kernel is not handed a huge
- * chunk on a guess) but never ask for much more than the remaining need. The
- * fastest chunk's per-launch time calibrates the window: a chunk that was
- * preempted or ran cold only looks slower, never faster, and over-estimating
- * the launch time would make the window too short.
+ * chunk on a guess) but never ask for much more than the remaining need, nor
+ * for more than fits before the deadline at the latest wall-clock time per
+ * launch (at least one). After every chunk the deadline is checked, and so is
+ * whether the rest of the warm-up and `repeats` windows of one launch can still
+ * end before it: if not, the job fails now with the estimate. The fastest
+ * chunk's per-launch time calibrates the window: a chunk that was preempted or
+ * ran cold only looks slower, never faster, and over-estimating the launch time
+ * would make the window too short.
  */
-static int warm_up(struct measure_ctx *ctx, double *per_launch_us, unsigned *launched,
-                   double *spent_ms, char *err, size_t errlen)
+static int warm_up(struct measure_ctx *ctx, struct job_clock *jc, unsigned repeats,
+                   double *per_launch_us, unsigned *launched, double *spent_ms, char *err,
+                   size_t errlen)
 {
     const struct measure_settings *st = &ctx->settings;
     int64_t start = clock_mono_ns();
@@ -199,13 +326,18 @@ static int warm_up(struct measure_ctx *ctx, double *per_launch_us, unsigned *lau
     char e[256];
 
     for (;;) {
-        if (check_deadline(ctx, "the end of the warm-up", err, errlen) != 0)
-            return -1;
+        unsigned fit = launches_that_fit(jc, 1);
+        if (chunk > fit)
+            chunk = fit > 0 ? fit : 1;
         double elapsed_us = 0.0;
-        if (exec_run(ctx->exec, chunk, &elapsed_us, e, sizeof e) != 0) {
+        int64_t c0 = clock_mono_ns();
+        int rc = exec_run(ctx->exec, chunk, &elapsed_us, e, sizeof e);
+        int64_t c1 = clock_mono_ns();
+        if (rc != 0) {
             set_err(err, errlen, "warm-up: %s", e);
             return -1;
         }
+        note_batch(jc, chunk, c1 - c0);
         done += chunk;
         total_us += elapsed_us;
         if (elapsed_us > 0.0) {
@@ -213,13 +345,31 @@ static int warm_up(struct measure_ctx *ctx, double *per_launch_us, unsigned *lau
             if (best_per_launch <= 0.0 || last_per_launch < best_per_launch)
                 best_per_launch = last_per_launch;
         }
-        int64_t spent = clock_mono_ns() - start;
+        if (deadline_passed(jc, "the warm-up", err, errlen) != 0)
+            return -1;
+        int64_t spent = c1 - start;
         if (done >= st->warmup_launches && spent >= need_ns)
             break;
 
-        uint64_t want = 1;
-        if (done < st->warmup_launches)
-            want = st->warmup_launches - done;
+        uint64_t owed = done < st->warmup_launches ? st->warmup_launches - done : 0;
+        double owed_us = owed * jc->launch_wall_us * DEADLINE_MARGIN;
+        if (spent < need_ns && (double)(need_ns - spent) / 1000.0 > owed_us)
+            owed_us = (double)(need_ns - spent) / 1000.0;
+        char what[224], per[32];
+        format_duration_us(per, sizeof per, jc->launch_wall_us);
+        char time_owed[48] = "";
+        if (spent < need_ns)
+            snprintf(time_owed, sizeof time_owed, ", at least %.0f ms",
+                     (double)(need_ns - spent) / 1e6);
+        snprintf(what, sizeof what,
+                 "at %s per launch, the rest of the warm-up (%llu more launches%s) and %u "
+                 "windows of at least one launch",
+                 per, (unsigned long long)owed, time_owed, repeats);
+        if (would_exceed(jc, "the warm-up", what, owed_us + windows_us(jc, repeats, 1), err,
+                         errlen) != 0)
+            return -1;
+
+        uint64_t want = owed > 0 ? owed : 1;
         if (spent < need_ns) {
             uint64_t by_time = (uint64_t)chunk * 2;
             if (last_per_launch > 0.0)
@@ -302,8 +452,34 @@ static unsigned calibrate(const struct measure_ctx *ctx, const char *config_key,
     return launches;
 }
 
-/* Mean power per rail over idle_ms with nothing running, or the cached one. */
-static int idle_baseline(struct measure_ctx *ctx, double *idle_mw, char *err, size_t errlen)
+/*
+ * Quiet time before the idle window: at least settle_ms and IDLE_LEAD_IN_MS, and
+ * twice the sensor's own conversion cycle (averaging x (bus + shunt conversion)
+ * x up to 3 channels per INA3221), so heavy averaging such as JetPack 4's 64
+ * samples (about 0.4 s) has forgotten the previous job too.
+ */
+static unsigned idle_lead_in_ms(const struct measure_ctx *ctx)
+{
+    const struct sensor_sampling *g = &ctx->sensor->got;
+    unsigned channels = rail_count(ctx->sensor) < 3 ? rail_count(ctx->sensor) : 3;
+    double cycle_ms = (double)(g->averaging ? g->averaging : 1) *
+                      (double)(g->bus_conv_us + g->shunt_conv_us) * channels / 1000.0;
+    double lead_ms = IDLE_LEAD_IN_MS;
+    if (ctx->settings.settle_ms > lead_ms)
+        lead_ms = ctx->settings.settle_ms;
+    if (2.0 * cycle_ms > lead_ms)
+        lead_ms = ceil(2.0 * cycle_ms);
+    return lead_ms > 60000.0 ? 60000u : (unsigned)lead_ms;
+}
+
+/*
+ * Mean power per rail over idle_ms with nothing running, or the cached one
+ * while it is younger than idle_refresh_s. measure_run calls this before it
+ * prepares anything, so the only work that can precede the window is the
+ * previous job's; the lead-in lets the rails and the sensor forget it.
+ */
+static int idle_baseline(struct measure_ctx *ctx, const struct job_clock *jc, double *idle_mw,
+                         char *err, size_t errlen)
 {
     const struct measure_settings *st = &ctx->settings;
     unsigned n = rail_count(ctx->sensor);
@@ -315,8 +491,15 @@ static int idle_baseline(struct measure_ctx *ctx, double *idle_mw, char *err, si
                   board_rail_label(ctx->sensor));
         return 0;
     }
-    /* The settle time lets the rails fall back after the warm-up first. */
-    int64_t t0 = now + (int64_t)st->settle_ms * NS_PER_MS;
+    unsigned lead_ms = idle_lead_in_ms(ctx);
+    char what[96];
+    snprintf(what, sizeof what, "the idle baseline (%u ms quiet, then %u ms)", lead_ms,
+             st->idle_ms);
+    if (would_exceed(jc, "the idle baseline", what,
+                     ((double)lead_ms + st->idle_ms) * 1000.0 + WINDOW_OVERHEAD_US, err,
+                     errlen) != 0)
+        return -1;
+    int64_t t0 = now + (int64_t)lead_ms * NS_PER_MS;
     int64_t t1 = t0 + (int64_t)st->idle_ms * NS_PER_MS;
     clock_sleep_until_ns(t1);
     if (sampler_wait_for(ctx->sampler, t1, SAMPLER_WAIT_MS) != 0) {
@@ -341,15 +524,16 @@ static int idle_baseline(struct measure_ctx *ctx, double *idle_mw, char *err, si
     ctx->idle_valid = true;
     ctx->idle_taken_ns = t1;
     memcpy(idle_mw, ctx->idle_power_mw, sizeof ctx->idle_power_mw);
-    log_debug(LOG_MODULE, "idle baseline: %.1f mW on %s over %u ms (%u samples, ratio %.2f)",
+    log_debug(LOG_MODULE,
+              "idle baseline: %.1f mW on %s over %u ms after %u ms quiet (%u samples, ratio %.2f)",
               board_power(ctx->sensor, idle_mw), board_rail_label(ctx->sensor), st->idle_ms,
-              w.rail[0].samples, w.rail[0].sample_ratio);
-    return 0;
+              lead_ms, w.rail[0].samples, w.rail[0].sample_ratio);
+    return deadline_passed(jc, "the idle baseline", err, errlen);
 }
 
 /* Runs one window and fills r. label names it in errors ("window 2"). */
-static int run_window(struct measure_ctx *ctx, unsigned launches, const char *label,
-                      struct window_result *r, char *err, size_t errlen)
+static int run_window(struct measure_ctx *ctx, struct job_clock *jc, unsigned launches,
+                      const char *label, struct window_result *r, char *err, size_t errlen)
 {
     const struct sensor *s = ctx->sensor;
     unsigned n = rail_count(s);
@@ -364,6 +548,9 @@ static int run_window(struct measure_ctx *ctx, unsigned launches, const char *la
         set_err(err, errlen, "%s: %s", label, e);
         return -1;
     }
+    note_batch(jc, launches, t1 - t0);
+    if (deadline_passed(jc, label, err, errlen) != 0)
+        return -1;
     if (!(elapsed_us > 0.0) || !isfinite(elapsed_us)) {
         set_err(err, errlen, "%s: the executor reported %g us for %u launches", label,
                 elapsed_us, launches);
@@ -392,6 +579,7 @@ static int run_window(struct measure_ctx *ctx, unsigned launches, const char *la
                 w.rail_count, n);
         return -1;
     }
+    r->launches = launches;
     r->latency_us = elapsed_us / launches;
     r->window_ms = (double)(t1 - t0) / 1e6;
     for (unsigned i = 0; i < n; i++) {
@@ -441,6 +629,44 @@ static void format_cv_reason(char *buf, size_t len, const char *what, double cv,
     }
 }
 
+/* A length in ms with `digits` significant digits, never in exponent form:
+ * "9.77", "25", "249.6", "0.00412". */
+static void format_ms(char *buf, size_t len, double ms, int digits)
+{
+    int decimals = 0;
+    for (double v = fabs(ms); v > 0 && v < 1e15 && decimals < 12; v *= 10) {
+        if (v >= pow(10, digits - 1))
+            break;
+        decimals++;
+    }
+    snprintf(buf, len, "%.*f", decimals, ms);
+    /* "25.0" -> "25", "0.500" -> "0.5": trailing zeros say nothing here */
+    if (strchr(buf, '.')) {
+        size_t n = strlen(buf);
+        while (n > 0 && buf[n - 1] == '0')
+            buf[--n] = '\0';
+        if (n > 0 && buf[n - 1] == '.')
+            buf[n - 1] = '\0';
+    }
+}
+
+/* "window 2 lasted 9.77 ms, shorter than the 25 ms asked", with as many
+ * digits as it takes for the two lengths to differ. */
+static void format_short_window_reason(char *buf, size_t len, unsigned window, double got_ms,
+                                       double asked_ms)
+{
+    for (int digits = 3; digits <= 8; digits++) {
+        char a[48], b[48];
+        format_ms(a, sizeof a, got_ms, digits);
+        format_ms(b, sizeof b, asked_ms, digits);
+        if (strcmp(a, b) != 0 || digits == 8) {
+            snprintf(buf, len, "window %u lasted %s ms, shorter than the %s ms asked", window, a,
+                     b);
+            return;
+        }
+    }
+}
+
 static int add_reason(json_t *reasons, const char *text)
 {
     return json_array_append_new(reasons, json_string(text));
@@ -448,8 +674,12 @@ static int add_reason(json_t *reasons, const char *text)
 
 /*
  * The quality rule: "ok" when every rail's worst sample ratio is at least
- * min_sample_ratio and the CVs of latency and of board-input power are at most
- * max_cv; otherwise "suspect" with one sentence per broken limit.
+ * min_sample_ratio, the CVs of latency and of board-input power are at most
+ * max_cv, and every window lasted at least the window asked for (settle_ms +
+ * max(min_window_ms, min_samples periods)); otherwise "suspect" with one
+ * sentence per broken limit (for short windows: the shortest one). A window
+ * comes out short when max_launches or the job's time limit cut it, or when the
+ * kernel ran faster than calibrated even after recalibration.
  */
 static int assess_quality(const struct measure_ctx *ctx, struct pass_result *p)
 {
@@ -484,14 +714,48 @@ static int assess_quality(const struct measure_ctx *ctx, struct pass_result *p)
         if (add_reason(p->reasons, text) != 0)
             return -1;
     }
+    double analysed_ms;
+    double asked_ms = window_target_ms(ctx, &analysed_ms);
+    if (p->shortest_window > 0 && p->shortest_window_ms < asked_ms) {
+        format_short_window_reason(text, sizeof text, p->shortest_window, p->shortest_window_ms,
+                                   asked_ms);
+        if (add_reason(p->reasons, text) != 0)
+            return -1;
+    }
     p->ok = json_array_size(p->reasons) == 0;
     return 0;
 }
 
+/* Launches for `windows` windows, at most `launches` and what fits before the
+ * deadline; 0 (err set) when not even one launch per window fits. */
+static unsigned fit_windows(const struct job_clock *jc, const char *config_key, const char *step,
+                            unsigned launches, unsigned windows, char *err, size_t errlen)
+{
+    unsigned fit = launches_that_fit(jc, windows);
+    if (fit == 0) {
+        char what[128], per[32];
+        format_duration_us(per, sizeof per, jc->launch_wall_us);
+        snprintf(what, sizeof what, "at %s per launch, %u window%s of at least one launch", per,
+                 windows, windows == 1 ? "" : "s");
+        if (would_exceed(jc, step, what, windows_us(jc, windows, 1), err, errlen) != 0)
+            return 0;
+        fit = 1; /* exactly at the boundary */
+    }
+    if (fit < launches) {
+        log_info(LOG_MODULE,
+                 "%s: %s: %u launches instead of %u, so that %u window%s end%s before the job's "
+                 "time limit",
+                 config_key, step, fit, launches, windows, windows == 1 ? "" : "s",
+                 windows == 1 ? "s" : "");
+        return fit;
+    }
+    return launches;
+}
+
 /* `repeats` windows of `launches` launches, reduced to medians and CVs. */
-static int run_pass(struct measure_ctx *ctx, const char *config_key, unsigned launches,
-                    unsigned repeats, bool second, struct pass_result *p, char *err,
-                    size_t errlen)
+static int run_pass(struct measure_ctx *ctx, struct job_clock *jc, const char *config_key,
+                    unsigned launches, unsigned repeats, bool second, struct pass_result *p,
+                    char *err, size_t errlen)
 {
     const struct sensor *s = ctx->sensor;
     unsigned n = rail_count(s);
@@ -511,9 +775,11 @@ static int run_pass(struct measure_ctx *ctx, const char *config_key, unsigned la
     for (unsigned r = 0; r < repeats; r++) {
         char label[48];
         snprintf(label, sizeof label, "%swindow %u", second ? "re-measurement " : "", r + 1);
-        if (check_deadline(ctx, label, err, errlen) != 0)
+        /* Every window must end before the deadline, and leave time for the rest. */
+        launches = fit_windows(jc, config_key, label, launches, repeats - r, err, errlen);
+        if (launches == 0)
             goto out;
-        if (run_window(ctx, launches, label, &w[r], err, errlen) != 0)
+        if (run_window(ctx, jc, launches, label, &w[r], err, errlen) != 0)
             goto out;
         /* The first window checks the calibration: a warm-up slowed down by
          * other load makes windows shorter than the protocol needs. Recalibrate
@@ -524,6 +790,9 @@ static int run_pass(struct measure_ctx *ctx, const char *config_key, unsigned la
             unsigned more = launches_for(ctx, config_key, w[r].latency_us);
             if (second)
                 more = more > max_launches(ctx) / 2 ? max_launches(ctx) : 2 * more;
+            unsigned fit = launches_that_fit(jc, repeats);
+            if (more > fit)
+                more = fit;
             if (more > launches) {
                 log_info(LOG_MODULE,
                          "%s: %s lasted %.2f ms after settling, less than the %.1f ms needed: "
@@ -536,8 +805,18 @@ static int run_pass(struct measure_ctx *ctx, const char *config_key, unsigned la
             }
         }
     }
-    p->launches = launches;
     p->repeats = repeats;
+    p->launches = w[0].launches;
+    p->shortest_window = 1;
+    p->shortest_window_ms = w[0].window_ms;
+    for (unsigned r = 1; r < repeats; r++) {
+        if (w[r].launches < p->launches)
+            p->launches = w[r].launches; /* a window shortened for the deadline */
+        if (w[r].window_ms < p->shortest_window_ms) {
+            p->shortest_window = r + 1;
+            p->shortest_window_ms = w[r].window_ms;
+        }
+    }
 
     for (unsigned r = 0; r < repeats; r++)
         values[r] = w[r].latency_us;
@@ -574,7 +853,7 @@ static int run_pass(struct measure_ctx *ctx, const char *config_key, unsigned la
     log_debug(LOG_MODULE,
               "%s: %s%u x %u launches: latency %.3f us (min %.3f, max %.3f, cv %.2f%%), %.1f mW "
               "on %s (cv %.2f%%) -> %s",
-              config_key, second ? "re-measurement, " : "", repeats, launches, p->latency_us,
+              config_key, second ? "re-measurement, " : "", repeats, p->launches, p->latency_us,
               p->latency_us_min, p->latency_us_max, p->latency_cv * 100, p->board_power_mw,
               board_rail_label(s), p->board_power_cv * 100, p->ok ? "ok" : "suspect");
     rc = 0;
@@ -736,6 +1015,27 @@ static int check_setup(const struct measure_ctx *ctx, const struct kernel_config
     return 0;
 }
 
+/* What the executor really allocates for cfg against what it has free now. */
+static int check_memory(const struct measure_ctx *ctx, const struct kernel_config *cfg,
+                        const char *config_key, const char *executor, char *err, size_t errlen)
+{
+    uint64_t free_bytes = 0;
+    if (exec_memory_free(ctx->exec, &free_bytes) != 0) {
+        log_warn(LOG_MODULE, "%s: the %s executor cannot tell its free memory; preparing anyway",
+                 config_key, executor);
+        return 0;
+    }
+    uint64_t needed = exec_memory_needed(ctx->exec, cfg);
+    if (needed <= free_bytes)
+        return 0;
+    set_err(err, errlen,
+            "validate: %s needs %" PRIu64 " bytes (%.1f MiB) on the %s executor, which has %" PRIu64
+            " bytes (%.1f MiB) free now",
+            config_key, needed, (double)needed / 1048576.0, executor, free_bytes,
+            (double)free_bytes / 1048576.0);
+    return -1;
+}
+
 int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsigned repeats,
                 struct db_measurement *m, char *err, size_t errlen)
 {
@@ -752,6 +1052,7 @@ int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsign
     struct exec_info info;
     double idle_mw[SENSOR_MAX_RAILS] = {0};
     struct pass_result pass = {0}, again = {0};
+    struct job_clock jc = {.start_ns = clock_mono_ns(), .deadline_ns = ctx->deadline_ns};
     bool prepared = false;
     int rc = -1;
 
@@ -761,58 +1062,77 @@ int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsign
                 cfg->kernel->name);
         return -1;
     }
+    if (deadline_passed(&jc, "the start", err, errlen) != 0)
+        return -1;
 
-    /* 1. validate, against the memory the executor has free now */
+    /* 1. validate, against the memory the executor really needs and has free now */
     exec_info(ctx->exec, &info);
-    if (catalog_validate(cfg, info.mem_free_bytes, e, sizeof e) != 0) {
+    if (catalog_validate(cfg, 0, e, sizeof e) != 0) {
         set_err(err, errlen, "validate: %s", e);
         return -1;
     }
-
-    /* 2. prepare with the fixed seed, warm up */
-    if (check_deadline(ctx, "prepare", err, errlen) != 0)
+    if (check_memory(ctx, cfg, config_key, info.name, err, errlen) != 0)
         return -1;
+
+    /* 2. idle baseline, when due: before this job's first kernel work */
+    if (idle_baseline(ctx, &jc, idle_mw, err, errlen) != 0)
+        return -1;
+
+    /* 3. prepare with the fixed seed, warm up */
     if (exec_prepare(ctx->exec, cfg, MEASURE_INPUT_SEED, e, sizeof e) != 0) {
         set_err(err, errlen, "prepare: %s", e);
         return -1;
     }
     prepared = true;
+    if (deadline_passed(&jc, "prepare", err, errlen) != 0)
+        goto out;
     double per_launch_us, warm_ms;
     unsigned warm_launches;
-    if (warm_up(ctx, &per_launch_us, &warm_launches, &warm_ms, err, errlen) != 0)
+    if (warm_up(ctx, &jc, repeats, &per_launch_us, &warm_launches, &warm_ms, err, errlen) != 0)
         goto out;
     log_debug(LOG_MODULE, "%s: warm-up: %u launches in %.1f ms", config_key, warm_launches,
               warm_ms);
 
-    /* 3. calibrate */
+    /* 4. calibrate (the windows are fitted to the deadline as they run) */
     unsigned launches = calibrate(ctx, config_key, per_launch_us);
 
-    /* 4. idle baseline */
-    if (check_deadline(ctx, "the idle baseline", err, errlen) != 0)
-        goto out;
-    if (idle_baseline(ctx, idle_mw, err, errlen) != 0)
-        goto out;
-
     /* 5-7. the windows */
-    if (run_pass(ctx, config_key, launches, repeats, false, &pass, err, errlen) != 0)
+    if (run_pass(ctx, &jc, config_key, launches, repeats, false, &pass, err, errlen) != 0)
         goto out;
 
-    /* 8. quality: one more pass with twice the launches when suspect */
+    /* 8. quality: one more pass with twice the launches when suspect, if the
+     * job's time limit leaves room for it */
     struct pass_result *kept = &pass;
     bool remeasured = false;
     if (!pass.ok) {
         char *why = json_dumps(pass.reasons, JSON_COMPACT);
         unsigned ceiling = max_launches(ctx);
         unsigned doubled = pass.launches > ceiling / 2 ? ceiling : pass.launches * 2;
-        log_info(LOG_MODULE, "%s: suspect %s, measuring again with %u launches", config_key,
-                 why ? why : "", doubled);
+        if (launches_that_fit(&jc, repeats) == 0) {
+            char limit[32], text[160];
+            format_limit(&jc, limit, sizeof limit);
+            log_info(LOG_MODULE, "%s: suspect %s, but no time is left to measure it again",
+                     config_key, why ? why : "");
+            snprintf(text, sizeof text,
+                     "not measured again: the job's time limit of %s s leaves no time for it",
+                     limit);
+            if (add_reason(pass.reasons, text) != 0) {
+                free(why);
+                set_err(err, errlen, "quality: out of memory");
+                goto out;
+            }
+        } else {
+            log_info(LOG_MODULE, "%s: suspect %s, measuring again with %u launches", config_key,
+                     why ? why : "", doubled);
+            if (run_pass(ctx, &jc, config_key, doubled, repeats, true, &again, err, errlen) !=
+                0) {
+                free(why);
+                goto out;
+            }
+            kept = &again;
+            remeasured = true;
+        }
         free(why);
-        if (check_deadline(ctx, "the re-measurement", err, errlen) != 0)
-            goto out;
-        if (run_pass(ctx, config_key, doubled, repeats, true, &again, err, errlen) != 0)
-            goto out;
-        kept = &again;
-        remeasured = true;
     }
 
     /* 9. the record, with the device state */

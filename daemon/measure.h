@@ -1,9 +1,10 @@
 /*
  * measure.h - the measurement protocol of DESIGN.md for one job.
  *
- * validate -> prepare -> warm up -> calibrate launch count -> idle baseline
- * (cached) -> `repeats` windows [t0 + settle, t1] -> medians, CV -> quality ->
- * at most one re-measurement with a doubled window -> a db_measurement ready for
+ * validate (catalogue, executor memory) -> idle baseline (cached; taken before
+ * any kernel work of the job) -> prepare -> warm up -> calibrate launch count ->
+ * `repeats` windows [t0 + settle, t1] -> medians, CV -> quality -> at most one
+ * re-measurement with a doubled window -> a db_measurement ready for
  * db_job_finish. Runs on the runner thread only; it never touches the database.
  */
 #ifndef JETPROF_MEASURE_H
@@ -35,9 +36,14 @@ struct measure_ctx {
     struct measure_settings settings;
     int64_t device_id;
     const char *sysfs_root; /* device state (GPU clock, temperatures) read below it */
-    /* Set by the runner per job: measure_run gives up with "job exceeded its time
-     * limit" at the next step boundary after this CLOCK_MONOTONIC time (0 = none).
-     * Preempting a kernel mid-launch needs the worker process (a later issue). */
+    /* Set by the runner per job, just before measure_run: the CLOCK_MONOTONIC
+     * time the job must end by (0 = none). measure_run starts no launch batch
+     * that its per-launch estimate says ends later (but at least one launch),
+     * checks the time after every batch ("job exceeded its time limit of N s
+     * (at <step>)"), shortens windows to fit, and fails at once ("job would
+     * exceed its time limit ...: <what> needs about X s, Y s are left") when
+     * even the shortest protocol left cannot fit. A single launch that runs
+     * long cannot be preempted: that needs the worker process (a later issue). */
     int64_t deadline_ns;
     /* idle baseline cache */
     bool idle_valid;

@@ -92,6 +92,11 @@ check "measure: quality ok|suspect with reasons, uid, job_id, launches, repeats 
   json_true 'j["quality"] in ("ok", "suspect") and isinstance(j["quality_reasons"], list) and
     (j["quality"] == "ok") == (j["quality_reasons"] == []) and len(j["uid"]) == 36 and
     j["job_id"] > 0 and j["launches"] > 0 and j["repeats"] == 2 and j["window_ms"] > 0'
+# min_window_ms 20, min_samples 10 at 1 ms: every window asks for settle_ms + 20 ms.
+short_window_said='j["window_ms"] >= j["settle_ms"] + 20 or
+    any(r.startswith("window ") and "shorter than the" in r for r in j["quality_reasons"])'
+check "measure: window_ms >= settle_ms + min_window_ms, or a quality reason says it was short" \
+  json_true "$short_window_said"
 
 # ---- fp16 layernorm with repeats from the request ----
 http POST /v1/measure '{"kernel":"layernorm","dtype":"fp16","rows":64,"cols":256,"repeats":3}'
@@ -181,6 +186,8 @@ STATUS=$(cat "$TMP/long.status" 2>/dev/null)
 BODY=$(cat "$TMP/long.body" 2>/dev/null)
 check "the long measure answers 201 with repeats 20" \
   eval '[ "$STATUS" = 201 ] && json_true "j[\"repeats\"] == 20"'
+check "the long measure: window_ms >= settle_ms + 150, or a quality reason says it was short" \
+  json_true "${short_window_said//+ 20/+ 150}"
 
 stop_daemon
 finish

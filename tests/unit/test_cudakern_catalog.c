@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cudakern/catalog.h"
+#include "cudakern/kernel_data.h"
 
 static struct kernel_config make_cfg(const char *kernel, enum dtype d, int64_t a, int64_t b,
                                      int64_t c)
@@ -277,6 +278,38 @@ static void test_maximum_sizes(void **state)
     assert_int_equal(catalog_output_elements(&cfg), 0);
 }
 
+
+/* catalog_input_elements is what the executors' memory_needed is built on: it
+ * must list exactly the tensors kernel_data_generate makes, in its order. */
+static void test_input_elements(void **state)
+{
+    (void)state;
+    const struct kernel_config cases[] = {
+        make_cfg("linear", DTYPE_FP32, 3, 5, 7),
+        make_cfg("linear_relu", DTYPE_FP16, 64, 256, 512),
+        make_cfg("linear_gelu", DTYPE_FP32, 1, 1, 1),
+        make_cfg("layernorm", DTYPE_FP16, 9, 33, 0),
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t elements[CATALOG_MAX_INPUTS];
+        unsigned n = catalog_input_elements(&cases[i], elements);
+        struct kernel_data kd;
+        assert_int_equal(kernel_data_generate(&cases[i], 1, &kd, err, sizeof(err)), 0);
+        assert_int_equal(n, kd.input_count);
+        for (unsigned t = 0; t < n; t++)
+            assert_int_equal(elements[t], kd.inputs[t].elements);
+        kernel_data_free(&kd);
+    }
+    /* Saturating, never wrapping; nothing for no kernel. */
+    struct kernel_config huge = make_cfg("layernorm", DTYPE_FP32, 1048576, 65536, 0);
+    uint64_t elements[CATALOG_MAX_INPUTS];
+    assert_int_equal(catalog_input_elements(&huge, elements), 3);
+    assert_int_equal(elements[0], 1048576ull * 65536ull);
+    struct kernel_config none = {0};
+    assert_int_equal(catalog_input_elements(&none, elements), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_features_hand_computed),
         cmocka_unit_test(test_config_key),
         cmocka_unit_test(test_maximum_sizes),
+        cmocka_unit_test(test_input_elements),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,8 +8,14 @@
  * file that is not a shared object, and a shared object that is not the plugin.
  * When lib/jetprof/libjetprof_cuda.so has been built (make cuda), it is loaded
  * too: without a GPU (this CI) "auto" must fall back with the plugin's reason
- * and "cuda" must fail; with a GPU the CUDA executor is checked against the
- * same reference, graph replay included.
+ * (never an ABI mismatch: the plugin is built from the same exec.h) and "cuda"
+ * must fail; with a GPU the CUDA executor is checked against the same
+ * reference, graph replay included, and its memory figures.
+ *
+ * Memory: the CPU executor's memory_needed must be what prepare really
+ * allocates at its peak (counted here independently from kernel_data's
+ * tensors), and memory_free must answer from another thread while the runner's
+ * thread prepares and releases.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +24,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,6 +285,114 @@ static void test_cpu_info(void **state)
     exec_close(ex);
 }
 
+
+/* Bytes the CPU executor allocates for cfg at the peak of prepare, counted from
+ * the tensors kernel_data_generate really makes: the fp32 master copy of every
+ * input, for fp16 also its binary16 copy and the fp32 scratch it is widened
+ * into (all alive together), and the output in fp32 plus binary16 for fp16. */
+static uint64_t cpu_peak_bytes(const struct kernel_config *cfg)
+{
+    char err[256];
+    struct kernel_data kd;
+    assert_int_equal(kernel_data_generate(cfg, 1, &kd, err, sizeof(err)), 0);
+    uint64_t inputs = 0;
+    for (unsigned t = 0; t < kd.input_count; t++)
+        inputs += kd.inputs[t].elements;
+    uint64_t out = kd.output_elements;
+    kernel_data_free(&kd);
+    if (cfg->dtype == DTYPE_FP16)
+        return inputs * (4 + 2 + 4) + out * (4 + 2);
+    return inputs * 4 + out * 4;
+}
+
+static void test_cpu_memory_needed(void **state)
+{
+    (void)state;
+    char err[256];
+    struct executor *ex;
+    assert_int_equal(exec_cpu_open(&ex, err, sizeof(err)), 0);
+    const struct kernel_config cases[] = {
+        make_cfg("linear", DTYPE_FP32, 64, 256, 512),
+        make_cfg("linear_gelu", DTYPE_FP16, 64, 256, 512),
+        make_cfg("layernorm", DTYPE_FP32, 100, 768, 0),
+        make_cfg("layernorm", DTYPE_FP16, 100, 768, 0),
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t needed = exec_memory_needed(ex, &cases[i]);
+        assert_int_equal(needed, cpu_peak_bytes(&cases[i]));
+        /* At least the catalogue's buffers in the dtype (without the GPU's
+         * cuBLASLt workspace), which is what admission used to compare; for
+         * fp16 far more. */
+        struct kernel_features f;
+        catalog_features(&cases[i], &f);
+        uint64_t buffers = f.memory_bytes;
+        if (cases[i].kernel->op != KOP_LAYERNORM)
+            buffers -= CATALOG_LINEAR_WORKSPACE_BYTES;
+        assert_true(needed >= buffers);
+        if (cases[i].dtype == DTYPE_FP16)
+            assert_true(needed >= 3 * buffers); /* at least 10 bytes per 2-byte input element */
+    }
+    /* linear fp16 batch 4096, 4096 -> 8192: about 4 times the 160 MiB its fp16
+     * buffers take. */
+    struct kernel_config big = make_cfg("linear", DTYPE_FP16, 4096, 4096, 8192);
+    uint64_t in = 4096ull * 4096 + 8192ull * 4096 + 8192, out = 4096ull * 8192;
+    assert_int_equal(exec_memory_needed(ex, &big), in * 10 + out * 6);
+    /* The largest configurations do not wrap around to something small. */
+    struct kernel_config huge = make_cfg("linear", DTYPE_FP16, 65536, 65536, 65536);
+    uint64_t sq = 65536ull * 65536ull;
+    assert_int_equal(exec_memory_needed(ex, &huge), (2 * sq + 65536) * 10 + sq * 6);
+    struct kernel_config none = {0};
+    assert_true(exec_memory_needed(ex, &none) == UINT64_MAX);
+    exec_close(ex);
+}
+
+struct free_reader {
+    struct executor *ex;
+    int calls, failures;
+    uint64_t total;
+};
+
+static void *read_free(void *arg)
+{
+    struct free_reader *r = arg;
+    for (r->calls = 0; r->calls < 300; r->calls++) {
+        uint64_t free_bytes = 0;
+        if (exec_memory_free(r->ex, &free_bytes) != 0 || free_bytes == 0 ||
+            free_bytes > r->total)
+            r->failures++;
+    }
+    return NULL;
+}
+
+/* memory_free from another thread while this one prepares and releases, as an
+ * HTTP thread does while the runner measures (the SAN build checks the memory
+ * accesses). */
+static void test_cpu_memory_free(void **state)
+{
+    (void)state;
+    char err[256];
+    struct executor *ex;
+    struct exec_info info;
+    assert_int_equal(exec_cpu_open(&ex, err, sizeof(err)), 0);
+    exec_info(ex, &info);
+    uint64_t free_bytes = 0;
+    assert_int_equal(exec_memory_free(ex, &free_bytes), 0);
+    assert_true(free_bytes > 0 && free_bytes <= info.mem_total_bytes);
+
+    struct free_reader r = {.ex = ex, .total = info.mem_total_bytes};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, read_free, &r), 0);
+    struct kernel_config cfg = make_cfg("linear", DTYPE_FP16, 32, 128, 256);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(exec_prepare(ex, &cfg, (uint64_t)i, err, sizeof(err)), 0);
+        exec_release(ex);
+    }
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(r.calls, 300);
+    assert_int_equal(r.failures, 0);
+    exec_close(ex);
+}
+
 static void test_open_cpu_and_bad_names(void **state)
 {
     (void)state;
@@ -374,6 +489,8 @@ static void test_cuda_plugin(void **state)
         /* No usable GPU here: a fallback with the plugin's own reason. */
         print_message("auto: %s\n", why);
         assert_string_equal(info.name, "cpu");
+        /* The plugin was built against this exec.h: never an ABI mismatch. */
+        assert_null(strstr(why, "executor ABI"));
         assert_true(strncmp(why, "executor auto: CUDA executor unavailable (" PLUGIN_PATH ": ",
                             42 + strlen(PLUGIN_PATH) + 2) == 0);
         exec_close(ex);
@@ -406,6 +523,20 @@ static void test_cuda_plugin(void **state)
     }
     struct kernel_config big = make_cfg("linear_gelu", DTYPE_FP16, 64, 256, 512);
     check_against_reference(ex, &big, 600, true);
+
+    /* Memory: at least the configuration's own device buffers; free memory
+     * readable from another thread too, at most the device's total. */
+    struct kernel_features f;
+    catalog_features(&big, &f);
+    assert_true(exec_memory_needed(ex, &big) >= f.memory_bytes);
+    uint64_t free_bytes = 0;
+    assert_int_equal(exec_memory_free(ex, &free_bytes), 0);
+    assert_true(free_bytes > 0 && free_bytes <= info.mem_total_bytes);
+    struct free_reader r = {.ex = ex, .total = info.mem_total_bytes};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, read_free, &r), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(r.failures, 0);
     double us = 0;
     assert_int_equal(exec_run(ex, 0, &us, err, sizeof(err)), -1);
     exec_close(ex);
@@ -419,6 +550,8 @@ int main(void)
         cmocka_unit_test(test_relu_clamps),
         cmocka_unit_test(test_cpu_errors_and_lifecycle),
         cmocka_unit_test(test_cpu_info),
+        cmocka_unit_test(test_cpu_memory_needed),
+        cmocka_unit_test(test_cpu_memory_free),
         cmocka_unit_test(test_open_cpu_and_bad_names),
         cmocka_unit_test(test_open_missing_plugin),
         cmocka_unit_test(test_open_not_a_plugin),

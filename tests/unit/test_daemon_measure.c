@@ -3,8 +3,14 @@
  * the sim sensor (driven by a fixture /proc/stat), the sampler thread and the
  * CPU executor, with small windows so the binary stays fast. Checks that every
  * field is filled and consistent, the quality rule and its re-measurement, the
- * idle-baseline cache, the sum-of-rails fallback, the deadline and bad input,
- * and measure_median / measure_cv.
+ * idle-baseline cache and its place before any kernel work, the sum-of-rails
+ * fallback, the job's time limit (no step runs past it, an impossible job fails
+ * early with the estimate, windows shrink to fit), windows shorter than asked,
+ * the memory re-check against the executor's own figures, bad input, and
+ * measure_median / measure_cv.
+ *
+ * A spy executor wraps the CPU executor to see when prepare and the launches
+ * happen and, for the memory test, to report a chosen free figure.
  *
  * Timing on a loaded machine varies, so nothing here asserts a latency or a
  * quality verdict that depends on it; assertions are on relations that hold
@@ -181,11 +187,108 @@ static struct kernel_config make_config(const char *kernel, enum dtype dt, int64
     return cfg;
 }
 
+
+/* ---- spy: the CPU executor, with timestamps and an optional free figure ---- */
+
+struct spy {
+    struct executor ex;
+    struct executor *inner;
+    int64_t prepare_ns;   /* first prepare */
+    int64_t first_run_ns; /* first launch batch */
+    int64_t last_run_end_ns;
+    unsigned runs;
+    uint64_t free_bytes;  /* memory_free's answer; 0 = the inner executor's */
+};
+
+static struct spy *spy_of(struct executor *ex) { return ex->impl; }
+
+static void spy_info(struct executor *ex, struct exec_info *out)
+{
+    exec_info(spy_of(ex)->inner, out);
+}
+
+static int spy_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
+                       char *err, size_t errlen)
+{
+    struct spy *s = spy_of(ex);
+    if (!s->prepare_ns)
+        s->prepare_ns = clock_mono_ns();
+    return exec_prepare(s->inner, cfg, seed, err, errlen);
+}
+
+static int spy_run(struct executor *ex, unsigned launches, double *elapsed_us, char *err,
+                   size_t errlen)
+{
+    struct spy *s = spy_of(ex);
+    if (s->runs++ == 0)
+        s->first_run_ns = clock_mono_ns();
+    int rc = exec_run(s->inner, launches, elapsed_us, err, errlen);
+    s->last_run_end_ns = clock_mono_ns();
+    return rc;
+}
+
+static int spy_read_output(struct executor *ex, float *dst, size_t count, char *err,
+                           size_t errlen)
+{
+    return exec_read_output(spy_of(ex)->inner, dst, count, err, errlen);
+}
+
+static void spy_release(struct executor *ex) { exec_release(spy_of(ex)->inner); }
+
+static void spy_close(struct executor *ex) { exec_release(spy_of(ex)->inner); }
+
+static uint64_t spy_memory_needed(struct executor *ex, const struct kernel_config *cfg)
+{
+    return exec_memory_needed(spy_of(ex)->inner, cfg);
+}
+
+static int spy_memory_free(struct executor *ex, uint64_t *free_bytes)
+{
+    struct spy *s = spy_of(ex);
+    if (s->free_bytes) {
+        *free_bytes = s->free_bytes;
+        return 0;
+    }
+    return exec_memory_free(s->inner, free_bytes);
+}
+
+static const struct executor_ops spy_ops = {
+    .info = spy_info,
+    .prepare = spy_prepare,
+    .run = spy_run,
+    .read_output = spy_read_output,
+    .release = spy_release,
+    .close = spy_close,
+    .memory_needed = spy_memory_needed,
+    .memory_free = spy_memory_free,
+};
+
+/* Puts a spy around the fixture's CPU executor into the ctx. */
+static void use_spy(struct fixture *f, struct spy *s)
+{
+    memset(s, 0, sizeof *s);
+    s->ex.ops = &spy_ops;
+    s->ex.impl = s;
+    s->inner = f->exec;
+    f->ctx.exec = &s->ex;
+}
+
 static void assert_close(double actual, double expected, double rel)
 {
     double tol = fabs(expected) * rel + 1e-9;
     if (fabs(actual - expected) > tol)
         fail_msg("%.9g is not within %.2g of %.9g", actual, rel, expected);
+}
+
+static bool has_reason(const char *reasons_json, const char *prefix)
+{
+    json_t *a = json_loads(reasons_json, 0, NULL);
+    bool found = false;
+    for (size_t i = 0; a && i < json_array_size(a); i++)
+        if (strncmp(json_string_value(json_array_get(a, i)), prefix, strlen(prefix)) == 0)
+            found = true;
+    json_decref(a);
+    return found;
 }
 
 /* Relations every measurement must satisfy, whatever the timing. */
@@ -228,6 +331,15 @@ static void check_consistent(const struct fixture *f, const struct kernel_config
     assert_true(m->latency_cv >= 0 && isfinite(m->latency_cv));
     assert_true(m->window_ms > 0);
     assert_close(m->settle_ms, f->ctx.settings.settle_ms, 0);
+    /* A window shorter than asked is never silent: the stored (median) length is
+     * at least settle + the analysed minimum, or the result says why not. */
+    const struct measure_settings *st = &f->ctx.settings;
+    double by_samples_ms = st->min_samples * (f->sensor->got.period_us / 1000.0);
+    double asked_ms =
+        st->settle_ms + (st->min_window_ms > by_samples_ms ? st->min_window_ms : by_samples_ms);
+    if (m->window_ms < asked_ms && !has_reason(m->quality_reasons, "window "))
+        fail_msg("window_ms %.3f is shorter than the %.1f ms asked, and no reason says so: %s",
+                 m->window_ms, asked_ms, m->quality_reasons);
 
     /* rails: the sensor's, in its order, one board input */
     assert_int_equal(m->rail_count, f->sensor->rail_count);
@@ -322,16 +434,6 @@ static void test_layernorm_fp16_repeats(void **state)
     assert_string_equal(m.config_key, "layernorm:fp16:rows=16,cols=64");
 }
 
-static bool has_reason(const char *reasons_json, const char *prefix)
-{
-    json_t *a = json_loads(reasons_json, 0, NULL);
-    bool found = false;
-    for (size_t i = 0; a && i < json_array_size(a); i++)
-        if (strncmp(json_string_value(json_array_get(a, i)), prefix, strlen(prefix)) == 0)
-            found = true;
-    json_decref(a);
-    return found;
-}
 
 /* A sample-ratio limit no window can meet: suspect, measured again, kept. */
 static void test_suspect_sample_ratio(void **state)
@@ -399,6 +501,12 @@ static void test_max_launches(void **state)
     char err[256] = "";
     assert_int_equal(measure_run(&f->ctx, &cfg, 2, &m, err, sizeof err), 0);
     assert_true(m.launches >= 1 && m.launches <= 3);
+    /* Three launches of a tiny kernel cannot fill 2 + 20 ms: suspect, and said. */
+    check_consistent(f, &cfg, &m, 2);
+    assert_string_equal(m.quality, "suspect");
+    assert_true(has_reason(m.quality_reasons, "window "));
+    if (!strstr(m.quality_reasons, " ms, shorter than the 22 ms asked"))
+        fail_msg("no short-window reason: %s", m.quality_reasons);
 }
 
 static void test_idle_cache(void **state)
@@ -463,15 +571,138 @@ static void test_deadline(void **state)
     char err[256] = "";
     f->ctx.deadline_ns = clock_mono_ns() - 1;
     assert_int_equal(measure_run(&f->ctx, &cfg, 1, &m, err, sizeof err), -1);
-    assert_non_null(strstr(err, "job exceeded its time limit"));
+    if (!strstr(err, "job exceeded its time limit of 0 s (at the start)"))
+        fail_msg("unexpected: %s", err);
 
-    /* a deadline that falls during the idle baseline stops before the windows */
+    /* An idle baseline that cannot end before the deadline is not started. */
     f->ctx.idle_valid = false;
     f->ctx.settings.idle_ms = 300;
     f->ctx.deadline_ns = clock_mono_ns() + 100 * 1000000LL;
     err[0] = '\0';
     assert_int_equal(measure_run(&f->ctx, &cfg, 1, &m, err, sizeof err), -1);
-    assert_non_null(strstr(err, "job exceeded its time limit"));
+    if (!strstr(err, "job would exceed its time limit of 0.1 s (at the idle baseline): the "
+                     "idle baseline (100 ms quiet, then 300 ms) would take about 0.4"))
+        fail_msg("unexpected: %s", err);
+    assert_false(f->ctx.idle_valid);
+}
+
+/* A kernel of about 20 ms per launch (more under the sanitizers) and a warm-up
+ * of 100000 launches cannot fit in 3 s: the job fails after the first launch
+ * with the estimate, before the deadline, instead of warming up past it in
+ * doubling chunks. */
+static void test_deadline_slow_warmup(void **state)
+{
+    struct fixture *f = *state;
+    struct spy spy;
+    use_spy(f, &spy);
+    f->ctx.settings.warmup_launches = 100000;
+    struct kernel_config cfg = make_config("linear", DTYPE_FP32, 128, 1024, 1024);
+    struct db_measurement m = {0};
+    char err[256] = "";
+    f->ctx.deadline_ns = clock_mono_ns() + 3000 * 1000000LL;
+    assert_int_equal(measure_run(&f->ctx, &cfg, 3, &m, err, sizeof err), -1);
+    int64_t end = clock_mono_ns();
+    if (!strstr(err, "job would exceed its time limit of 3.0 s (at the warm-up): at ") ||
+        !strstr(err, " per launch, the rest of the warm-up (") ||
+        !strstr(err, " more launches) and 3 windows of at least one launch would take about "))
+        fail_msg("unexpected: %s", err);
+    assert_true(spy.runs >= 1);
+    assert_true(spy.last_run_end_ns < f->ctx.deadline_ns);
+    assert_true(end < f->ctx.deadline_ns);
+}
+
+/* Windows asked to last 5 s each with 2 s left: shortened to fit, the job ends
+ * by its deadline, and the result says its windows are short. */
+static void test_deadline_fits_windows(void **state)
+{
+    struct fixture *f = *state;
+    struct spy spy;
+    use_spy(f, &spy);
+    f->ctx.settings.min_window_ms = 5000;
+    f->ctx.settings.max_launches = UINT_MAX;
+    f->ctx.settings.max_cv = 1e9;
+    f->ctx.settings.min_sample_ratio = 0.0;
+    struct kernel_config cfg = make_config("linear", DTYPE_FP32, 4, 16, 16);
+    struct db_measurement m = {0};
+    char err[256] = "";
+    const int64_t slack_ns = 300 * 1000000LL; /* one late sampler sample, a busy machine */
+    f->ctx.deadline_ns = clock_mono_ns() + 2000 * 1000000LL;
+    int rc = measure_run(&f->ctx, &cfg, 3, &m, err, sizeof err);
+    int64_t end = clock_mono_ns();
+    if (end > f->ctx.deadline_ns + slack_ns)
+        fail_msg("measure_run ended %.0f ms after its deadline (%s)",
+                 (double)(end - f->ctx.deadline_ns) / 1e6, rc == 0 ? "ok" : err);
+    assert_true(spy.last_run_end_ns <= f->ctx.deadline_ns + slack_ns);
+    if (rc != 0) {
+        /* Only when the machine slowed down far beyond the planning margin. */
+        print_message("(windows did not fit after all: %s)\n", err);
+        assert_non_null(strstr(err, "time limit of 2.0 s"));
+        return;
+    }
+    f->ctx.exec = f->exec;
+    check_consistent(f, &cfg, &m, 3);
+    assert_true(m.window_ms < 5002.0);
+    assert_string_equal(m.quality, "suspect");
+    if (!strstr(m.quality_reasons, " ms, shorter than the 5002 ms asked"))
+        fail_msg("no short-window reason: %s", m.quality_reasons);
+}
+
+/* The idle baseline, when due, is taken before this job prepares or launches
+ * anything, after a quiet lead-in of at least max(settle_ms, 50 ms). */
+static void test_idle_before_kernel_work(void **state)
+{
+    struct fixture *f = *state;
+    struct spy spy;
+    use_spy(f, &spy);
+    f->ctx.settings.idle_refresh_s = 0;
+    struct kernel_config cfg = make_config("linear_relu", DTYPE_FP32, 16, 64, 64);
+    struct db_measurement m = {0};
+    char err[256] = "";
+    int64_t start = clock_mono_ns();
+    assert_int_equal(measure_run(&f->ctx, &cfg, 1, &m, err, sizeof err), 0);
+    assert_true(f->ctx.idle_valid);
+    int64_t idle_t1 = f->ctx.idle_taken_ns;
+    int64_t idle_t0 = idle_t1 - (int64_t)f->ctx.settings.idle_ms * 1000000LL;
+    assert_true(spy.prepare_ns > 0 && spy.first_run_ns > 0);
+    if (idle_t1 > spy.prepare_ns || idle_t1 > spy.first_run_ns)
+        fail_msg("the idle window ended %.1f ms after prepare began",
+                 (double)(idle_t1 - spy.prepare_ns) / 1e6);
+    int64_t lead_ms = (idle_t0 - start) / 1000000LL;
+    int64_t min_lead_ms = f->ctx.settings.settle_ms > 50 ? f->ctx.settings.settle_ms : 50;
+    if (lead_ms < min_lead_ms)
+        fail_msg("the idle window began %lld ms after the job started, less than %lld",
+                 (long long)lead_ms, (long long)min_lead_ms);
+    assert_close(m.rails[0].idle_power_mw, f->ctx.idle_power_mw[0], 1e-12);
+}
+
+/* The runner's re-check compares what the executor really allocates with what
+ * it has free now: linear fp16 4096 x 4096 -> 8192 takes about 700 MB on the
+ * CPU executor (fp32 master, fp16 copy and fp32 scratch per input element)
+ * although its fp16 buffers and a cuBLASLt workspace are only about 200 MB. */
+static void test_memory_recheck(void **state)
+{
+    struct fixture *f = *state;
+    struct spy spy;
+    use_spy(f, &spy);
+    spy.free_bytes = 400ull * 1024 * 1024;
+    struct kernel_config cfg = make_config("linear", DTYPE_FP16, 4096, 4096, 8192);
+    struct kernel_features feat;
+    catalog_features(&cfg, &feat);
+    assert_true(feat.memory_bytes < spy.free_bytes); /* what the old check compared */
+    uint64_t needed = exec_memory_needed(f->exec, &cfg);
+    assert_true(needed > spy.free_bytes);
+    struct db_measurement m = {0};
+    char err[512] = "", want[64];
+    f->ctx.deadline_ns = clock_mono_ns() + 5000 * 1000000LL; /* never run it long */
+    assert_int_equal(measure_run(&f->ctx, &cfg, 1, &m, err, sizeof err), -1);
+    snprintf(want, sizeof want, "needs %llu bytes", (unsigned long long)needed);
+    const char *prefix = "validate: linear:fp16:batch=4096,in=4096,out=8192 ";
+    if (strncmp(err, prefix, strlen(prefix)) != 0 ||
+        !strstr(err, want) || !strstr(err, "on the cpu executor, which has 419430400 bytes "
+                                           "(400.0 MiB) free now"))
+        fail_msg("unexpected: %s", err);
+    assert_int_equal(spy.prepare_ns, 0);
+    assert_int_equal(spy.runs, 0);
 }
 
 static void test_bad_input(void **state)
@@ -543,6 +774,10 @@ int main(void)
         cmocka_unit_test_setup(test_idle_cache, reset_ctx),
         cmocka_unit_test_setup(test_sum_of_rails, reset_ctx),
         cmocka_unit_test_setup(test_deadline, reset_ctx),
+        cmocka_unit_test_setup(test_deadline_slow_warmup, reset_ctx),
+        cmocka_unit_test_setup(test_deadline_fits_windows, reset_ctx),
+        cmocka_unit_test_setup(test_idle_before_kernel_work, reset_ctx),
+        cmocka_unit_test_setup(test_memory_recheck, reset_ctx),
         cmocka_unit_test_setup(test_bad_input, reset_ctx),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
