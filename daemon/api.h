@@ -19,10 +19,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
 #include "../cudakern/catalog.h"
+#include "../cudakern/exec.h"
 #include "../db/db.h"
 #include "app.h"
 
@@ -84,6 +86,21 @@ struct api_request {
     struct http_request *http;
 };
 
+/*
+ * A streamed body (GET /v1/power/stream): http.c sends it chunked, calling read
+ * whenever the client can take more. read fills buf with at most max bytes and
+ * returns how many (> 0), API_STREAM_END when the body is complete or
+ * API_STREAM_ERROR to abort the connection; it runs on an HTTP pool thread and
+ * may block briefly, but must never return 0 (that would spin). free releases
+ * ctx once the response is done with (always called exactly once, also when
+ * the response could not be sent). The signatures are libmicrohttpd's.
+ */
+typedef ssize_t (*api_stream_read_fn)(void *ctx, uint64_t pos, char *buf, size_t max);
+typedef void (*api_stream_free_fn)(void *ctx);
+#define API_STREAM_END ((ssize_t)-1)
+#define API_STREAM_ERROR ((ssize_t)-2)
+#define API_STREAM_BLOCK_BYTES 4096u
+
 struct api_response {
     unsigned status;
     json_t *json; /* body as JSON (owned; http.c frees it), or */
@@ -93,6 +110,10 @@ struct api_response {
     char location[96];        /* "Location" header when not empty */
     unsigned retry_after_s;   /* "Retry-After" header when > 0 */
     bool suspended;           /* set by api_wait_for_job: answer comes later */
+    /* A streamed body instead of json/text (owned: http.c calls stream_free). */
+    api_stream_read_fn stream_read;
+    api_stream_free_fn stream_free;
+    void *stream_ctx;
 };
 
 /* Fills res with the problem for e (status e->status, application/problem+json). */
@@ -160,6 +181,10 @@ void api_kernels_get(struct api_request *req, struct api_response *res);
 void api_measure_post(struct api_request *req, struct api_response *res);
 void api_measurements_list(struct api_request *req, struct api_response *res);
 void api_measurements_get(struct api_request *req, struct api_response *res);
+void api_power_get(struct api_request *req, struct api_response *res);
+void api_power_stream(struct api_request *req, struct api_response *res);
+void api_sensor_sampling_put(struct api_request *req, struct api_response *res);
+void api_metrics_get(struct api_request *req, struct api_response *res);
 
 /* ---- pure parts, exposed for tests ---- */
 
@@ -174,6 +199,26 @@ void api_kernel_names(char *buf, size_t buflen);
  */
 int api_parse_kernel_config(json_t *body, uint64_t mem_free_bytes, struct kernel_config *cfg,
                             unsigned *repeats, struct api_error *e);
+
+/*
+ * The memory check of POST /v1/measure: what ex really allocates for cfg
+ * (exec_memory_needed) against what it has free now (exec_memory_free, read
+ * fresh). 0 when it fits or the free figure cannot be read (the runner checks
+ * again before it prepares), or -1 with e = 422 giving both figures and naming
+ * the executor (executor_name, e.g. "cpu"). Thread-safe.
+ */
+int api_check_memory(struct executor *ex, const char *executor_name,
+                     const struct kernel_config *cfg, struct api_error *e);
+
+/*
+ * A request body jansson refused -> e. A number too large to represent
+ * (json_error_numeric_overflow: an integer beyond int64, a real beyond double)
+ * is valid JSON, so it is a 422 saying the number is out of range, with the
+ * line and column where the number starts and, when the number is an object
+ * member's value, the member in "parameter". Anything else is a 400 "invalid
+ * JSON at line L, column C: <parser message>". body/len are the bytes parsed.
+ */
+void api_json_error(const char *body, size_t len, const json_error_t *jerr, struct api_error *e);
 
 /* {"batch":64,"in":256,"out":512}, in catalogue order. Length or -1 if it does
  * not fit. */
@@ -192,6 +237,39 @@ int api_parse_measurement_query(const struct api_query_param *q, size_t n,
  * 0, or -1 with err saying what is wrong with the address. */
 int http_parse_listen(const char *listen, char *host, size_t hostlen, char *port, size_t portlen,
                       char *err, size_t errlen);
+
+/* ---- power, sampling and metrics: pure parts (api_power.c, api_sensor.c,
+ * api_metrics.c) ---- */
+
+/*
+ * One sample as the API shows it: {"t_ns":..,"age_ms":..,"rails":[{"name",
+ * "board_input","voltage_mv","current_ma","power_mw"},..]} for the rails of s;
+ * age_ms is now_ns - t_ns. NULL only when out of memory.
+ */
+json_t *api_power_sample_json(const struct sensor *s, const struct sensor_sample *smp,
+                              int64_t now_ns);
+
+/* GET /v1/power/stream query: ?count=N (1..1000000; 0 = endless) and
+ * ?interval_ms=M (0..60000; default: sensor.stream_interval_ms). */
+struct api_stream_query {
+    uint64_t count;
+    unsigned interval_ms;
+};
+/* 0, or -1 with e (400, "parameter" naming the query parameter). */
+int api_parse_stream_query(const struct api_query_param *q, size_t n, unsigned default_interval_ms,
+                           struct api_stream_query *out, struct api_error *e);
+
+/*
+ * The body of PUT /v1/sensor/sampling -> a sampling request (zero = leave as
+ * found): "conversion_time_us" (bus and shunt, one of the INA3221's conversion
+ * times), "averaging" (one of its averaging counts), "period_us" (100..1000000).
+ * At least one member. 0, or -1 with e (422 naming the member and the allowed
+ * values).
+ */
+int api_parse_sampling_request(json_t *body, struct sensor_sampling *req, struct api_error *e);
+
+/* A Prometheus label value escaped (\ \" \n), cut to fit outlen. */
+void api_prom_escape(const char *in, char *out, size_t outlen);
 
 /* Strict decimal int64: optional '-', digits only, no overflow. 0 or -1. */
 int api_parse_int64(const char *s, int64_t *out);

@@ -8,6 +8,7 @@
 #ifndef JETPROF_APP_H
 #define JETPROF_APP_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "../cudakern/exec.h"
@@ -25,7 +26,11 @@ struct app {
     struct runner *runner;
     struct sensor *sensor;
     struct sampler *sampler;
-    struct exec_info exec_info;  /* the executor chosen at start */
+    /* The executor the runner drives. HTTP threads may only call its thread-safe
+     * operations (exec_memory_needed, exec_memory_free); NULL = not known, and
+     * the figures captured in exec_info at start are used instead. */
+    struct executor *exec;
+    struct exec_info exec_info;  /* the executor chosen at start (a snapshot) */
     char executor_why[256];      /* one sentence: why this executor */
     char sensor_why[256];        /* one sentence: why this sensor backend */
     struct db_device device;     /* the fingerprint row written at start */
@@ -33,6 +38,14 @@ struct app {
     int64_t started_mono_ns;
     char started_at[32];         /* ISO-8601 UTC */
     char token[256];             /* bearer token; "" = auth off */
+    /* The measurement-window marker (gpio_marker.h) when sensor.gpio_chip is
+     * set, else NULL. Opened at start; only the runner's measurement drives it. */
+    struct gpio_marker *marker;
+    /* Shutdown and GET /v1/power/stream: main sets stopping before the HTTP
+     * server stops, so open streams end cleanly; streams_active counts them
+     * (api_power.c) against server.max_streams. */
+    atomic_bool stopping;
+    atomic_uint streams_active;
 };
 
 #endif

@@ -22,6 +22,11 @@
  * them. Besides "[section]" + "key = value", a top-level "section.key = value"
  * is accepted, so the output of --check-config loads back as a config file.
  * Inline comments start with whitespace followed by ';' or '#'.
+ *
+ * Value types beyond strings and numbers: booleans (true/false, yes/no, on/off,
+ * 1/0; printed true/false), a signed integer (i2c_bus, -1 = unset), an I2C
+ * address (0 = unset, decimal or 0x hex, printed in hex), and lists of exactly
+ * three comma-separated values (INA3221 channels: shunt_uohm and rails).
  */
 #include "config.h"
 
@@ -50,6 +55,11 @@ enum key_type {
     KEY_UNSIGNED, /* unsigned int in [imin, imax], or one of `choices` */
     KEY_U64,      /* uint64_t in [imin, imax] */
     KEY_DOUBLE,   /* finite double in [dmin, dmax] */
+    KEY_BOOL,     /* true|false|yes|no|on|off|1|0 */
+    KEY_INT,      /* int in [smin, smax] */
+    KEY_HEX,      /* unsigned: 0, or in [imin, imax]; decimal or 0x hex; printed in hex */
+    KEY_U_LIST3,  /* "a,b,c": three unsigned, each 0 or in [imin, imax] */
+    KEY_NAME_LIST3, /* "" or "a,b,c": three rail names, each may be empty */
 };
 
 struct key {
@@ -60,6 +70,7 @@ struct key {
     size_t size;   /* of the field: the buffer size for strings */
     const char *def;
     uint64_t imin, imax; /* integers; strings: imin is the minimum length */
+    int64_t smin, smax;  /* KEY_INT */
     double dmin, dmax;
     const char *choices; /* "a|b|c" for KEY_ENUM and for integers with a fixed set */
     const char *flag;    /* long option without "--", NULL when only --set reaches it */
@@ -77,6 +88,9 @@ struct key {
 #define INA3221_AVERAGING_CHOICES "0|1|4|16|64|128|256|512|1024"
 #define INA3221_CONVERSION_CHOICES "0|140|204|332|588|1100|2116|4156|8244"
 #define SENSOR_CHOICES "auto|sim|ina3221-hwmon|ina3221x-iio|ina3221-i2c|nvml"
+#define LIST3_COUNT 3 /* INA3221 channels */
+_Static_assert(CONFIG_RAIL_NAME_MAX == SENSOR_RAIL_NAME_MAX,
+               "config.h CONFIG_RAIL_NAME_MAX must equal sensor.h SENSOR_RAIL_NAME_MAX");
 
 static const struct key keys[] = {
     /* [server] */
@@ -94,6 +108,10 @@ static const struct key keys[] = {
      .doc = "request bodies larger than this are refused with 413 (1 KiB..1 GiB)"},
     STRING("server", "port_file", port_file, "", 0, "port-file", "PATH",
            "after binding, write the bound port (decimal, newline) to this file; empty: none"),
+    {.section = "server", .name = "max_streams", .type = KEY_UNSIGNED, FIELD_INIT(max_streams),
+     .def = "2", .imin = 0, .imax = 64,
+     .doc = "concurrent GET /v1/power/stream clients (each holds an HTTP thread; at most "
+            "threads - 1 are served); more get 503; 0 turns streams off (0..64)"},
     /* [storage] */
     STRING("storage", "db", db, "/var/lib/jetprof/jetprof.db", 1, "db", "PATH",
            "SQLite database (created with its directory if missing)"),
@@ -138,6 +156,41 @@ static const struct key keys[] = {
     {.section = "sensor", .name = "sim_seed", .type = KEY_U64, FIELD_INIT(sim_seed), .def = "1",
      .imin = 0, .imax = UINT64_MAX,
      .doc = "sim backend: noise seed, so runs are repeatable (0..18446744073709551615)"},
+    {.section = "sensor", .name = "i2c_bus", .type = KEY_INT, FIELD_INIT(i2c_bus), .def = "-1",
+     .smin = -1, .smax = 1023,
+     .doc = "ina3221-i2c: I2C bus number N of <dev_root>/i2c-N; -1 takes the board table's "
+            "(-1..1023)"},
+    {.section = "sensor", .name = "i2c_addr", .type = KEY_HEX, FIELD_INIT(i2c_addr), .def = "0",
+     .imin = 0x40, .imax = 0x43,
+     .doc = "ina3221-i2c: 7-bit chip address 0x40..0x43 (decimal or 0x hex); 0 takes the "
+            "board table's"},
+    {.section = "sensor", .name = "shunt_uohm", .type = KEY_U_LIST3, FIELD_INIT(shunt_uohm),
+     .def = "0,0,0", .imin = 1, .imax = 10000000,
+     .doc = "ina3221-i2c: shunt resistance of channels 1,2,3 in micro-ohms (1..10000000); "
+            "0 takes the board table's"},
+    {.section = "sensor", .name = "rails", .type = KEY_NAME_LIST3, FIELD_INIT(rails), .def = "",
+     .doc = "ina3221-i2c: rail names of channels 1,2,3 (letters, digits, _ - .), NC = not "
+            "connected; empty (all or one) takes the board table's"},
+    {.section = "sensor", .name = "force", .type = KEY_BOOL, FIELD_INIT(force), .def = "false",
+     .doc = "ina3221-i2c: take a chip a kernel driver owns (I2C_SLAVE_FORCE); the driver's "
+            "readings become wrong while jetprofd runs"},
+    {.section = "sensor", .name = "i2c_emulated", .type = KEY_BOOL, FIELD_INIT(i2c_emulated),
+     .def = "false",
+     .doc = "ina3221-i2c test double: an emulated INA3221 instead of <dev_root>/i2c-N; values "
+            "are simulated"},
+    STRING("sensor", "nvml_lib", nvml_lib, "", 0, NULL, NULL,
+           "nvml: library to dlopen; empty: libnvidia-ml.so.1"),
+    {.section = "sensor", .name = "nvml_device", .type = KEY_UNSIGNED, FIELD_INIT(nvml_device),
+     .def = "0", .imin = 0, .imax = 63, .doc = "nvml: GPU index (0..63)"},
+    STRING("sensor", "gpio_chip", gpio_chip, "", 0, NULL, NULL,
+           "GPIO chip (name, path or number) whose line is held high during every measurement "
+           "window; empty: no marker"),
+    {.section = "sensor", .name = "gpio_line", .type = KEY_UNSIGNED, FIELD_INIT(gpio_line),
+     .def = "0", .imin = 0, .imax = 1023, .doc = "line offset of the marker on gpio_chip (0..1023)"},
+    {.section = "sensor", .name = "stream_interval_ms", .type = KEY_UNSIGNED,
+     FIELD_INIT(stream_interval_ms), .def = "100", .imin = 0, .imax = 60000,
+     .doc = "GET /v1/power/stream sends the latest sample this often, ms; 0 sends every sample "
+            "(0..60000)"},
     /* [executor] */
     {.section = "executor", .name = "executor", .type = KEY_ENUM, FIELD_INIT(executor),
      .def = "auto", .choices = "auto|cpu|cuda", .flag = "executor", .metavar = "auto|cpu|cuda",
@@ -259,6 +312,102 @@ static int parse_double(const char *text, double *out)
         return -1;
     *out = v;
     return 0;
+}
+
+static int parse_bool(const char *text, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(text, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(text, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Whole text is a decimal integer with an optional '-'. */
+static int parse_i64(const char *text, int64_t *out)
+{
+    const char *digits = text[0] == '-' ? text + 1 : text;
+    if (!isdigit((unsigned char)digits[0]))
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* Decimal, or "0x" followed by 1..16 hex digits. */
+static int parse_u64_or_hex(const char *text, uint64_t *out)
+{
+    if (text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
+        const char *h = text + 2;
+        size_t n = strlen(h);
+        if (n == 0 || n > 16 || strspn(h, "0123456789abcdefABCDEF") != n)
+            return -1;
+        *out = (uint64_t)strtoull(h, NULL, 16);
+        return 0;
+    }
+    return parse_u64(text, out);
+}
+
+/*
+ * Splits "a,b,c" into exactly LIST3_COUNT items, blanks around each trimmed,
+ * into items[i] (itemlen bytes each). 0, or -1 with why.
+ */
+static int split_list3(const char *text, char items[LIST3_COUNT][CONFIG_STR_MAX], char *why,
+                       size_t whylen)
+{
+    const char *p = text;
+    for (unsigned i = 0; i < LIST3_COUNT; i++) {
+        const char *comma = strchr(p, ',');
+        if (i + 1 < LIST3_COUNT && !comma) {
+            snprintf(why, whylen, "expected %u comma-separated values (one per INA3221 channel), "
+                     "got %u", LIST3_COUNT, i + 1);
+            return -1;
+        }
+        if (i + 1 == LIST3_COUNT && comma) {
+            snprintf(why, whylen, "expected %u comma-separated values (one per INA3221 channel), "
+                     "got more", LIST3_COUNT);
+            return -1;
+        }
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len >= CONFIG_STR_MAX)
+            len = CONFIG_STR_MAX - 1;
+        memcpy(items[i], p, len);
+        items[i][len] = '\0';
+        p = comma ? comma + 1 : p + len;
+    }
+    return 0;
+}
+
+/* A rail name as drivers label them: letters, digits, '_', '-', '.'. */
+static bool rail_name_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len >= CONFIG_RAIL_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!(isalnum(c) || c == '_' || c == '-' || c == '.'))
+            return false;
+    }
+    return true;
 }
 
 /* Shortest "%g" form that reads back as the same double, without an exponent
@@ -406,6 +555,28 @@ static void describe_expected(const struct key *k, char *out, size_t outlen)
         snprintf(out, outlen, "expected a number in [%s, %s]", lo, hi);
         break;
     }
+    case KEY_BOOL:
+        snprintf(out, outlen, "expected true or false (also yes/no, on/off, 1/0)");
+        break;
+    case KEY_INT:
+        snprintf(out, outlen, "expected an integer in [%lld, %lld]", (long long)k->smin,
+                 (long long)k->smax);
+        break;
+    case KEY_HEX:
+        snprintf(out, outlen, "expected 0 or a value in [0x%llx, 0x%llx] (decimal or 0x hex)",
+                 (unsigned long long)k->imin, (unsigned long long)k->imax);
+        break;
+    case KEY_U_LIST3:
+        snprintf(out, outlen,
+                 "expected %u comma-separated integers, each 0 or in [%llu, %llu]", LIST3_COUNT,
+                 (unsigned long long)k->imin, (unsigned long long)k->imax);
+        break;
+    case KEY_NAME_LIST3:
+        snprintf(out, outlen,
+                 "expected nothing or %u comma-separated rail names (letters, digits, '_', '-', "
+                 "'.'; at most %d characters; an empty one takes the board table's)",
+                 LIST3_COUNT, CONFIG_RAIL_NAME_MAX - 1);
+        break;
     }
 }
 
@@ -467,6 +638,81 @@ static int set_value(struct config *cfg, const struct key *k, const char *text, 
         memcpy(dst, &v, sizeof v);
         return 0;
     }
+    case KEY_BOOL: {
+        bool b;
+        if (parse_bool(text, &b) != 0) {
+            describe_expected(k, why, whylen);
+            return -1;
+        }
+        memcpy(dst, &b, sizeof b);
+        return 0;
+    }
+    case KEY_INT: {
+        int64_t v;
+        if (parse_i64(text, &v) != 0 || v < k->smin || v > k->smax) {
+            describe_expected(k, why, whylen);
+            return -1;
+        }
+        int i = (int)v; /* smin/smax of every KEY_INT fit an int */
+        memcpy(dst, &i, sizeof i);
+        return 0;
+    }
+    case KEY_HEX: {
+        uint64_t v;
+        if (parse_u64_or_hex(text, &v) != 0 || (v != 0 && (v < k->imin || v > k->imax))) {
+            describe_expected(k, why, whylen);
+            return -1;
+        }
+        unsigned u = (unsigned)v;
+        memcpy(dst, &u, sizeof u);
+        return 0;
+    }
+    case KEY_U_LIST3: {
+        char items[LIST3_COUNT][CONFIG_STR_MAX];
+        unsigned values[LIST3_COUNT];
+        char how[256];
+        if (split_list3(text, items, how, sizeof how) != 0) {
+            describe_expected(k, why, whylen);
+            snprintf(why + strlen(why), whylen - strlen(why), ": %s", how);
+            return -1;
+        }
+        for (unsigned i = 0; i < LIST3_COUNT; i++) {
+            uint64_t v;
+            if (parse_u64(items[i], &v) != 0 || (v != 0 && (v < k->imin || v > k->imax))) {
+                describe_expected(k, why, whylen);
+                snprintf(why + strlen(why), whylen - strlen(why), ": value %u '%.40s' is not",
+                         i + 1, items[i]);
+                return -1;
+            }
+            values[i] = (unsigned)v;
+        }
+        memcpy(dst, values, sizeof values);
+        return 0;
+    }
+    case KEY_NAME_LIST3: {
+        char names[LIST3_COUNT][CONFIG_RAIL_NAME_MAX];
+        memset(names, 0, sizeof names);
+        if (text[0] != '\0') {
+            char items[LIST3_COUNT][CONFIG_STR_MAX];
+            char how[256];
+            if (split_list3(text, items, how, sizeof how) != 0) {
+                describe_expected(k, why, whylen);
+                snprintf(why + strlen(why), whylen - strlen(why), ": %s", how);
+                return -1;
+            }
+            for (unsigned i = 0; i < LIST3_COUNT; i++) {
+                if (items[i][0] != '\0' && !rail_name_valid(items[i])) {
+                    describe_expected(k, why, whylen);
+                    snprintf(why + strlen(why), whylen - strlen(why),
+                             ": name %u '%.40s' is not", i + 1, items[i]);
+                    return -1;
+                }
+                memcpy(names[i], items[i], strlen(items[i]) + 1);
+            }
+        }
+        memcpy(dst, names, sizeof names);
+        return 0;
+    }
     }
     snprintf(why, whylen, "key type %d is not handled", (int)k->type);
     return -1;
@@ -499,6 +745,42 @@ static void format_value(const struct config *cfg, const struct key *k, char *ou
         double d;
         memcpy(&d, src, sizeof d);
         format_double(d, out, outlen);
+        return;
+    }
+    case KEY_BOOL: {
+        bool b;
+        memcpy(&b, src, sizeof b);
+        snprintf(out, outlen, "%s", b ? "true" : "false");
+        return;
+    }
+    case KEY_INT: {
+        int i;
+        memcpy(&i, src, sizeof i);
+        snprintf(out, outlen, "%d", i);
+        return;
+    }
+    case KEY_HEX: {
+        unsigned u;
+        memcpy(&u, src, sizeof u);
+        if (u == 0)
+            snprintf(out, outlen, "0");
+        else
+            snprintf(out, outlen, "0x%02x", u);
+        return;
+    }
+    case KEY_U_LIST3: {
+        unsigned v[LIST3_COUNT];
+        memcpy(v, src, sizeof v);
+        snprintf(out, outlen, "%u,%u,%u", v[0], v[1], v[2]);
+        return;
+    }
+    case KEY_NAME_LIST3: {
+        char names[LIST3_COUNT][CONFIG_RAIL_NAME_MAX];
+        memcpy(names, src, sizeof names);
+        if (!names[0][0] && !names[1][0] && !names[2][0])
+            snprintf(out, outlen, "%s", "");
+        else
+            snprintf(out, outlen, "%s,%s,%s", names[0], names[1], names[2]);
         return;
     }
     }

@@ -18,6 +18,7 @@
 
 #define CONFIG_STR_MAX 512
 #define CONFIG_MAX_KEYS 64 /* room for config.c's key table (checked at compile time) */
+#define CONFIG_RAIL_NAME_MAX 32 /* = SENSOR_RAIL_NAME_MAX (checked in config.c) */
 
 enum config_origin_kind {
     CONFIG_FROM_DEFAULT = 0,
@@ -38,6 +39,7 @@ struct config {
     unsigned threads;                /* HTTP thread pool size, default 4 */
     uint64_t max_body_bytes;         /* request bodies larger get 413, default 1 MiB */
     char port_file[CONFIG_STR_MAX];  /* if set, the bound port is written there (tests) */
+    unsigned max_streams;            /* concurrent GET /v1/power/stream, default 2 */
     /* [storage] */
     char db[CONFIG_STR_MAX];         /* "./var/jetprof.db" */
     /* [sensor] */
@@ -52,6 +54,18 @@ struct config {
     double sim_idle_mw, sim_dynamic_mw, sim_noise_mw;
     unsigned sim_tau_us;
     uint64_t sim_seed;
+    /* ina3221-i2c: zeros and empties take the board table's values */
+    int i2c_bus;                     /* -1 = board table */
+    unsigned i2c_addr;               /* 0 = board table; else 0x40..0x43 */
+    unsigned shunt_uohm[3];          /* per channel; 0 = board table */
+    char rails[3][CONFIG_RAIL_NAME_MAX]; /* per channel; "" = board table; "NC" = unused */
+    bool force;                      /* I2C_SLAVE_FORCE on a driver-owned address */
+    bool i2c_emulated;               /* test double: the emulated INA3221 */
+    char nvml_lib[CONFIG_STR_MAX];   /* "" = libnvidia-ml.so.1 */
+    unsigned nvml_device;            /* NVML device index */
+    char gpio_chip[CONFIG_STR_MAX];  /* measurement-window marker; "" = none */
+    unsigned gpio_line;              /* line offset on gpio_chip */
+    unsigned stream_interval_ms;     /* /v1/power/stream event interval; 0 = every sample */
     /* [executor] */
     char executor[CONFIG_STR_MAX];   /* auto | cpu | cuda */
     char cuda_lib[CONFIG_STR_MAX];   /* path of libjetprof_cuda.so; "" = next to the binary */

@@ -237,6 +237,112 @@ void api_quote(const char *in, char *out, size_t outlen)
 
 const char *api_reason_phrase(unsigned status) { return MHD_get_reason_phrase_for(status); }
 
+/* ---- JSON the parser refused ---- */
+
+/* jansson reports an integer beyond int64 or a real beyond double as an error,
+ * though the text is valid JSON. The error code says so from jansson 2.14;
+ * older releases (JetPack 5's Ubuntu 20.04 ships 2.12) only in the text. */
+static bool json_numeric_overflow(const json_error_t *jerr)
+{
+#if JANSSON_VERSION_HEX >= 0x020e00
+    return json_error_code(jerr) == json_error_numeric_overflow;
+#else
+    return strstr(jerr->text, "too big") || strstr(jerr->text, "number overflow");
+#endif
+}
+
+static bool json_number_char(char c)
+{
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
+static bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* The key of the object member whose value starts at body[at] ("key" : value),
+ * copied into key; false for an array element or a top-level value, and for a
+ * key with escapes (it would need decoding to be named correctly). */
+static bool member_before(const char *body, size_t at, char *key, size_t keylen)
+{
+    size_t i = at;
+    while (i > 0 && json_space(body[i - 1]))
+        i--;
+    if (i == 0 || body[i - 1] != ':')
+        return false;
+    i--;
+    while (i > 0 && json_space(body[i - 1]))
+        i--;
+    if (i == 0 || body[i - 1] != '"')
+        return false;
+    size_t end = i - 1; /* the closing quote */
+    size_t start = end;
+    while (start > 0 && body[start - 1] != '"') {
+        unsigned char c = (unsigned char)body[start - 1];
+        if (c == '\\' || c < 0x20)
+            return false;
+        start--;
+    }
+    /* An escaped quote ends the scan too: a backslash before it means escapes. */
+    if (start == 0 || (start >= 2 && body[start - 2] == '\\') || end - start >= keylen)
+        return false;
+    memcpy(key, body + start, end - start);
+    key[end - start] = '\0';
+    return true;
+}
+
+void api_json_error(const char *body, size_t len, const json_error_t *jerr, struct api_error *e)
+{
+    int line = jerr->line > 0 ? jerr->line : 1;
+    int column = jerr->column > 0 ? jerr->column : 1;
+    if (!json_numeric_overflow(jerr) || !body) {
+        char text[JSON_ERROR_TEXT_LENGTH * 4];
+        api_quote(jerr->text, text, sizeof(text)); /* it may quote the bad bytes */
+        api_error_set(e, 400, "invalid JSON at line %d, column %d: %s", line, column, text);
+        e->line = line;
+        e->column = column;
+        return;
+    }
+    /* jansson stops right after the number: find where it starts. */
+    size_t end = jerr->position > 0 && (size_t)jerr->position < len ? (size_t)jerr->position : len;
+    if (end > 0 && !json_number_char(body[end - 1]))
+        end--;
+    while (end < len && json_number_char(body[end]))
+        end++;
+    size_t start = end;
+    while (start > 0 && json_number_char(body[start - 1]))
+        start--;
+
+    char number[48] = "", key[64] = "", where[sizeof(key) * 4 + 64];
+    bool is_real = false;
+    if (start < end) {
+        char *tok = strndup(body + start, end - start);
+        if (tok) {
+            api_quote(tok, number, sizeof(number));
+            free(tok);
+        }
+        for (size_t i = start; i < end; i++)
+            is_real |= body[i] == '.' || body[i] == 'e' || body[i] == 'E';
+        /* Columns count from the number's last character; it is ASCII. */
+        if (column >= (int)(end - start))
+            column -= (int)(end - start) - 1;
+    }
+    bool member = start < end && member_before(body, start, key, sizeof(key));
+    if (member) {
+        char quoted[sizeof(key) * 4];
+        api_quote(key, quoted, sizeof(quoted));
+        snprintf(where, sizeof(where), "member '%s' at line %d, column %d", quoted, line, column);
+    } else {
+        snprintf(where, sizeof(where), "at line %d, column %d", line, column);
+    }
+    api_error_set(e, 422, "%s: the number %s is out of range (%s)", where,
+                  number[0] ? number : "there",
+                  is_real ? "numbers must be finite doubles, at most about 1.8e308 in magnitude"
+                          : "integers must lie in [-9223372036854775808, 9223372036854775807]");
+    if (member)
+        api_error_param(e, key);
+    e->line = line;
+    e->column = column;
+}
+
 json_t *api_problem_json(const struct api_error *e, const char *instance)
 {
     unsigned status = e->status ? e->status : 500;
@@ -276,6 +382,11 @@ static void response_reset(struct api_response *res)
     res->json = NULL;
     res->text = NULL;
     res->text_len = 0;
+    if (res->stream_free && res->stream_ctx)
+        res->stream_free(res->stream_ctx);
+    res->stream_read = NULL;
+    res->stream_free = NULL;
+    res->stream_ctx = NULL;
 }
 
 void api_respond_error_with_id(struct api_response *res, const struct api_error *e,
@@ -475,6 +586,10 @@ static enum MHD_Result add_header(struct MHD_Response *resp, const char *name, c
     return MHD_add_response_header(resp, name, value);
 }
 
+_Static_assert(API_STREAM_END == MHD_CONTENT_READER_END_OF_STREAM &&
+                   API_STREAM_ERROR == MHD_CONTENT_READER_END_WITH_ERROR,
+               "api.h stream codes must be libmicrohttpd's");
+
 /* Queues res (and frees what it owns). allow/www_auth are extra headers or NULL. */
 static enum MHD_Result send_response(struct http_request *r, struct api_response *res,
                                      const char *allow, const char *www_auth)
@@ -507,9 +622,22 @@ static enum MHD_Result send_response(struct http_request *r, struct api_response
                   r->path_safe);
         return MHD_NO;
     }
-    struct MHD_Response *resp =
-        body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
-             : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp;
+    if (res->stream_read) {
+        /* A streamed body (api.h): chunked, MHD calls the reader and, when the
+         * response is destroyed, the free callback (also if creation fails). */
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, API_STREAM_BLOCK_BYTES,
+                                                 res->stream_read, res->stream_ctx,
+                                                 res->stream_free);
+        if (!resp && res->stream_free)
+            res->stream_free(res->stream_ctx);
+        res->stream_read = NULL;
+        res->stream_free = NULL;
+        res->stream_ctx = NULL;
+    } else {
+        resp = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+                    : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    }
     if (!resp) {
         free(body);
         log_error("http", "%s %s: cannot create the response", r->method, r->path_safe);
@@ -555,6 +683,31 @@ static const char *header(struct MHD_Connection *conn, const char *name)
     return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
 }
 
+/* "/v1/health, /v1/device, ... and /metrics": every path of the route table
+ * once, in table order, for the 404 hint. */
+static void route_paths(char *buf, size_t buflen)
+{
+    size_t distinct = 0, listed = 0;
+    for (size_t i = 0; i < api_route_count; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(api_routes[j].pattern, api_routes[i].pattern) == 0;
+        distinct += !seen;
+    }
+    buf[0] = '\0';
+    for (size_t i = 0; i < api_route_count; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(api_routes[j].pattern, api_routes[i].pattern) == 0;
+        if (seen)
+            continue;
+        listed++;
+        if (listed > 1)
+            append(buf, buflen, listed == distinct ? " and " : ", ");
+        append(buf, buflen, api_routes[i].pattern);
+    }
+}
+
 /* Route, auth and Content-Length: everything that can be decided from headers. */
 static void request_classify(struct http_request *r)
 {
@@ -563,10 +716,9 @@ static void request_classify(struct http_request *r)
     enum api_match m = api_route_match(r->method, r->path, &r->route, r->id, sizeof(r->id),
                                        r->allow, sizeof(r->allow));
     if (m == API_MATCH_NOT_FOUND) {
-        api_error_set(e, 404,
-                      "no resource at %s; the API has /v1/health, /v1/device, /v1/kernels, "
-                      "/v1/measure, /v1/measurements and /v1/measurements/{id}",
-                      r->path_safe);
+        char paths[API_DETAIL_MAX / 2];
+        route_paths(paths, sizeof(paths));
+        api_error_set(e, 404, "no resource at %s; the API has %s", r->path_safe, paths);
     } else if (m == API_MATCH_BAD_METHOD) {
         api_error_set(e, 405, "method %s is not allowed on %s; allowed: %s", r->method,
                       r->path_safe, r->allow);
@@ -690,12 +842,7 @@ static enum MHD_Result run_handler(struct http_request *r)
         json_error_t jerr;
         body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         if (!body) {
-            char text[JSON_ERROR_TEXT_LENGTH * 4];
-            api_quote(jerr.text, text, sizeof(text)); /* it may quote the bad bytes */
-            api_error_set(&e, 400, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
-                          text);
-            e.line = jerr.line > 0 ? jerr.line : 1;
-            e.column = jerr.column > 0 ? jerr.column : 1;
+            api_json_error(r->body, r->body_len, &jerr, &e);
             return send_problem(r, &e, NULL, NULL);
         }
         req.body = body;

@@ -12,7 +12,12 @@
  *
  * Signals are blocked in every thread (the mask is set before the first thread
  * exists) and taken synchronously with sigtimedwait, which also paces the
- * systemd watchdog.
+ * systemd watchdog. At shutdown app.stopping is raised first, so open
+ * GET /v1/power/stream responses end cleanly before the HTTP server stops.
+ *
+ * The GPIO marker (sensor.gpio_chip) is opened after the sampler: a chip or
+ * line that is not there is a start-up error naming both. It is kept in
+ * app.marker for the measurement to drive.
  *
  * Exit status: 0 ok, 1 runtime failure, 2 configuration error.
  */
@@ -37,10 +42,12 @@
 #include "http.h"
 #include "measure.h"
 #include "runner.h"
+#include "sensors/gpio_marker.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_CONFIG 2
 #define MIN_RING_SAMPLES 16u
+#define STREAM_DRAIN_NS (2LL * 1000000000LL) /* open streams get this long to end */
 
 /* Everything start-up creates, so one function can unwind any prefix of it. */
 struct daemon {
@@ -49,6 +56,7 @@ struct daemon {
     struct db_pool *pool;
     struct sensor *sensor;
     struct sampler *sampler;
+    struct gpio_marker *marker;
     struct executor *exec;
     struct measure_ctx mctx;
     struct runner *runner;
@@ -273,7 +281,17 @@ static int open_sensor(struct daemon *d, char *err, size_t errlen)
         .sim_noise_mw = cfg->sim_noise_mw,
         .sim_tau_us = cfg->sim_tau_us,
         .sim_seed = cfg->sim_seed,
+        .i2c_bus = cfg->i2c_bus,
+        .i2c_addr = cfg->i2c_addr,
+        .force = cfg->force,
+        .i2c_emulated = cfg->i2c_emulated,
+        .nvml_lib = cfg->nvml_lib[0] ? cfg->nvml_lib : NULL,
+        .nvml_device = cfg->nvml_device,
     };
+    for (unsigned i = 0; i < 3; i++) {
+        opt.shunt_uohm[i] = cfg->shunt_uohm[i];
+        opt.rail_names[i] = cfg->rails[i][0] ? cfg->rails[i] : NULL;
+    }
     if (sensor_open(cfg->sensor, &opt, &d->sensor, err, errlen) != 0)
         return -1;
     struct sensor *s = d->sensor;
@@ -307,6 +325,25 @@ static int start_sampler(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+static int open_marker(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->cfg;
+    if (cfg->gpio_chip[0] == '\0') {
+        log_info("main", "gpio marker: none (sensor.gpio_chip is empty)");
+        return 0;
+    }
+    char why[512];
+    if (gpio_marker_open(cfg->gpio_chip, cfg->gpio_line, &d->marker, why, sizeof why) != 0) {
+        snprintf(err, errlen, "GPIO marker on chip '%.200s' line %u (sensor.gpio_chip, "
+                 "sensor.gpio_line): %.600s", cfg->gpio_chip, cfg->gpio_line, why);
+        return -1;
+    }
+    d->app.marker = d->marker;
+    log_info("main", "gpio marker: chip %s line %u, held high during measurement windows",
+             cfg->gpio_chip, cfg->gpio_line);
+    return 0;
+}
+
 static int open_executor(struct daemon *d, char *err, size_t errlen)
 {
     const struct config *cfg = &d->cfg;
@@ -316,6 +353,7 @@ static int open_executor(struct daemon *d, char *err, size_t errlen)
                   sizeof d->app.executor_why, err, errlen) != 0)
         return -1;
     exec_info(d->exec, &d->app.exec_info);
+    d->app.exec = d->exec; /* HTTP threads ask it for memory figures (thread-safe ops) */
     const struct exec_info *xi = &d->app.exec_info;
     /* exec_open has logged why it chose this one (d->app.executor_why) */
     log_info("main", "executor: %s on %s%s%s", xi->name, xi->device,
@@ -411,9 +449,27 @@ static int start_http(struct daemon *d, char *err, size_t errlen)
 
 /* ---- shutdown ---- */
 
+/* Gives open power streams (which see app.stopping) a moment to end cleanly. */
+static void drain_streams(struct daemon *d)
+{
+    int64_t deadline = clock_mono_ns() + STREAM_DRAIN_NS;
+    unsigned open = atomic_load(&d->app.streams_active);
+    if (open == 0)
+        return;
+    while (atomic_load(&d->app.streams_active) > 0 && clock_mono_ns() < deadline)
+        clock_sleep_until_ns(clock_mono_ns() + 10000000LL);
+    unsigned left = atomic_load(&d->app.streams_active);
+    if (left)
+        log_warn("main", "http: %u power stream%s still open after %.0f s; closing anyway",
+                 left, left == 1 ? "" : "s", (double)STREAM_DRAIN_NS / 1e9);
+    else
+        log_info("main", "http: %u power stream%s ended", open, open == 1 ? "" : "s");
+}
+
 /* Unwinds whatever start-up created, in the order that loses nothing. */
 static void teardown(struct daemon *d)
 {
+    atomic_store(&d->app.stopping, true);
     if (d->runner && d->runner_started) {
         struct runner_status st;
         runner_get_status(d->runner, &st);
@@ -423,6 +479,7 @@ static void teardown(struct daemon *d)
         log_info("main", "runner: stopped");
     }
     if (d->http) {
+        drain_streams(d);
         http_stop(d->http);
         d->http = NULL;
         log_info("main", "http: stopped");
@@ -430,6 +487,11 @@ static void teardown(struct daemon *d)
     if (d->runner) {
         runner_destroy(d->runner);
         d->runner = d->app.runner = NULL;
+    }
+    if (d->marker) {
+        gpio_marker_close(d->marker);
+        d->marker = d->app.marker = NULL;
+        log_info("main", "gpio marker: released");
     }
     if (d->sampler) {
         sampler_stop(d->sampler);
@@ -530,6 +592,8 @@ static int run(struct daemon *d, const sigset_t *stop_set)
         return fail_start(d, "sensor", err);
     if (start_sampler(d, err, sizeof err) != 0)
         return fail_start(d, "sampler", err);
+    if (open_marker(d, err, sizeof err) != 0)
+        return fail_start(d, "gpio marker", err);
     if (open_executor(d, err, sizeof err) != 0)
         return fail_start(d, "executor", err);
     if (register_device(d, err, sizeof err) != 0)

@@ -14,5 +14,9 @@ const struct api_route api_routes[] = {
     {"POST", "/v1/measure", api_measure_post, true, API_BODY_JSON},
     {"GET", "/v1/measurements", api_measurements_list, false, API_BODY_NONE},
     {"GET", "/v1/measurements/{id}", api_measurements_get, false, API_BODY_NONE},
+    {"GET", "/v1/power", api_power_get, false, API_BODY_NONE},
+    {"GET", "/v1/power/stream", api_power_stream, false, API_BODY_NONE},
+    {"PUT", "/v1/sensor/sampling", api_sensor_sampling_put, true, API_BODY_JSON},
+    {"GET", "/metrics", api_metrics_get, false, API_BODY_NONE},
 };
 const size_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -13,12 +13,33 @@
  * the lock and integrate outside it, so the thread is never held up by a reader.
  * Failed reads are counted, the last reason kept for /v1/health, and logged at
  * most once per 10 s (with the count) so a broken sensor cannot flood the log.
+ *
+ * Faults. Every failed read and every reconfiguration is remembered as a time
+ * interval in a small ring (FAULT_RING entries); a window counts the faults that
+ * overlap it, so a measurement that spans a sensor hiccup or a sampling change
+ * is marked instead of silently averaged. When more faults happen than the ring
+ * holds, the oldest are forgotten; a measurement asks for a window's statistics
+ * as soon as the window ends, well within the seconds of errors the ring covers.
+ *
+ * Reconfiguration (PUT /v1/sensor/sampling) must never run concurrently with a
+ * read: the thread announces each read (`reading`) under the mutex, and
+ * sampler_reconfigure raises `reconfiguring`, waits for the read in progress to
+ * end, calls the backend's configure op with the mutex released (status and
+ * window queries keep working), then publishes the new sampling and wakes the
+ * thread, which restarts its schedule at the new period. The flag, not the
+ * mutex, holds the reads off, so a self-pacing backend read back to back cannot
+ * starve the reconfiguration.
+ *
+ * Energy counters (GET /metrics) integrate every consecutive pair of samples as
+ * it arrives (trapezoid, in joules, compensated summation so that millions of
+ * tiny increments do not drown in a large total).
  */
 #include "sampler.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,26 +54,46 @@
 #define READ_ERROR_LOG_INTERVAL_NS (10 * NS_PER_S)
 #define RATE_WINDOW_NS NS_PER_S
 #define ERROR_RETRY_NS NS_PER_MS /* pause after a failed read of a self-pacing backend */
+#define FAULT_RING 4096u           /* faults remembered: > 4 s of failed reads at 1 kHz */
+
+/* A read error (begin == end) or a reconfiguration (its whole duration). */
+struct fault {
+    int64_t begin_ns, end_ns;
+};
+
+/* Kahan-compensated running sum: small increments survive a large total. */
+struct energy_sum {
+    double sum_j, carry_j;
+};
 
 struct sampler {
     struct sensor *sensor;
     unsigned rail_count;
-    unsigned period_us;
     bool paces_itself;
 
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cond; /* broadcast on every new sample and on stop */
+    pthread_cond_t cond;       /* broadcast on every new sample and on stop */
+    pthread_cond_t state_cond; /* reading / reconfiguring changed, or stop */
 
     /* Everything below is guarded by mu. */
     bool stopping;
+    bool reading;       /* the thread is inside sensor_read */
+    bool reconfiguring; /* sampler_reconfigure holds the sensor */
+    unsigned generation; /* bumped by every reconfiguration: the thread re-plans */
+    unsigned period_us;
+    struct sensor_sampling asked, got;
     struct sensor_sample *ring;
     size_t capacity;
     size_t count; /* samples held, <= capacity */
     size_t next;  /* slot the next sample goes into */
     uint64_t samples_total;
     uint64_t read_errors;
+    uint64_t overruns;
     char last_error[sizeof(((struct sampler_status *)0)->last_error)];
+    struct fault faults[FAULT_RING];
+    unsigned fault_next, fault_count;
+    struct energy_sum energy[SENSOR_MAX_RAILS];
 };
 
 static void lock(struct sampler *sp)
@@ -104,6 +145,51 @@ static size_t ring_upper_bound(const struct sampler *sp, int64_t t)
     return lo;
 }
 
+/* Lock held. */
+static void fault_record(struct sampler *sp, int64_t begin_ns, int64_t end_ns)
+{
+    sp->faults[sp->fault_next] = (struct fault){begin_ns, end_ns};
+    sp->fault_next = (sp->fault_next + 1) % FAULT_RING;
+    if (sp->fault_count < FAULT_RING)
+        sp->fault_count++;
+}
+
+/* Faults overlapping [t0, t1]. Lock held. */
+static unsigned faults_in(const struct sampler *sp, int64_t t0_ns, int64_t t1_ns)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < sp->fault_count; i++) {
+        const struct fault *f = &sp->faults[i];
+        if (f->begin_ns <= t1_ns && f->end_ns >= t0_ns)
+            n++;
+    }
+    return n;
+}
+
+static void energy_add(struct energy_sum *e, double joules)
+{
+    double y = joules - e->carry_j;
+    double t = e->sum_j + y;
+    e->carry_j = (t - e->sum_j) - y;
+    e->sum_j = t;
+}
+
+/* Adds the trapezoid from the newest sample held to smp. Lock held. */
+static void energy_integrate(struct sampler *sp, const struct sensor_sample *smp)
+{
+    if (sp->count == 0)
+        return;
+    const struct sensor_sample *prev = ring_at(sp, sp->count - 1);
+    double dt_s = (double)(smp->t_ns - prev->t_ns) / (double)NS_PER_S;
+    for (unsigned r = 0; r < sp->rail_count; r++) {
+        double a = prev->power_mw[r] > 0.0 ? prev->power_mw[r] : 0.0;
+        double b = smp->power_mw[r] > 0.0 ? smp->power_mw[r] : 0.0;
+        if (!isfinite(a) || !isfinite(b))
+            continue; /* a counter never takes a NaN */
+        energy_add(&sp->energy[r], 0.5 * (a + b) * 1e-3 * dt_s);
+    }
+}
+
 static void ring_push(struct sampler *sp, const struct sensor_sample *smp)
 {
     sp->ring[sp->next] = *smp;
@@ -139,16 +225,37 @@ static void report_read_error(struct error_log_state *st, const char *why)
 static void *sampler_main(void *arg)
 {
     struct sampler *sp = arg;
-    const int64_t period_ns = (int64_t)sp->period_us * NS_PER_US;
     struct error_log_state log_state = {0};
     int64_t next_ns = clock_mono_ns();
+    unsigned seen_generation = 0;
+    bool prev_ok = false;
 
     for (;;) {
+        lock(sp);
+        while (sp->reconfiguring && !sp->stopping)
+            pthread_cond_wait(&sp->state_cond, &sp->mu);
+        if (sp->stopping) {
+            unlock(sp);
+            break;
+        }
+        const int64_t period_ns = (int64_t)sp->period_us * NS_PER_US;
+        if (sp->generation != seen_generation) {
+            /* new sampling: start a fresh schedule, no overrun for the pause */
+            seen_generation = sp->generation;
+            next_ns = clock_mono_ns();
+            prev_ok = false;
+        }
+        sp->reading = true;
+        unlock(sp);
+
         struct sensor_sample smp;
         char why[sizeof sp->last_error] = "";
         int rc = sensor_read(sp->sensor, &smp, why, sizeof why);
 
         lock(sp);
+        sp->reading = false;
+        if (sp->reconfiguring)
+            pthread_cond_broadcast(&sp->state_cond);
         if (sp->stopping) {
             unlock(sp);
             break;
@@ -160,9 +267,13 @@ static void *sampler_main(void *arg)
                          "sample time went backwards (%" PRId64 " ns after %" PRId64 " ns)",
                          smp.t_ns, newest_ns);
                 rc = -1;
+            } else if (sp->paces_itself && prev_ok && period_ns > 0 &&
+                       smp.t_ns - newest_ns >= 2 * period_ns) {
+                sp->overruns++; /* at least one fresh conversion went unread */
             }
         }
         if (rc == 0) {
+            energy_integrate(sp, &smp);
             ring_push(sp, &smp);
             sp->samples_total++;
             pthread_cond_broadcast(&sp->cond);
@@ -171,7 +282,10 @@ static void *sampler_main(void *arg)
                 snprintf(why, sizeof why, "sensor read failed without a reason");
             sp->read_errors++;
             memcpy(sp->last_error, why, sizeof sp->last_error);
+            int64_t now = clock_mono_ns();
+            fault_record(sp, now, now);
         }
+        prev_ok = rc == 0;
         unlock(sp);
 
         if (rc != 0)
@@ -185,8 +299,12 @@ static void *sampler_main(void *arg)
         }
         next_ns += period_ns;
         int64_t now = clock_mono_ns();
-        if (now - next_ns > period_ns)
+        if (now - next_ns > period_ns) {
             next_ns = now; /* fell behind: skip ahead, do not burst */
+            lock(sp);
+            sp->overruns++;
+            unlock(sp);
+        }
         clock_sleep_until_ns(next_ns);
     }
     return NULL;
@@ -233,6 +351,8 @@ int sampler_start(struct sensor *s, size_t ring_capacity, struct sampler **out, 
     sp->sensor = s;
     sp->rail_count = s->rail_count;
     sp->period_us = s->got.period_us;
+    sp->asked = s->asked;
+    sp->got = s->got;
     sp->paces_itself = s->backend->paces_itself;
     sp->capacity = ring_capacity;
 
@@ -256,10 +376,15 @@ int sampler_start(struct sensor *s, size_t ring_capacity, struct sampler **out, 
                  strerror(rc));
         goto fail_mutex;
     }
+    rc = pthread_cond_init(&sp->state_cond, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "sampler: pthread_cond_init: %s", strerror(rc));
+        goto fail_cond;
+    }
     rc = pthread_create(&sp->thread, NULL, sampler_main, sp);
     if (rc != 0) {
         snprintf(err, errlen, "sampler: pthread_create: %s", strerror(rc));
-        goto fail_cond;
+        goto fail_state_cond;
     }
     log_info("sampler", "started on '%s': %s, ring of %zu samples",
              s->backend->name,
@@ -271,6 +396,8 @@ int sampler_start(struct sensor *s, size_t ring_capacity, struct sampler **out, 
     *out = sp;
     return 0;
 
+fail_state_cond:
+    pthread_cond_destroy(&sp->state_cond);
 fail_cond:
     pthread_cond_destroy(&sp->cond);
 fail_mutex:
@@ -288,10 +415,12 @@ void sampler_stop(struct sampler *sp)
     lock(sp);
     sp->stopping = true;
     pthread_cond_broadcast(&sp->cond);
+    pthread_cond_broadcast(&sp->state_cond);
     unlock(sp);
     int rc = pthread_join(sp->thread, NULL);
     if (rc != 0)
         log_error("sampler", "pthread_join: %s", strerror(rc));
+    pthread_cond_destroy(&sp->state_cond);
     pthread_cond_destroy(&sp->cond);
     pthread_mutex_destroy(&sp->mu);
     free(sp->ring);
@@ -393,11 +522,14 @@ int sampler_window_stats(struct sampler *sp, int64_t t0_ns, int64_t t1_ns,
     for (size_t i = 0; i < n; i++)
         copy[i] = *ring_at(sp, first + i);
     unsigned rails = sp->rail_count, period_us = sp->period_us;
+    unsigned faults = faults_in(sp, t0_ns, t1_ns);
     unlock(sp);
 
     int rc = sampler_window_stats_from(copy, n, rails, period_us, t0_ns, t1_ns, out, err,
                                        errlen);
     free(copy);
+    if (rc == 0)
+        out->faults = faults;
     return rc;
 }
 
@@ -412,6 +544,7 @@ void sampler_get_status(struct sampler *sp, struct sampler_status *out)
     lock(sp);
     out->samples_total = sp->samples_total;
     out->read_errors = sp->read_errors;
+    out->overruns = sp->overruns;
     memcpy(out->last_error, sp->last_error, sizeof out->last_error);
     out->last_error[sizeof out->last_error - 1] = '\0';
     if (sp->count >= 2) {
@@ -424,6 +557,149 @@ void sampler_get_status(struct sampler *sp, struct sampler_status *out)
         }
     }
     unlock(sp);
+}
+
+/* The request's non-zero fields over what was asked before ("0 = leave as found"). */
+static struct sensor_sampling merge_request(const struct sensor_sampling *before,
+                                            const struct sensor_sampling *req)
+{
+    struct sensor_sampling m = *before;
+    if (req->averaging)
+        m.averaging = req->averaging;
+    if (req->bus_conv_us)
+        m.bus_conv_us = req->bus_conv_us;
+    if (req->shunt_conv_us)
+        m.shunt_conv_us = req->shunt_conv_us;
+    if (req->period_us)
+        m.period_us = req->period_us;
+    return m;
+}
+
+int sampler_reconfigure(struct sampler *sp, const struct sensor_sampling *req, char *err,
+                        size_t errlen)
+{
+    if (err == NULL || errlen == 0)
+        return -1;
+    if (sp == NULL || req == NULL) {
+        snprintf(err, errlen, "sampler_reconfigure: no sampler or no request");
+        return -1;
+    }
+    struct sensor *s = sp->sensor;
+    if (s->backend->configure == NULL) {
+        snprintf(err, errlen, "sensor backend '%s' cannot change its sampling while it runs",
+                 s->backend->name);
+        return -1;
+    }
+
+    lock(sp);
+    while (sp->reconfiguring && !sp->stopping) /* one reconfiguration at a time */
+        pthread_cond_wait(&sp->state_cond, &sp->mu);
+    if (sp->stopping) {
+        unlock(sp);
+        snprintf(err, errlen, "the sampler is stopping");
+        return -1;
+    }
+    sp->reconfiguring = true;
+    while (sp->reading)
+        pthread_cond_wait(&sp->state_cond, &sp->mu);
+    struct sensor_sampling before_got = sp->got;
+    struct sensor_sampling asked = merge_request(&sp->asked, req);
+    int64_t begin_ns = clock_mono_ns();
+    unlock(sp);
+
+    /* The thread is parked: the sensor is ours until reconfiguring drops. */
+    char why[256] = "";
+    int rc = s->backend->configure(s, req, why, sizeof why);
+    if (rc == 0 && !sp->paces_itself && s->got.period_us == 0) {
+        snprintf(why, sizeof why, "sensor backend '%s' reported a sampling period of 0 us",
+                 s->backend->name);
+        rc = -1;
+    }
+    if (rc == 0)
+        s->asked = asked;
+    int64_t end_ns = clock_mono_ns();
+
+    lock(sp);
+    fault_record(sp, begin_ns, end_ns); /* even a refused change may have touched the chip */
+    if (rc == 0) {
+        sp->asked = asked;
+        sp->got = s->got;
+        if (s->got.period_us > 0)
+            sp->period_us = s->got.period_us;
+    } else {
+        sp->got = s->got; /* whatever the backend says it runs with now */
+        if (!sp->paces_itself && sp->got.period_us == 0)
+            sp->got.period_us = sp->period_us;
+        else if (sp->got.period_us > 0)
+            sp->period_us = sp->got.period_us;
+    }
+    struct sensor_sampling got = sp->got;
+    sp->generation++;
+    sp->reconfiguring = false;
+    pthread_cond_broadcast(&sp->state_cond);
+    unlock(sp);
+
+    if (rc != 0) {
+        if (why[0] == '\0')
+            snprintf(why, sizeof why, "no reason given");
+        snprintf(err, errlen, "sensor '%s' refused the sampling change: %s", s->backend->name,
+                 why);
+        log_warn("sampler", "%s", err);
+        return -1;
+    }
+    /* The ring was sized for the period at start: say what it covers now. */
+    log_info("sampler",
+             "sampling changed in %.1f ms: averaging %u -> %u, conversion %u/%u -> %u/%u us, "
+             "period %u -> %u us; the ring of %zu samples now covers %.1f s",
+             (double)(end_ns - begin_ns) / NS_PER_MS, before_got.averaging, got.averaging,
+             before_got.bus_conv_us, before_got.shunt_conv_us, got.bus_conv_us,
+             got.shunt_conv_us, before_got.period_us, got.period_us, sp->capacity,
+             (double)sp->capacity * got.period_us / 1e6);
+    return 0;
+}
+
+int sampler_sampling(struct sampler *sp, struct sensor_sampling *asked,
+                     struct sensor_sampling *got)
+{
+    if (sp == NULL)
+        return -1;
+    lock(sp);
+    if (asked)
+        *asked = sp->asked;
+    if (got)
+        *got = sp->got;
+    unlock(sp);
+    return 0;
+}
+
+int sampler_energy_totals(struct sampler *sp, double energy_j[SENSOR_MAX_RAILS],
+                          unsigned *rails)
+{
+    if (sp == NULL || energy_j == NULL)
+        return -1;
+    lock(sp);
+    for (unsigned r = 0; r < SENSOR_MAX_RAILS; r++)
+        energy_j[r] = r < sp->rail_count ? sp->energy[r].sum_j : 0.0;
+    if (rails)
+        *rails = sp->rail_count;
+    unlock(sp);
+    return 0;
+}
+
+size_t sampler_samples_since(struct sampler *sp, int64_t after_ns, struct sensor_sample *out,
+                             size_t max)
+{
+    if (sp == NULL || out == NULL || max == 0)
+        return 0;
+    lock(sp);
+    size_t first = ring_upper_bound(sp, after_ns);
+    size_t n = sp->count - first;
+    if (n > max)
+        n = max;
+    for (size_t i = 0; i < n; i++)
+        out[i] = *ring_at(sp, first + i);
+    unlock(sp);
+    return n;
 }
 
 /* ---- window statistics: pure computation ---- */

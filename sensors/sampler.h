@@ -85,6 +85,30 @@ void sampler_get_status(struct sampler *sp, struct sampler_status *out);
 int sampler_reconfigure(struct sampler *sp, const struct sensor_sampling *req, char *err,
                         size_t errlen);
 
+/*
+ * The sampling in force, asked and got, as one consistent copy (it changes under
+ * sampler_reconfigure; read it here rather than from the sensor while the
+ * sampler runs). 0, or -1 when sp is NULL.
+ */
+int sampler_sampling(struct sampler *sp, struct sensor_sampling *asked,
+                     struct sensor_sampling *got);
+
+/*
+ * Energy per rail since the sampler started, in joules: the trapezoidal
+ * integral over consecutive samples, negative power counted as 0, so each total
+ * only grows (a Prometheus counter). *rails receives the rail count.
+ * 0, or -1 when sp is NULL.
+ */
+int sampler_energy_totals(struct sampler *sp, double energy_j[SENSOR_MAX_RAILS],
+                          unsigned *rails);
+
+/*
+ * Copies up to max samples taken after after_ns, oldest first (for streams that
+ * want every sample). Returns how many were copied; 0 when none is newer.
+ */
+size_t sampler_samples_since(struct sampler *sp, int64_t after_ns, struct sensor_sample *out,
+                             size_t max);
+
 /* Default ring: 60 s at 1 kHz. */
 #define SAMPLER_DEFAULT_RING_CAPACITY 60000u
 

@@ -1,13 +1,23 @@
 /*
- * sensor.c - the table of sensor backends in this build and the generic face of
- * sensor.h: opening one by name or picking the best with "auto", reading, closing.
+ * sensor.c - the table of sensor backends and the generic face of sensor.h:
+ * opening one by name or picking the best with "auto", reading, closing.
  *
  * Each backend lives in its own sensor_<name>.c and exposes one
- * `const struct sensor_backend`. This file is the only place that knows which
- * backends are built: adding a hardware backend means adding it to
- * built_backends/built_names (in "auto" preference order, hardware first) and
- * removing it from not_built_hardware. A backend that is not built is never
- * faked: asking for it by name is an error that says so.
+ * `const struct sensor_backend`; this file is the only place that lists them.
+ * The table is in "auto" preference order (DESIGN.md, Sensors):
+ *
+ *   ina3221-hwmon  JetPack 5/6 kernel driver: coexists with the rest of the system
+ *   ina3221x-iio   JetPack 4 kernel driver
+ *   ina3221-i2c    the chip itself on /dev/i2c-N: fastest, but only where no driver
+ *                  owns it (or force is set)
+ *   nvml           desktop and datacenter GPUs
+ *   sim            the fallback: simulated values, and says so
+ *
+ * "auto" tries each in turn, logs why each one it skips did not open (its open
+ * error), and takes the first that opens. Two things auto never does on its
+ * own: take the emulated INA3221 (a test double, only by asking for
+ * ina3221-i2c with i2c_emulated set) and take a chip a kernel driver owns
+ * (the i2c backend refuses that unless force is configured).
  */
 #include "sensor.h"
 
@@ -18,38 +28,36 @@
 
 #include "common/log.h"
 
+extern const struct sensor_backend sensor_backend_ina3221_hwmon;
+extern const struct sensor_backend sensor_backend_ina3221x_iio;
+extern const struct sensor_backend sensor_backend_ina3221_i2c;
+extern const struct sensor_backend sensor_backend_nvml;
 extern const struct sensor_backend sensor_backend_sim;
 
-/* Built backends, in "auto" preference order; sim is always last (the fallback). */
-static const struct sensor_backend *const built_backends[] = {
+/* Every backend, in "auto" preference order; sim is last (the fallback). */
+static const struct sensor_backend *const backends[] = {
+    &sensor_backend_ina3221_hwmon,
+    &sensor_backend_ina3221x_iio,
+    &sensor_backend_ina3221_i2c,
+    &sensor_backend_nvml,
     &sensor_backend_sim,
 };
-#define BUILT_COUNT (sizeof built_backends / sizeof built_backends[0])
+#define BACKEND_COUNT (sizeof backends / sizeof backends[0])
 
 /* The same names, NULL-terminated, for sensor_backend_names(). */
-static const char *const built_names[BUILT_COUNT + 1] = {
-    "sim",
-    NULL,
+static const char *const backend_names[BACKEND_COUNT + 1] = {
+    "ina3221-hwmon", "ina3221x-iio", "ina3221-i2c", "nvml", "sim", NULL,
 };
 
-/* DESIGN.md's hardware backends that this build does not contain yet. */
-static const char *const not_built_hardware[] = {
-    "ina3221-hwmon",
-    "ina3221x-iio",
-    "ina3221-i2c",
-    "nvml",
-};
-#define NOT_BUILT_COUNT (sizeof not_built_hardware / sizeof not_built_hardware[0])
+const char *const *sensor_backend_names(void) { return backend_names; }
 
-const char *const *sensor_backend_names(void) { return built_names; }
-
-/* "sim, auto" - the names a user may pass. */
+/* "ina3221-hwmon, ..., sim, auto" - the names a user may pass. */
 static void format_valid_names(char *buf, size_t buflen)
 {
     size_t used = 0;
     buf[0] = '\0';
-    for (size_t i = 0; i < BUILT_COUNT && used < buflen; i++) {
-        int n = snprintf(buf + used, buflen - used, "%s, ", built_names[i]);
+    for (size_t i = 0; i < BACKEND_COUNT && used < buflen; i++) {
+        int n = snprintf(buf + used, buflen - used, "%s, ", backend_names[i]);
         if (n < 0)
             break;
         used += (size_t)n;
@@ -110,43 +118,26 @@ static int try_backend(const struct sensor_backend *b, const struct sensor_optio
 
 static void log_opened(const struct sensor *s)
 {
-    log_info("sensor", "opened '%s': %s; %u rails, board input %s, period %u us%s",
+    log_info("sensor", "opened '%s': %s; %u rails, board input %s%s, period %u us%s",
              s->backend->name, s->description, s->rail_count,
              s->board_input_rail >= 0 ? s->rails[s->board_input_rail].name : "(none)",
-             s->got.period_us, s->simulated ? " (simulated)" : "");
+             s->board_input_is_sum ? " (sum of rails)" : "", s->got.period_us,
+             s->simulated ? " (simulated)" : "");
 }
 
 static int open_auto(const struct sensor_options *opt, struct sensor *s, char *err,
                      size_t errlen)
 {
-    char why[256];
-    bool hardware_tried = false;
-    for (size_t i = 0; i < BUILT_COUNT; i++) {
-        const struct sensor_backend *b = built_backends[i];
-        if (b == &sensor_backend_sim) {
-            if (!hardware_tried) {
-                char missing[128] = "";
-                size_t used = 0;
-                for (size_t k = 0; k < NOT_BUILT_COUNT && used < sizeof missing; k++) {
-                    int n = snprintf(missing + used, sizeof missing - used, "%s%s",
-                                     k ? ", " : "", not_built_hardware[k]);
-                    if (n < 0)
-                        break;
-                    used += (size_t)n;
-                }
-                log_info("sensor",
-                         "sensor auto: no hardware backend (%s) is in this build; "
-                         "using sim: power values are simulated",
-                         missing);
-            } else {
-                log_info("sensor",
-                         "sensor auto: no hardware backend worked; using sim: power values "
-                         "are simulated");
-            }
-        } else {
-            hardware_tried = true;
-        }
-        if (try_backend(b, opt, s, why, sizeof why) == 0) {
+    char why[512] = "";
+    for (size_t i = 0; i < BACKEND_COUNT; i++) {
+        const struct sensor_backend *b = backends[i];
+        struct sensor_options o = *opt;
+        /* The emulated chip answers anywhere: auto must find real hardware. */
+        o.i2c_emulated = false;
+        if (b == &sensor_backend_sim)
+            log_info("sensor", "sensor auto: no hardware backend worked; using sim: power "
+                     "values are simulated");
+        if (try_backend(b, &o, s, why, sizeof why) == 0) {
             log_info("sensor", "sensor auto: taking '%s'", b->name);
             return 0;
         }
@@ -159,10 +150,10 @@ static int open_auto(const struct sensor_options *opt, struct sensor *s, char *e
 int sensor_open(const char *name, const struct sensor_options *opt, struct sensor **out,
                 char *err, size_t errlen)
 {
-    static const struct sensor_options default_options; /* all zero: backend defaults */
-    char valid[128];
+    static const struct sensor_options default_options = {.i2c_bus = -1};
+    char valid[160];
 
-    assert(BUILT_COUNT > 0 && built_names[BUILT_COUNT] == NULL);
+    assert(backend_names[BACKEND_COUNT] == NULL);
     if (out == NULL || err == NULL || errlen == 0)
         return -1;
     *out = NULL;
@@ -170,7 +161,7 @@ int sensor_open(const char *name, const struct sensor_options *opt, struct senso
         opt = &default_options;
     format_valid_names(valid, sizeof valid);
     if (name == NULL || name[0] == '\0') {
-        snprintf(err, errlen, "no sensor backend named (this build has: %s)", valid);
+        snprintf(err, errlen, "no sensor backend named (valid: %s)", valid);
         return -1;
     }
 
@@ -190,12 +181,12 @@ int sensor_open(const char *name, const struct sensor_options *opt, struct senso
         return 0;
     }
 
-    for (size_t i = 0; i < BUILT_COUNT; i++) {
-        assert(strcmp(built_names[i], built_backends[i]->name) == 0);
-        if (strcmp(name, built_backends[i]->name) != 0)
+    for (size_t i = 0; i < BACKEND_COUNT; i++) {
+        assert(strcmp(backend_names[i], backends[i]->name) == 0);
+        if (strcmp(name, backends[i]->name) != 0)
             continue;
-        char why[256];
-        if (try_backend(built_backends[i], opt, s, why, sizeof why) != 0) {
+        char why[512];
+        if (try_backend(backends[i], opt, s, why, sizeof why) != 0) {
             snprintf(err, errlen, "sensor '%s': %s", name, why);
             free(s);
             return -1;
@@ -205,15 +196,7 @@ int sensor_open(const char *name, const struct sensor_options *opt, struct senso
         return 0;
     }
     free(s);
-    for (size_t k = 0; k < NOT_BUILT_COUNT; k++) {
-        if (strcmp(name, not_built_hardware[k]) == 0) {
-            snprintf(err, errlen,
-                     "sensor backend '%s' is not in this build (this build has: %s)", name,
-                     valid);
-            return -1;
-        }
-    }
-    snprintf(err, errlen, "unknown sensor backend '%s' (this build has: %s)", name, valid);
+    snprintf(err, errlen, "unknown sensor backend '%s' (valid: %s)", name, valid);
     return -1;
 }
 

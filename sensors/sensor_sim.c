@@ -42,6 +42,12 @@
  * reported but do not change the model, whose smoothing is sim_tau_us. The
  * sampler paces reads (paces_itself = false). Values are not quantised to the
  * INA3221's LSBs.
+ *
+ * configure (PUT /v1/sensor/sampling) takes a new request while open: non-zero
+ * fields replace what runs, zeros leave it as it is. Only period_us changes what
+ * the sensor does (the sampler reads at the new pace); averaging and conversion
+ * times are echoed as above. A period outside [SIM_MIN_PERIOD_US,
+ * SIM_MAX_PERIOD_US] is refused and nothing changes.
  */
 #include "sensor.h"
 
@@ -64,6 +70,8 @@
 #define SIM_DEFAULT_CONV_US 140u
 #define SIM_MAX_POWER_MW 100000.0 /* bound for sim_idle_mw and sim_dynamic_mw */
 #define SIM_MAX_NOISE_MW 10000.0
+#define SIM_MIN_PERIOD_US 100u      /* the configuration's sensor.period_us range */
+#define SIM_MAX_PERIOD_US 1000000u
 
 /* The simulated module's rails (an Orin Nano/NX-like INA3221 at 1-0040). */
 static const struct sim_rail_model {
@@ -358,6 +366,26 @@ static int sim_read(struct sensor *s, struct sensor_sample *out, char *err, size
     return 0;
 }
 
+static int sim_configure(struct sensor *s, const struct sensor_sampling *req, char *err,
+                         size_t errlen)
+{
+    if (req->period_us != 0 &&
+        (req->period_us < SIM_MIN_PERIOD_US || req->period_us > SIM_MAX_PERIOD_US)) {
+        snprintf(err, errlen, "period_us = %u is outside [%u, %u]", req->period_us,
+                 SIM_MIN_PERIOD_US, SIM_MAX_PERIOD_US);
+        return -1;
+    }
+    if (req->averaging)
+        s->got.averaging = req->averaging;
+    if (req->bus_conv_us)
+        s->got.bus_conv_us = req->bus_conv_us;
+    if (req->shunt_conv_us)
+        s->got.shunt_conv_us = req->shunt_conv_us;
+    if (req->period_us)
+        s->got.period_us = req->period_us;
+    return 0;
+}
+
 static void sim_close(struct sensor *s)
 {
     free(s->impl); /* nothing was reconfigured: nothing to restore */
@@ -370,4 +398,5 @@ const struct sensor_backend sensor_backend_sim = {
     .open = sim_open,
     .read = sim_read,
     .close = sim_close,
+    .configure = sim_configure,
 };

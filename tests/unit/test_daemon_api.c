@@ -2,14 +2,20 @@
  * test_daemon_api.c - jetprofd's HTTP layer (daemon/http.c, daemon/api_*.c).
  *
  * Two halves. The pure parts without a network: the kernel-config parser behind
- * POST /v1/measure (every class of bad body), route matching (404 vs 405 and
- * the Allow text), the bearer check, problem+json documents, the
- * GET /v1/measurements query parser and the listen-address parser. Then a real
+ * POST /v1/measure (every class of bad body), the memory check against the
+ * executor's own figures, the answer to JSON the parser refused (400, or 422
+ * for a number out of range), route matching (404 vs 405 and the Allow text),
+ * the bearer check, problem+json documents, the GET /v1/measurements query
+ * parser and the listen-address parser. Then a real
  * server in-process on 127.0.0.1:0 with a real database, sim sensor, sampler,
  * CPU executor and runner, spoken to over a plain socket: status codes,
  * headers (Allow, WWW-Authenticate, Location, Retry-After, Content-Type),
- * limits, a measurement answered through suspend/resume, and the 503 a waiting
- * request gets when the runner stops first.
+ * limits, a measurement answered through suspend/resume, the 503 a waiting
+ * request gets when the runner stops first, and /v1/device's free memory read
+ * at the request.
+ *
+ * A "free-memory spy" wraps the CPU executor and reports a chosen free figure,
+ * so the memory checks can be driven without filling the machine's memory.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -246,6 +252,207 @@ static void test_parse_memory_refusal(void **state)
     assert_int_equal(api_parse_kernel_config(body, f.memory_bytes, &cfg, &repeats, &e), 0);
     assert_int_equal(api_parse_kernel_config(body, 0, &cfg, &repeats, &e), 0);
     json_decref(body);
+}
+
+
+/* -------------------------------------------------------- free-memory spy */
+
+/* The CPU executor with a chosen answer to memory_free (0 = the real one; -1
+ * = cannot tell). Read by HTTP threads: atomically. */
+struct mem_spy {
+    struct executor ex;
+    struct executor *inner;
+    int64_t free_bytes;
+};
+
+static struct mem_spy *mem_spy_of(struct executor *ex) { return ex->impl; }
+static void mem_spy_info(struct executor *ex, struct exec_info *out)
+{
+    exec_info(mem_spy_of(ex)->inner, out);
+}
+static int mem_spy_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
+                           char *err, size_t errlen)
+{
+    return exec_prepare(mem_spy_of(ex)->inner, cfg, seed, err, errlen);
+}
+static int mem_spy_run(struct executor *ex, unsigned launches, double *elapsed_us, char *err,
+                       size_t errlen)
+{
+    return exec_run(mem_spy_of(ex)->inner, launches, elapsed_us, err, errlen);
+}
+static int mem_spy_read_output(struct executor *ex, float *dst, size_t count, char *err,
+                               size_t errlen)
+{
+    return exec_read_output(mem_spy_of(ex)->inner, dst, count, err, errlen);
+}
+static void mem_spy_release(struct executor *ex) { exec_release(mem_spy_of(ex)->inner); }
+static void mem_spy_close(struct executor *ex) { exec_release(mem_spy_of(ex)->inner); }
+static uint64_t mem_spy_needed(struct executor *ex, const struct kernel_config *cfg)
+{
+    return exec_memory_needed(mem_spy_of(ex)->inner, cfg);
+}
+static int mem_spy_free(struct executor *ex, uint64_t *free_bytes)
+{
+    int64_t v = __atomic_load_n(&mem_spy_of(ex)->free_bytes, __ATOMIC_SEQ_CST);
+    if (v < 0)
+        return -1;
+    if (v == 0)
+        return exec_memory_free(mem_spy_of(ex)->inner, free_bytes);
+    *free_bytes = (uint64_t)v;
+    return 0;
+}
+static const struct executor_ops mem_spy_ops = {
+    .info = mem_spy_info,
+    .prepare = mem_spy_prepare,
+    .run = mem_spy_run,
+    .read_output = mem_spy_read_output,
+    .release = mem_spy_release,
+    .close = mem_spy_close,
+    .memory_needed = mem_spy_needed,
+    .memory_free = mem_spy_free,
+};
+
+static void mem_spy_init(struct mem_spy *s, struct executor *inner)
+{
+    memset(s, 0, sizeof(*s));
+    s->ex.ops = &mem_spy_ops;
+    s->ex.impl = s;
+    s->inner = inner;
+}
+
+static void mem_spy_set(struct mem_spy *s, int64_t free_bytes)
+{
+    __atomic_store_n(&s->free_bytes, free_bytes, __ATOMIC_SEQ_CST);
+}
+
+/* linear fp16 4096 x 4096 -> 8192: its fp16 buffers and a cuBLASLt workspace
+ * (the catalogue's figure) are about 200 MB, the CPU executor allocates about
+ * 700 MB for it (fp32 master, fp16 copy and fp32 scratch per input element). */
+#define BIG_FP16 "{\"kernel\":\"linear\",\"dtype\":\"fp16\",\"batch\":4096,\"in\":4096,\"out\":8192}"
+
+static void test_memory_check(void **state)
+{
+    (void)state;
+    char err[256];
+    struct executor *cpu;
+    assert_int_equal(exec_cpu_open(&cpu, err, sizeof(err)), 0);
+    struct mem_spy spy;
+    mem_spy_init(&spy, cpu);
+    uint64_t free_bytes = 400ull * 1024 * 1024;
+    mem_spy_set(&spy, (int64_t)free_bytes);
+
+    json_t *body = load(BIG_FP16);
+    struct kernel_config cfg;
+    unsigned repeats;
+    struct api_error e;
+    /* The catalogue's figure fits in 400 MiB: the old check let it through. */
+    assert_int_equal(api_parse_kernel_config(body, free_bytes, &cfg, &repeats, &e), 0);
+    json_decref(body);
+    uint64_t needed = exec_memory_needed(cpu, &cfg);
+    assert_true(needed > free_bytes);
+
+    assert_int_equal(api_check_memory(&spy.ex, "cpu", &cfg, &e), -1);
+    assert_int_equal(e.status, 422);
+    assert_string_equal(e.parameter, "");
+    char want[200];
+    snprintf(want, sizeof(want),
+             "linear:fp16:batch=4096,in=4096,out=8192 needs %" PRIu64 " bytes (%.1f MiB) on "
+             "the cpu executor, which has 419430400 bytes (400.0 MiB) free now",
+             needed, (double)needed / 1048576.0);
+    assert_string_equal(e.detail, want);
+
+    /* Enough memory, or no figure to compare with: it passes (the runner checks
+     * again before it prepares). */
+    mem_spy_set(&spy, (int64_t)needed);
+    assert_int_equal(api_check_memory(&spy.ex, "cpu", &cfg, &e), 0);
+    mem_spy_set(&spy, -1);
+    assert_int_equal(api_check_memory(&spy.ex, "cpu", &cfg, &e), 0);
+    assert_int_equal(api_check_memory(NULL, "cpu", &cfg, &e), 0);
+    /* The real CPU executor: a small config fits. */
+    body = load("{\"kernel\":\"layernorm\",\"rows\":4,\"cols\":8}");
+    assert_int_equal(api_parse_kernel_config(body, 0, &cfg, &repeats, &e), 0);
+    json_decref(body);
+    assert_int_equal(api_check_memory(cpu, "cpu", &cfg, &e), 0);
+    exec_close(cpu);
+}
+
+/* ---------------------------------------------------- JSON parser errors */
+
+/* Loads text as http.c does and returns the api_error for its failure. */
+static struct api_error json_failure(const char *text)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (j)
+        fail_msg("expected a parse failure: %s", text);
+    struct api_error e;
+    memset(&e, 0x5a, sizeof(e));
+    api_json_error(text, strlen(text), &jerr, &e);
+    return e;
+}
+
+static void test_json_errors(void **state)
+{
+    (void)state;
+    /* The review's body: valid JSON, a number beyond int64 -> 422, naming where. */
+    struct api_error e =
+        json_failure("{\"kernel\":\"linear\",\"batch\":99999999999999999999999,\"in\":8,\"out\":8}");
+    assert_int_equal(e.status, 422);
+    assert_string_equal(e.detail,
+                        "member 'batch' at line 1, column 28: the number 99999999999999999999999 "
+                        "is out of range (integers must lie in [-9223372036854775808, "
+                        "9223372036854775807])");
+    assert_string_equal(e.parameter, "batch");
+    assert_int_equal(e.line, 1);
+    assert_int_equal(e.column, 28);
+
+    /* Negative, on a later line, with spaces around the colon. */
+    e = json_failure("{\n \"kernel\":\"linear\",\n \"out\" :  -99999999999999999999 ,\"in\":8}");
+    assert_int_equal(e.status, 422);
+    assert_string_equal(e.parameter, "out");
+    assert_int_equal(e.line, 3);
+    assert_int_equal(e.column, 11);
+    assert_non_null(strstr(e.detail, "member 'out' at line 3, column 11: the number "
+                                     "-99999999999999999999 is out of range"));
+
+    /* A real beyond double. */
+    e = json_failure("{\"kernel\":\"linear\",\"in\":1e999}");
+    assert_int_equal(e.status, 422);
+    assert_string_equal(e.parameter, "in");
+    assert_non_null(strstr(e.detail, "the number 1e999 is out of range (numbers must be finite"));
+
+    /* An array element and a top-level number: no member to name. */
+    e = json_failure("[1, 99999999999999999999]");
+    assert_int_equal(e.status, 422);
+    assert_string_equal(e.parameter, "");
+    assert_int_equal(e.column, 5);
+    assert_true(strncmp(e.detail, "at line 1, column 5: the number 99999999999999999999 ", 53) ==
+                0);
+    e = json_failure("99999999999999999999");
+    assert_int_equal(e.status, 422);
+    assert_int_equal(e.column, 1);
+
+    /* A key with an escape is not guessed at; a very long number is shortened. */
+    e = json_failure("{\"a\\\"b\":99999999999999999999}");
+    assert_int_equal(e.status, 422);
+    assert_string_equal(e.parameter, "");
+    char longnum[200];
+    memset(longnum, '9', sizeof(longnum));
+    memcpy(longnum, "{\"in\":", 6);
+    memcpy(longnum + sizeof(longnum) - 2, "}", 2);
+    e = json_failure(longnum);
+    assert_int_equal(e.status, 422);
+    assert_string_equal(e.parameter, "in");
+    assert_non_null(strstr(e.detail, "the number 9999"));
+    assert_non_null(strstr(e.detail, "... is out of range"));
+
+    /* Everything else stays a 400 with the parser's message. */
+    e = json_failure("{\"kernel\":\n  \"linear\",,}");
+    assert_int_equal(e.status, 400);
+    assert_int_equal(e.line, 2);
+    assert_true(e.column > 0);
+    assert_true(strncmp(e.detail, "invalid JSON at line 2, column ", 31) == 0);
+    assert_string_equal(e.parameter, "");
 }
 
 /* ---------------------------------------------------------------- routes */
@@ -534,6 +741,7 @@ struct server_fixture {
     struct sensor *sensor;
     struct sampler *sampler;
     struct executor *exec;
+    struct mem_spy spy; /* app.exec: the runner's executor, with a settable free figure */
     struct measure_ctx mctx;
     struct runner *runner;
     bool runner_stopped;
@@ -598,6 +806,8 @@ static int server_setup(void **state, bool start_runner)
     if (exec_cpu_open(&f->exec, err, sizeof(err)) != 0)
         fail_msg("exec_cpu_open: %s", err);
     exec_info(f->exec, &f->app.exec_info);
+    mem_spy_init(&f->spy, f->exec);
+    f->app.exec = &f->spy.ex;
     f->app.sensor = f->sensor;
     f->app.sampler = f->sampler;
     snprintf(f->app.executor_why, sizeof(f->app.executor_why), "asked for cpu (test)");
@@ -861,6 +1071,37 @@ static void test_server_errors(void **state)
     json_decref(j);
     reply_free(&r);
 
+    /* Valid JSON with a number beyond int64: 422 naming where, not "invalid JSON". */
+    http_do(f->port, "POST", "/v1/measure", AUTH,
+            "{\"kernel\":\"linear\",\"batch\":99999999999999999999999,\"in\":8,\"out\":8}", &r);
+    expect_problem(&r, 422, "member 'batch' at line 1, column 28: the number "
+                            "99999999999999999999999 is out of range");
+    j = reply_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "parameter")), "batch");
+    assert_int_equal(json_integer_value(json_object_get(j, "line")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "column")), 28);
+    json_decref(j);
+    reply_free(&r);
+
+    /* More memory than the executor has free now, by its own figures: 422 with
+     * both, and no job (the runner is not started here: a job would wait). */
+    mem_spy_set(&f->spy, 400ll * 1024 * 1024);
+    http_do(f->port, "POST", "/v1/measure", AUTH, BIG_FP16, &r);
+    mem_spy_set(&f->spy, 0);
+    expect_problem(&r, 422, " bytes (400.0 MiB) free now");
+    j = reply_json(&r);
+    const char *detail = json_string_value(json_object_get(j, "detail"));
+    assert_non_null(strstr(detail, "linear:fp16:batch=4096,in=4096,out=8192 needs "));
+    assert_non_null(strstr(detail, "on the cpu executor, which has 419430400 bytes"));
+    json_decref(j);
+    reply_free(&r);
+    int64_t counts[5] = {0};
+    char err[256];
+    struct db *db = db_pool_acquire(f->app.pool);
+    assert_int_equal(db_job_counts(db, counts, err, sizeof(err)), 0);
+    db_pool_release(f->app.pool, db);
+    assert_int_equal(counts[DB_JOB_QUEUED], 0);
+
     /* Over max_body_bytes (1024 here), sent without waiting: drained, then 413. */
     char big[3000];
     memset(big, ' ', sizeof(big) - 1);
@@ -936,6 +1177,31 @@ static void test_server_documents(void **state)
     json_t *x = json_object_get(j, "executor");
     assert_string_equal(json_string_value(json_object_get(x, "name")), "cpu");
     assert_string_equal(json_string_value(json_object_get(x, "why")), "asked for cpu (test)");
+    assert_true(json_integer_value(json_object_get(x, "mem_free_bytes")) > 0);
+    assert_true(json_integer_value(json_object_get(x, "mem_free_bytes")) <=
+                json_integer_value(json_object_get(x, "mem_total_bytes")));
+    json_decref(j);
+    reply_free(&r);
+
+    /* The free memory is the executor's figure at the request, not at start. */
+    const int64_t figures[] = {123456789, 987654321};
+    for (size_t i = 0; i < 2; i++) {
+        mem_spy_set(&f->spy, figures[i]);
+        http_do(f->port, "GET", "/v1/device", NULL, NULL, &r);
+        assert_int_equal(r.status, 200);
+        j = reply_json(&r);
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(j, "executor"), "mem_free_bytes")),
+            figures[i]);
+        json_decref(j);
+        reply_free(&r);
+    }
+    mem_spy_set(&f->spy, 0);
+    http_do(f->port, "GET", "/v1/device", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    j = reply_json(&r);
+    x = json_object_get(j, "executor");
+    assert_true(json_integer_value(json_object_get(x, "mem_free_bytes")) > 0);
     json_t *s = json_object_get(j, "sensor");
     assert_string_equal(json_string_value(json_object_get(s, "backend")), "sim");
     assert_true(json_is_true(json_object_get(s, "simulated")));
@@ -1120,6 +1386,186 @@ static void test_server_stop_answers_waiters(void **state)
     reply_free(&b.reply);
 }
 
+/* ---------------------------------------------- power, sampling, metrics */
+
+static void test_power_routes(void **state)
+{
+    (void)state;
+    const struct api_route *r;
+    char id[16], allow[64];
+    assert_int_equal(api_route_match("GET", "/v1/power", &r, id, sizeof(id), allow, sizeof(allow)),
+                     API_MATCH_OK);
+    assert_ptr_equal(r->handler, api_power_get);
+    assert_false(r->mutating);
+    assert_int_equal(
+        api_route_match("GET", "/v1/power/stream", &r, id, sizeof(id), allow, sizeof(allow)),
+        API_MATCH_OK);
+    assert_ptr_equal(r->handler, api_power_stream);
+    assert_int_equal(
+        api_route_match("PUT", "/v1/sensor/sampling", &r, id, sizeof(id), allow, sizeof(allow)),
+        API_MATCH_OK);
+    assert_ptr_equal(r->handler, api_sensor_sampling_put);
+    assert_true(r->mutating);
+    assert_int_equal(r->body, API_BODY_JSON);
+    assert_int_equal(
+        api_route_match("POST", "/v1/sensor/sampling", &r, id, sizeof(id), allow, sizeof(allow)),
+        API_MATCH_BAD_METHOD);
+    assert_string_equal(allow, "PUT");
+    assert_int_equal(api_route_match("HEAD", "/metrics", &r, id, sizeof(id), allow, sizeof(allow)),
+                     API_MATCH_OK);
+    assert_ptr_equal(r->handler, api_metrics_get);
+    assert_int_equal(
+        api_route_match("GET", "/v1/power/stream/x", &r, id, sizeof(id), allow, sizeof(allow)),
+        API_MATCH_NOT_FOUND);
+}
+
+/* PUT /v1/sensor/sampling bodies: the INA3221's tables, the period range, members. */
+static void test_sampling_request(void **state)
+{
+    (void)state;
+    struct sensor_sampling req;
+    struct api_error e;
+    json_t *b = load("{\"conversion_time_us\": 140, \"averaging\": 1}");
+    assert_int_equal(api_parse_sampling_request(b, &req, &e), 0);
+    assert_int_equal(req.bus_conv_us, 140);
+    assert_int_equal(req.shunt_conv_us, 140);
+    assert_int_equal(req.averaging, 1);
+    assert_int_equal(req.period_us, 0); /* left as found */
+    json_decref(b);
+
+    static const unsigned conv[] = {140, 204, 332, 588, 1100, 2116, 4156, 8244};
+    static const unsigned avg[] = {1, 4, 16, 64, 128, 256, 512, 1024};
+    for (size_t i = 0; i < 8; i++) {
+        char text[96];
+        snprintf(text, sizeof(text), "{\"conversion_time_us\": %u, \"averaging\": %u}", conv[i],
+                 avg[i]);
+        b = load(text);
+        assert_int_equal(api_parse_sampling_request(b, &req, &e), 0);
+        assert_int_equal(req.bus_conv_us, conv[i]);
+        assert_int_equal(req.averaging, avg[i]);
+        json_decref(b);
+    }
+    b = load("{\"period_us\": 100}");
+    assert_int_equal(api_parse_sampling_request(b, &req, &e), 0);
+    assert_int_equal(req.period_us, 100);
+    assert_int_equal(req.averaging, 0);
+    assert_int_equal(req.bus_conv_us, 0);
+    json_decref(b);
+
+    static const struct {
+        const char *body, *param, *says;
+    } bad[] = {
+        {"{\"conversion_time_us\": 150}", "conversion_time_us",
+         "allowed: 140, 204, 332, 588, 1100, 2116, 4156, 8244"},
+        {"{\"conversion_time_us\": -140}", "conversion_time_us", "-140"},
+        {"{\"averaging\": 2}", "averaging", "allowed: 1, 4, 16, 64, 128, 256, 512, 1024"},
+        {"{\"averaging\": 0}", "averaging", "averaging = 0"},
+        {"{\"averaging\": 1.0}", "averaging", "integer"},
+        {"{\"averaging\": \"4\"}", "averaging", "integer"},
+        {"{\"averaging\": null}", "averaging", "integer"},
+        {"{\"period_us\": 99}", "period_us", "[100, 1000000]"},
+        {"{\"period_us\": 1000001}", "period_us", "[100, 1000000]"},
+        {"{\"averaging\": 4, \"channels\": 3}", "channels",
+         "accepted: conversion_time_us, averaging, period_us"},
+        {"{}", "", "changes nothing"},
+        {"[1]", "", "JSON object"},
+        {"140", "", "JSON object"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_error_t jerr;
+        b = json_loads(bad[i].body, JSON_DECODE_ANY, &jerr);
+        assert_non_null(b);
+        memset(&req, 0xff, sizeof(req));
+        if (api_parse_sampling_request(b, &req, &e) != -1)
+            fail_msg("'%s' was accepted", bad[i].body);
+        json_decref(b);
+        assert_int_equal(e.status, 422);
+        assert_string_equal(e.parameter, bad[i].param);
+        if (!strstr(e.detail, bad[i].says))
+            fail_msg("'%s': detail '%s' lacks '%s'", bad[i].body, e.detail, bad[i].says);
+    }
+}
+
+static void test_stream_query(void **state)
+{
+    (void)state;
+    struct api_stream_query q;
+    struct api_error e;
+    assert_int_equal(api_parse_stream_query(NULL, 0, 100, &q, &e), 0);
+    assert_int_equal(q.count, 0);
+    assert_int_equal(q.interval_ms, 100);
+    struct api_query_param ok_params[] = {{"count", "5"}, {"interval_ms", "0"}};
+    assert_int_equal(api_parse_stream_query(ok_params, 2, 100, &q, &e), 0);
+    assert_int_equal(q.count, 5);
+    assert_int_equal(q.interval_ms, 0);
+    struct api_query_param max_params[] = {{"count", "1000000"}, {"interval_ms", "60000"}};
+    assert_int_equal(api_parse_stream_query(max_params, 2, 100, &q, &e), 0);
+    assert_int_equal(q.count, 1000000);
+    assert_int_equal(q.interval_ms, 60000);
+
+    static const struct {
+        const char *key, *value, *param;
+    } bad[] = {
+        {"count", "0", "count"},       {"count", "-1", "count"},
+        {"count", "1000001", "count"}, {"count", "", "count"},
+        {"count", "5x", "count"},      {"count", "+5", "count"},
+        {"interval_ms", "60001", "interval_ms"}, {"interval_ms", "abc", "interval_ms"},
+        {"limit", "5", "limit"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct api_query_param p = {bad[i].key, bad[i].value};
+        if (api_parse_stream_query(&p, 1, 100, &q, &e) != -1)
+            fail_msg("?%s=%s was accepted", bad[i].key, bad[i].value);
+        assert_int_equal(e.status, 400);
+        assert_string_equal(e.parameter, bad[i].param);
+    }
+    struct api_query_param twice[] = {{"count", "1"}, {"count", "2"}};
+    assert_int_equal(api_parse_stream_query(twice, 2, 100, &q, &e), -1);
+    assert_non_null(strstr(e.detail, "more than once"));
+}
+
+static void test_prom_escape_and_sample_json(void **state)
+{
+    (void)state;
+    char out[64];
+    api_prom_escape("VDD_IN", out, sizeof(out));
+    assert_string_equal(out, "VDD_IN");
+    api_prom_escape("a\"b\\c\nd", out, sizeof(out));
+    assert_string_equal(out, "a\\\"b\\\\c\\nd");
+    api_prom_escape("\"\"\"", out, 5); /* never cuts an escape in half */
+    assert_string_equal(out, "\\\"\\\"");
+    api_prom_escape(NULL, out, sizeof(out));
+    assert_string_equal(out, "");
+
+    struct sensor s = {.rail_count = 2, .board_input_rail = 0};
+    snprintf(s.rails[0].name, sizeof(s.rails[0].name), "VDD_IN");
+    s.rails[0].is_board_input = true;
+    snprintf(s.rails[1].name, sizeof(s.rails[1].name), "VDD_SOC");
+    struct sensor_sample smp = {.t_ns = 5000000000LL};
+    smp.voltage_mv[0] = 5000.0;
+    smp.current_ma[0] = 1000.0;
+    smp.power_mw[0] = 5000.0;
+    smp.power_mw[1] = 1250.5;
+    json_t *j = api_power_sample_json(&s, &smp, 5002500000LL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "t_ns")), 5000000000LL);
+    assert_true(json_real_value(json_object_get(j, "age_ms")) == 2.5);
+    json_t *rails = json_object_get(j, "rails");
+    assert_int_equal(json_array_size(rails), 2);
+    json_t *r0 = json_array_get(rails, 0), *r1 = json_array_get(rails, 1);
+    assert_string_equal(json_string_value(json_object_get(r0, "name")), "VDD_IN");
+    assert_true(json_is_true(json_object_get(r0, "board_input")));
+    assert_true(json_real_value(json_object_get(r0, "voltage_mv")) == 5000.0);
+    assert_true(json_real_value(json_object_get(r0, "current_ma")) == 1000.0);
+    assert_true(json_is_false(json_object_get(r1, "board_input")));
+    assert_true(json_real_value(json_object_get(r1, "power_mw")) == 1250.5);
+    json_decref(j);
+    /* a sample stamped after "now" (clock read before the sample) is not negative age */
+    j = api_power_sample_json(&s, &smp, 4000000000LL);
+    assert_true(json_real_value(json_object_get(j, "age_ms")) == 0.0);
+    json_decref(j);
+}
+
 int main(void)
 {
     jp_log_set_level(getenv("JETPROF_TEST_LOG") ? JP_LOG_DEBUG : JP_LOG_WARN);
@@ -1135,11 +1581,17 @@ int main(void)
         cmocka_unit_test(test_parse_bad_dtype),
         cmocka_unit_test(test_parse_bad_repeats),
         cmocka_unit_test(test_parse_memory_refusal),
+        cmocka_unit_test(test_memory_check),
+        cmocka_unit_test(test_json_errors),
         cmocka_unit_test(test_route_match),
         cmocka_unit_test(test_bearer),
         cmocka_unit_test(test_problem_json),
         cmocka_unit_test(test_query_parsing),
         cmocka_unit_test(test_int64_and_listen),
+        cmocka_unit_test(test_power_routes),
+        cmocka_unit_test(test_sampling_request),
+        cmocka_unit_test(test_stream_query),
+        cmocka_unit_test(test_prom_escape_and_sample_json),
         cmocka_unit_test_setup_teardown(test_server_errors, setup_idle, server_teardown),
         cmocka_unit_test_setup_teardown(test_server_documents, setup_idle, server_teardown),
         cmocka_unit_test_setup_teardown(test_server_measure, setup_running, server_teardown),

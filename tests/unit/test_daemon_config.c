@@ -169,6 +169,20 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->job_timeout_s, 600);
     assert_int_equal(cfg->max_attempts, 3);
     assert_string_equal(cfg->log_level, "info");
+    assert_int_equal(cfg->max_streams, 2);
+    assert_int_equal(cfg->i2c_bus, -1);
+    assert_int_equal(cfg->i2c_addr, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cfg->shunt_uohm[i], 0);
+        assert_string_equal(cfg->rails[i], "");
+    }
+    assert_false(cfg->force);
+    assert_false(cfg->i2c_emulated);
+    assert_string_equal(cfg->nvml_lib, "");
+    assert_int_equal(cfg->nvml_device, 0);
+    assert_string_equal(cfg->gpio_chip, "");
+    assert_int_equal(cfg->gpio_line, 0);
+    assert_int_equal(cfg->stream_interval_ms, 100);
     assert_string_equal(cfg->config_path, "");
     assert_false(cfg->check_config);
     /* the sampler's default ring is the configuration's default ring */
@@ -486,6 +500,105 @@ static void test_strict_values(void **state)
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         if (load("--config", "none", "--set", good[i], NULL) != CONFIG_OK)
             fail_msg("'%s' was refused: %s", good[i], err);
+    }
+}
+
+/* The issue-3 sensor keys: booleans, the signed bus, the hex address, the lists. */
+static void test_sensor_hardware_keys(void **state)
+{
+    (void)state;
+    const char *path = write_file("i2c.conf",
+                                  "[sensor]\n"
+                                  "i2c_bus = 7\n"
+                                  "i2c_addr = 0x41\n"
+                                  "shunt_uohm = 5000, 2000 ,0\n"
+                                  "rails = VDD_IN,NC,\n"
+                                  "force = yes\n"
+                                  "i2c_emulated = TRUE\n"
+                                  "nvml_lib = /opt/nvml.so\n"
+                                  "nvml_device = 3\n"
+                                  "gpio_chip = gpiochip0\n"
+                                  "gpio_line = 17\n"
+                                  "stream_interval_ms = 0\n"
+                                  "[server]\n"
+                                  "max_streams = 0\n");
+    assert_int_equal(load("--config", path, NULL), CONFIG_OK);
+    assert_int_equal(cfg->i2c_bus, 7);
+    assert_int_equal(cfg->i2c_addr, 0x41);
+    assert_int_equal(cfg->shunt_uohm[0], 5000);
+    assert_int_equal(cfg->shunt_uohm[1], 2000);
+    assert_int_equal(cfg->shunt_uohm[2], 0);
+    assert_string_equal(cfg->rails[0], "VDD_IN");
+    assert_string_equal(cfg->rails[1], "NC");
+    assert_string_equal(cfg->rails[2], "");
+    assert_true(cfg->force);
+    assert_true(cfg->i2c_emulated);
+    assert_string_equal(cfg->nvml_lib, "/opt/nvml.so");
+    assert_int_equal(cfg->nvml_device, 3);
+    assert_string_equal(cfg->gpio_chip, "gpiochip0");
+    assert_int_equal(cfg->gpio_line, 17);
+    assert_int_equal(cfg->stream_interval_ms, 0);
+    assert_int_equal(cfg->max_streams, 0);
+
+    /* printed in a form that loads back */
+    char *text = print_config(cfg);
+    assert_contains(text, "sensor.i2c_addr = 0x41");
+    assert_contains(text, "sensor.shunt_uohm = 5000,2000,0");
+    assert_contains(text, "sensor.rails = VDD_IN,NC,");
+    assert_contains(text, "sensor.force = true");
+    assert_contains(text, "sensor.i2c_bus = 7");
+    char *before = print_values(cfg);
+    const char *again = write_file("i2c-again.conf", text);
+    free(text);
+    assert_int_equal(load("--config", again, NULL), CONFIG_OK);
+    char *after = print_values(cfg);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+
+    /* decimal address, false spellings, the unset bus */
+    assert_int_equal(load("--config", "none", "--set", "sensor.i2c_addr=64", "--set",
+                          "sensor.force=off", "--set", "sensor.i2c_emulated=0", "--set",
+                          "sensor.i2c_bus=-1", "--set", "sensor.i2c_addr=0", NULL),
+                     CONFIG_OK);
+    assert_int_equal(cfg->i2c_addr, 0);
+    assert_false(cfg->force);
+    assert_int_equal(cfg->i2c_bus, -1);
+    assert_int_equal(load("--config", "none", "--set", "sensor.i2c_addr=67", NULL), CONFIG_OK);
+    assert_int_equal(cfg->i2c_addr, 0x43);
+
+    static const struct {
+        const char *arg, *says;
+    } bad[] = {
+        {"sensor.i2c_addr=0x44", "expected 0 or a value in [0x40, 0x43]"},
+        {"sensor.i2c_addr=0x3f", "expected 0 or a value in [0x40, 0x43]"},
+        {"sensor.i2c_addr=0x", "expected 0 or a value in [0x40, 0x43]"},
+        {"sensor.i2c_addr=-64", "expected 0 or a value in [0x40, 0x43]"},
+        {"sensor.i2c_bus=-2", "expected an integer in [-1, 1023]"},
+        {"sensor.i2c_bus=1024", "expected an integer in [-1, 1023]"},
+        {"sensor.i2c_bus=1x", "expected an integer in [-1, 1023]"},
+        {"sensor.i2c_bus=-", "expected an integer in [-1, 1023]"},
+        {"sensor.force=maybe", "expected true or false"},
+        {"sensor.force=", "expected true or false"},
+        {"sensor.shunt_uohm=1,2", "got 2"},
+        {"sensor.shunt_uohm=1,2,3,4", "got more"},
+        {"sensor.shunt_uohm=1,x,3", "value 2 'x' is not"},
+        {"sensor.shunt_uohm=1,2,10000001", "value 3 '10000001' is not"},
+        {"sensor.shunt_uohm=", "got 1"},
+        {"sensor.rails=A,B", "got 2"},
+        {"sensor.rails=VDD IN,B,C", "name 1 'VDD IN' is not"},
+        {"sensor.rails=A,B,C;D", "name 3 'C;D' is not"},
+        {"sensor.rails=A,B,0123456789012345678901234567890123", "name 3"},
+        {"sensor.stream_interval_ms=60001", "expected an integer in [0, 60000]"},
+        {"server.max_streams=65", "expected an integer in [0, 64]"},
+        {"sensor.nvml_device=64", "expected an integer in [0, 63]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        if (load("--config", "none", "--set", bad[i].arg, NULL) != CONFIG_ERROR)
+            fail_msg("'%s' was accepted", bad[i].arg);
+        assert_contains(err, "bad value");
+        assert_contains(err, bad[i].says);
     }
 }
 
@@ -879,6 +992,7 @@ int main(void)
         cmocka_unit_test_setup(test_set_any_key, each_setup),
         cmocka_unit_test_setup(test_set_errors, each_setup),
         cmocka_unit_test_setup(test_strict_values, each_setup),
+        cmocka_unit_test_setup(test_sensor_hardware_keys, each_setup),
         cmocka_unit_test_setup(test_string_too_long, each_setup),
         cmocka_unit_test_setup(test_flag_errors_name_the_flag, each_setup),
         cmocka_unit_test_setup(test_argv_not_modified, each_setup),

@@ -4,6 +4,10 @@
  *
  * The live tests make no tight timing assertions: the machine running them may be
  * loaded, so rates and ratios are only checked to be sane.
+ *
+ * A scripted backend (below) lets the tests inject read failures, slow reads,
+ * synthetic timestamps and a configure op that checks it never runs during a
+ * read: faults per window, reconfiguration, overruns and the energy counters.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +16,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -491,6 +496,422 @@ static void test_start_errors(void **state)
     assert_non_null(strstr(err, "rails"));
 }
 
+/* ---- a scripted backend ---- */
+
+struct script {
+    atomic_int failing;      /* reads fail while set */
+    atomic_int slow_ms;      /* reads take this long while set */
+    atomic_int in_read;      /* a read is in progress */
+    atomic_int overlaps;     /* configure found a read in progress */
+    atomic_int configures;
+    atomic_int refuse;       /* configure fails while set */
+    atomic_int max_reads;    /* reads after this many fail (0 = no limit) */
+    atomic_int reads;
+    bool synthetic_time;     /* t_ns = i ms and power_mw = i mW on rail 0 */
+    double power_mw[2];
+};
+
+static int script_open(struct sensor *s, const struct sensor_options *opt, char *err,
+                       size_t errlen)
+{
+    (void)s;
+    (void)opt;
+    snprintf(err, errlen, "not opened through sensor_open in these tests");
+    return -1;
+}
+
+static int script_read(struct sensor *s, struct sensor_sample *out, char *err, size_t errlen)
+{
+    struct script *sc = s->impl;
+    atomic_store(&sc->in_read, 1);
+    int slow = atomic_load(&sc->slow_ms);
+    if (slow > 0)
+        usleep((useconds_t)slow * 1000u);
+    else
+        usleep(200); /* a read takes a moment, so configure has a read to collide with */
+    int n = atomic_fetch_add(&sc->reads, 1);
+    int limit = atomic_load(&sc->max_reads);
+    int rc = 0;
+    if (atomic_load(&sc->failing) || (limit > 0 && n >= limit)) {
+        snprintf(err, errlen, "injected read failure");
+        rc = -1;
+    } else {
+        memset(out, 0, sizeof *out);
+        out->t_ns = sc->synthetic_time ? (int64_t)n * MS : clock_mono_ns();
+        for (unsigned r = 0; r < s->rail_count; r++) {
+            out->power_mw[r] = sc->synthetic_time && r == 0 ? (double)n : sc->power_mw[r];
+            out->voltage_mv[r] = 5000.0;
+            out->current_ma[r] = out->power_mw[r] / 5.0;
+        }
+    }
+    atomic_store(&sc->in_read, 0);
+    return rc;
+}
+
+static void script_close(struct sensor *s) { (void)s; }
+
+static int script_configure(struct sensor *s, const struct sensor_sampling *req, char *err,
+                            size_t errlen)
+{
+    struct script *sc = s->impl;
+    if (atomic_load(&sc->in_read))
+        atomic_fetch_add(&sc->overlaps, 1);
+    atomic_fetch_add(&sc->configures, 1);
+    usleep(500);
+    if (atomic_load(&sc->refuse)) {
+        snprintf(err, errlen, "the chip said no");
+        return -1;
+    }
+    if (req->averaging)
+        s->got.averaging = req->averaging;
+    if (req->period_us)
+        s->got.period_us = req->period_us;
+    return 0;
+}
+
+static const struct sensor_backend script_paced = {
+    .name = "script",
+    .paces_itself = false,
+    .open = script_open,
+    .read = script_read,
+    .close = script_close,
+    .configure = script_configure,
+};
+
+static const struct sensor_backend script_self_paced = {
+    .name = "script-self-paced",
+    .paces_itself = true,
+    .open = script_open,
+    .read = script_read,
+    .close = script_close,
+    .configure = NULL, /* a backend whose sampling cannot change */
+};
+
+struct scripted {
+    struct script sc;
+    struct sensor sensor;
+    struct sampler *sp;
+};
+
+static int scripted_setup(void **state)
+{
+    struct scripted *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return -1;
+    x->sc.power_mw[0] = 1000.0;
+    x->sc.power_mw[1] = 500.0;
+    x->sensor.backend = &script_paced;
+    x->sensor.impl = &x->sc;
+    x->sensor.rail_count = 2;
+    snprintf(x->sensor.rails[0].name, sizeof x->sensor.rails[0].name, "IN");
+    snprintf(x->sensor.rails[1].name, sizeof x->sensor.rails[1].name, "CPU");
+    x->sensor.board_input_rail = 0;
+    x->sensor.asked = (struct sensor_sampling){1, 140, 140, 1000};
+    x->sensor.got = x->sensor.asked;
+    *state = x;
+    return 0;
+}
+
+static int scripted_teardown(void **state)
+{
+    struct scripted *x = *state;
+    sampler_stop(x->sp);
+    free(x);
+    return 0;
+}
+
+static void scripted_start(struct scripted *x, size_t capacity)
+{
+    char err[256] = "";
+    int rc = sampler_start(&x->sensor, capacity, &x->sp, err, sizeof err);
+    if (rc != 0)
+        print_error("sampler_start: %s\n", err);
+    assert_int_equal(rc, 0);
+}
+
+/* Polls status until cond holds or 5 s pass. */
+static void wait_status(struct sampler *sp, bool (*cond)(const struct sampler_status *),
+                        struct sampler_status *st)
+{
+    int64_t deadline = clock_mono_ns() + 5000 * MS;
+    do {
+        sampler_get_status(sp, st);
+        if (cond(st))
+            return;
+        usleep(2000);
+    } while (clock_mono_ns() < deadline);
+    sampler_get_status(sp, st);
+}
+
+static uint64_t errors_before;
+static bool two_more_errors(const struct sampler_status *st)
+{
+    return st->read_errors >= errors_before + 2;
+}
+
+static void window_ok(struct sampler *sp, int64_t t0, int64_t t1, struct sampler_window *w)
+{
+    char err[256] = "";
+    assert_int_equal(sampler_wait_for(sp, t1, 5000), 0);
+    int rc = sampler_window_stats(sp, t0, t1, w, err, sizeof err);
+    if (rc != 0)
+        print_error("sampler_window_stats: %s\n", err);
+    assert_int_equal(rc, 0);
+}
+
+/* Read errors and reconfigurations count as faults of the windows they touch only. */
+static void test_faults_per_window(void **state)
+{
+    struct scripted *x = *state;
+    scripted_start(x, 100000);
+    struct sampler_window w;
+
+    struct sensor_sample first;
+    assert_int_equal(sampler_wait_for(x->sp, clock_mono_ns(), 5000), 0);
+    assert_int_equal(sampler_latest(x->sp, &first), 0);
+    int64_t t0 = first.t_ns; /* the ring holds it: the window starts inside */
+    int64_t t1 = t0 + 20 * MS;
+    window_ok(x->sp, t0, t1, &w);
+    assert_int_equal(w.faults, 0);
+
+    /* a burst of failed reads */
+    struct sampler_status st;
+    sampler_get_status(x->sp, &st);
+    errors_before = st.read_errors;
+    int64_t fail_begin = clock_mono_ns();
+    atomic_store(&x->sc.failing, 1);
+    wait_status(x->sp, two_more_errors, &st);
+    atomic_store(&x->sc.failing, 0);
+    int64_t fail_end = clock_mono_ns();
+    assert_true(st.read_errors >= errors_before + 2);
+    assert_non_null(strstr(st.last_error, "injected read failure"));
+
+    window_ok(x->sp, fail_begin - 5 * MS, fail_end + 5 * MS, &w);
+    assert_true(w.faults >= 2);
+    /* the earlier window is untouched */
+    window_ok(x->sp, t0, t1, &w);
+    assert_int_equal(w.faults, 0);
+
+    /* a clean window after the burst */
+    int64_t t2 = clock_mono_ns() + 2 * MS;
+    window_ok(x->sp, t2, t2 + 20 * MS, &w);
+    assert_int_equal(w.faults, 0);
+
+    /* a reconfiguration is a fault of the windows that span it */
+    int64_t r0 = clock_mono_ns();
+    assert_int_equal(sampler_wait_for(x->sp, r0, 5000), 0);
+    char err[256] = "";
+    struct sensor_sampling req = {.averaging = 4};
+    assert_int_equal(sampler_reconfigure(x->sp, &req, err, sizeof err), 0);
+    int64_t r1 = clock_mono_ns();
+    window_ok(x->sp, r0 - 5 * MS, r1 + 5 * MS, &w);
+    assert_int_equal(w.faults, 1);
+    int64_t t3 = clock_mono_ns() + 2 * MS;
+    window_ok(x->sp, t3, t3 + 10 * MS, &w);
+    assert_int_equal(w.faults, 0);
+}
+
+/* The pure statistics never invent faults. */
+static void test_pure_window_has_no_faults(void **state)
+{
+    (void)state;
+    struct sensor_sample *s = make_samples(11, 0, MS, one_watt, 1);
+    struct sampler_window w;
+    memset(&w, 0xff, sizeof w);
+    char err[256];
+    assert_int_equal(sampler_window_stats_from(s, 11, 1, 1000, 0, 10 * MS, &w, err, sizeof err),
+                     0);
+    assert_int_equal(w.faults, 0);
+    free(s);
+}
+
+static bool reads_progressed(const struct sampler_status *st) { return st->samples_total >= 20; }
+
+/* configure runs with reads paused, its result becomes the sampling in force and
+ * the sampler's pace; refusals and backends without configure are errors. */
+static void test_reconfigure(void **state)
+{
+    struct scripted *x = *state;
+    scripted_start(x, 10000);
+    struct sampler_status st;
+    wait_status(x->sp, reads_progressed, &st);
+    assert_true(st.samples_total >= 20);
+
+    char err[256] = "";
+    for (unsigned i = 0; i < 20; i++) {
+        struct sensor_sampling req = {.averaging = (i % 2) ? 16 : 4,
+                                      .period_us = (i % 2) ? 2000 : 1000};
+        assert_int_equal(sampler_reconfigure(x->sp, &req, err, sizeof err), 0);
+    }
+    assert_int_equal(atomic_load(&x->sc.configures), 20);
+    assert_int_equal(atomic_load(&x->sc.overlaps), 0); /* never during a read */
+
+    struct sensor_sampling req = {.period_us = 2000};
+    assert_int_equal(sampler_reconfigure(x->sp, &req, err, sizeof err), 0);
+    struct sensor_sampling asked, got;
+    assert_int_equal(sampler_sampling(x->sp, &asked, &got), 0);
+    assert_int_equal(got.period_us, 2000);
+    assert_int_equal(got.averaging, 16); /* left as found by the last request */
+    assert_int_equal(asked.period_us, 2000);
+    assert_int_equal(asked.averaging, 16);
+    assert_int_equal(asked.bus_conv_us, 140);
+    assert_int_equal(x->sensor.asked.period_us, 2000);
+
+    /* the window's expected count follows the new period */
+    int64_t t0 = clock_mono_ns() + 2 * MS;
+    struct sampler_window w;
+    window_ok(x->sp, t0, t0 + 40 * MS, &w);
+    assert_near(w.rail[0].expected_samples, 20.0, 1e-9);
+    assert_true(w.rail[0].samples > 0 && w.rail[0].samples <= 25);
+
+    /* the chip refuses: an error naming the backend and the reason; reads go on */
+    atomic_store(&x->sc.refuse, 1);
+    err[0] = '\0';
+    req.period_us = 1000;
+    assert_int_equal(sampler_reconfigure(x->sp, &req, err, sizeof err), -1);
+    assert_non_null(strstr(err, "'script' refused the sampling change: the chip said no"));
+    assert_int_equal(sampler_sampling(x->sp, &asked, &got), 0);
+    assert_int_equal(got.period_us, 2000);
+    assert_int_equal(asked.period_us, 2000);
+    atomic_store(&x->sc.refuse, 0);
+    sampler_get_status(x->sp, &st);
+    uint64_t before = st.samples_total;
+    assert_int_equal(sampler_wait_for(x->sp, clock_mono_ns() + 10 * MS, 5000), 0);
+    sampler_get_status(x->sp, &st);
+    assert_true(st.samples_total > before);
+
+    /* bad arguments */
+    assert_int_equal(sampler_reconfigure(NULL, &req, err, sizeof err), -1);
+    assert_int_equal(sampler_reconfigure(x->sp, NULL, err, sizeof err), -1);
+    assert_int_equal(sampler_sampling(NULL, &asked, &got), -1);
+    sampler_stop(x->sp);
+    x->sp = NULL;
+
+    /* a backend without configure */
+    x->sensor.backend = &script_self_paced;
+    scripted_start(x, 1000);
+    err[0] = '\0';
+    assert_int_equal(sampler_reconfigure(x->sp, &req, err, sizeof err), -1);
+    assert_non_null(strstr(err, "'script-self-paced' cannot change its sampling"));
+}
+
+/* The sim backend's configure op: a new period paces the sampler. */
+static void test_sim_reconfigure(void **state)
+{
+    struct live *l = *state;
+    struct sampler *sp = start_ok(l, 10000);
+    assert_int_equal(sampler_wait_for(sp, clock_mono_ns(), 5000), 0);
+    char err[256] = "";
+    struct sensor_sampling req = {.period_us = 4000, .averaging = 64};
+    assert_int_equal(sampler_reconfigure(sp, &req, err, sizeof err), 0);
+    struct sensor_sampling asked, got;
+    assert_int_equal(sampler_sampling(sp, &asked, &got), 0);
+    assert_int_equal(got.period_us, 4000);
+    assert_int_equal(got.averaging, 64);
+    assert_int_equal(got.bus_conv_us, l->sensor->got.bus_conv_us);
+    assert_int_equal(l->sensor->got.period_us, 4000);
+
+    int64_t t0 = clock_mono_ns() + 2 * MS;
+    struct sampler_window w;
+    assert_int_equal(sampler_wait_for(sp, t0 + 80 * MS, 5000), 0);
+    assert_int_equal(sampler_window_stats(sp, t0, t0 + 80 * MS, &w, err, sizeof err), 0);
+    assert_near(w.rail[0].expected_samples, 20.0, 1e-9);
+    assert_true(w.rail[0].samples >= 1 && w.rail[0].samples <= 25); /* not 80 */
+
+    req = (struct sensor_sampling){.period_us = 50};
+    err[0] = '\0';
+    assert_int_equal(sampler_reconfigure(sp, &req, err, sizeof err), -1);
+    assert_non_null(strstr(err, "period_us = 50 is outside [100, 1000000]"));
+    assert_int_equal(sampler_sampling(sp, NULL, &got), 0);
+    assert_int_equal(got.period_us, 4000);
+    stop_ok(l);
+}
+
+static bool has_overrun(const struct sampler_status *st) { return st->overruns >= 1; }
+
+/* Falling a whole period behind is an overrun, for both kinds of pacing. */
+static void test_overruns(void **state)
+{
+    struct scripted *x = *state;
+    scripted_start(x, 10000);
+    struct sampler_status st;
+    wait_status(x->sp, reads_progressed, &st);
+    atomic_store(&x->sc.slow_ms, 5); /* 5 ms reads at a 1 ms period */
+    wait_status(x->sp, has_overrun, &st);
+    assert_true(st.overruns >= 1);
+    atomic_store(&x->sc.slow_ms, 0);
+    sampler_stop(x->sp);
+    x->sp = NULL;
+
+    atomic_store(&x->sc.reads, 0);
+    x->sensor.backend = &script_self_paced; /* period 1000 us: the cycle of the "chip" */
+    scripted_start(x, 10000);
+    wait_status(x->sp, reads_progressed, &st);
+    atomic_store(&x->sc.slow_ms, 3); /* a fresh conversion missed each time */
+    wait_status(x->sp, has_overrun, &st);
+    assert_true(st.overruns >= 1);
+    assert_int_equal(st.read_errors, 0);
+}
+
+static bool one_error(const struct sampler_status *st) { return st->read_errors >= 1; }
+
+/* The energy counters are the trapezoidal integral over every consecutive pair. */
+static void test_energy_totals(void **state)
+{
+    struct scripted *x = *state;
+    /* samples i = 0..99 at t = i ms with i mW on rail 0 and 500 mW on rail 1,
+     * then every read fails, so the totals stop moving */
+    x->sc.synthetic_time = true;
+    atomic_store(&x->sc.max_reads, 100);
+    x->sensor.got.period_us = 100; /* fast: the synthetic clock does not care */
+    scripted_start(x, 1000);
+    struct sampler_status st;
+    wait_status(x->sp, one_error, &st);
+    assert_true(st.read_errors >= 1);
+    assert_int_equal(st.samples_total, 100);
+
+    double e[SENSOR_MAX_RAILS];
+    unsigned rails = 0;
+    assert_int_equal(sampler_energy_totals(x->sp, e, &rails), 0);
+    assert_int_equal(rails, 2);
+    /* rail 0: ramp 0..99 mW over 99 ms = 99*99/2 mW*ms = 4900.5 uJ */
+    assert_near(e[0], 4900.5e-6, 1e-12);
+    /* rail 1: 500 mW for 99 ms = 49.5 mJ */
+    assert_near(e[1], 0.0495, 1e-12);
+    assert_near(e[2], 0.0, 0.0);
+
+    /* every sample is there, oldest first */
+    struct sensor_sample got[128];
+    assert_int_equal(sampler_samples_since(x->sp, INT64_MIN, got, 128), 100);
+    assert_int_equal(got[0].t_ns, 0);
+    assert_int_equal(got[99].t_ns, 99 * MS);
+    assert_int_equal(sampler_samples_since(x->sp, 49 * MS, got, 128), 50);
+    assert_int_equal(got[0].t_ns, 50 * MS);
+    assert_int_equal(sampler_samples_since(x->sp, 49 * MS, got, 3), 3);
+    assert_int_equal(got[2].t_ns, 52 * MS);
+    assert_int_equal(sampler_samples_since(x->sp, 99 * MS, got, 128), 0);
+    assert_int_equal(sampler_samples_since(NULL, 0, got, 128), 0);
+    assert_int_equal(sampler_energy_totals(NULL, e, &rails), -1);
+}
+
+/* Negative power (a reversed shunt, noise around zero) never makes a counter go down. */
+static void test_energy_never_decreases(void **state)
+{
+    struct scripted *x = *state;
+    x->sc.power_mw[0] = -250.0;
+    x->sc.power_mw[1] = 100.0;
+    scripted_start(x, 1000);
+    struct sampler_status st;
+    wait_status(x->sp, reads_progressed, &st);
+    double e1[SENSOR_MAX_RAILS], e2[SENSOR_MAX_RAILS];
+    assert_int_equal(sampler_energy_totals(x->sp, e1, NULL), 0);
+    assert_int_equal(sampler_wait_for(x->sp, clock_mono_ns() + 5 * MS, 5000), 0);
+    assert_int_equal(sampler_energy_totals(x->sp, e2, NULL), 0);
+    assert_near(e1[0], 0.0, 0.0);
+    assert_near(e2[0], 0.0, 0.0);
+    assert_true(e1[1] > 0.0 && e2[1] > e1[1]);
+}
+
 int main(void)
 {
     jp_log_set_level(JP_LOG_WARN);
@@ -506,6 +927,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ring_wraps, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_read_errors_counted, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_start_errors, live_setup, live_teardown),
+        cmocka_unit_test_setup_teardown(test_sim_reconfigure, live_setup, live_teardown),
+        cmocka_unit_test(test_pure_window_has_no_faults),
+        cmocka_unit_test_setup_teardown(test_faults_per_window, scripted_setup,
+                                        scripted_teardown),
+        cmocka_unit_test_setup_teardown(test_reconfigure, scripted_setup, scripted_teardown),
+        cmocka_unit_test_setup_teardown(test_overruns, scripted_setup, scripted_teardown),
+        cmocka_unit_test_setup_teardown(test_energy_totals, scripted_setup, scripted_teardown),
+        cmocka_unit_test_setup_teardown(test_energy_never_decreases, scripted_setup,
+                                        scripted_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

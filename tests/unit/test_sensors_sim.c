@@ -419,13 +419,32 @@ static void test_auto_and_names(void **state)
     assert_true(s->simulated);
     sensor_close(s);
 
+    /* every backend of DESIGN.md, in auto's order: kernel drivers, the chip, NVML, sim */
     const char *const *names = sensor_backend_names();
     assert_non_null(names);
-    assert_string_equal(names[0], "sim");
-    assert_null(names[1]);
+    static const char *const order[] = {"ina3221-hwmon", "ina3221x-iio", "ina3221-i2c", "nvml",
+                                        "sim"};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        assert_string_equal(names[i], order[i]);
+    assert_null(names[sizeof order / sizeof order[0]]);
 
-    open_fails("nope", &o, "unknown sensor backend 'nope'", "(this build has: sim, auto)");
-    open_fails("ina3221-hwmon", &o, "not in this build", "sim, auto");
+    /* auto never takes the emulated INA3221, even fully described */
+    o.i2c_emulated = true;
+    o.i2c_bus = 1;
+    o.i2c_addr = 0x40;
+    o.shunt_uohm[0] = o.shunt_uohm[1] = o.shunt_uohm[2] = 5000;
+    o.rail_names[0] = "VDD_IN";
+    o.rail_names[1] = "VDD_CPU";
+    o.rail_names[2] = "VDD_SOC";
+    o.nvml_lib = "/nonexistent/libnvidia-ml.so.1";
+    s = open_ok("auto", &o);
+    assert_string_equal(s->backend->name, "sim");
+    sensor_close(s);
+    o = options(f);
+
+    open_fails("nope", &o, "unknown sensor backend 'nope'",
+               "(valid: ina3221-hwmon, ina3221x-iio, ina3221-i2c, nvml, sim, auto)");
+    open_fails("ina3221-hwmon", &o, "sensor 'ina3221-hwmon': ", "/nonexistent-sys");
     open_fails(NULL, &o, "sim, auto", NULL);
     open_fails("", &o, "sim, auto", NULL);
 
