@@ -16,6 +16,7 @@
 #ifndef JETPROF_API_H
 #define JETPROF_API_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,10 @@
 #include "../cudakern/exec.h"
 #include "../db/db.h"
 #include "app.h"
+
+/* Guards app->device and app->device_id, which PUT /v1/sensor/sampling replaces
+ * while GET /v1/device reads them (defined in api_device.c). */
+extern pthread_mutex_t api_device_lock;
 
 /* ---- errors: RFC 9457 problem details ---- */
 

@@ -11,6 +11,8 @@
 
 #include "api.h"
 
+pthread_mutex_t api_device_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static json_t *sampling_json(const struct sensor_sampling *s)
 {
     return json_pack("{s:I,s:I,s:I,s:I}", "averaging", (json_int_t)s->averaging, "bus_conv_us",
@@ -57,14 +59,17 @@ static json_t *sensor_json(const struct app *app)
     struct sampler_status st = {0};
     if (app->sampler)
         sampler_get_status(app->sampler, &st);
-    json_t *expected =
-        s->got.period_us > 0 ? json_real(1e6 / (double)s->got.period_us) : json_null();
+    /* Sampling through the sampler: PUT /v1/sensor/sampling may be changing it. */
+    struct sensor_sampling asked = s->asked, got = s->got;
+    if (app->sampler)
+        sampler_sampling(app->sampler, &asked, &got);
+    json_t *expected = got.period_us > 0 ? json_real(1e6 / (double)got.period_us) : json_null();
 
     return json_pack("{s:s,s:s,s:b,s:s,s:o,s:o*,s:b,s:{s:o*,s:o*},s:o*,s:f,s:I,s:I}", "backend",
                      s->backend ? s->backend->name : "?", "description", s->description,
                      "simulated", s->simulated, "why", app->sensor_why, "rails", rails,
                      "board_input_rail", input, "board_input_is_sum", s->board_input_is_sum,
-                     "sampling", "asked", sampling_json(&s->asked), "got", sampling_json(&s->got),
+                     "sampling", "asked", sampling_json(&asked), "got", sampling_json(&got),
                      "expected_rate_hz", expected, "achieved_rate_hz", st.achieved_rate_hz,
                      "samples_total", (json_int_t)st.samples_total, "read_errors",
                      (json_int_t)st.read_errors);
@@ -73,11 +78,15 @@ static json_t *sensor_json(const struct app *app)
 void api_device_get(struct api_request *req, struct api_response *res)
 {
     const struct app *app = req->app;
-    const struct db_device *d = &app->device;
+    pthread_mutex_lock(&api_device_lock);
+    struct db_device device = app->device;
+    int64_t device_id = app->device_id;
+    pthread_mutex_unlock(&api_device_lock);
+    const struct db_device *d = &device;
     bool simulated = d->simulated || (app->sensor && app->sensor->simulated);
     json_t *doc =
         json_pack("{s:I,s:s,s:s,s:{s:s,s:s},s:b,s:o*,s:o*}", "device_id",
-                  (json_int_t)app->device_id, "fingerprint", d->fingerprint, "hostname",
+                  (json_int_t)device_id, "fingerprint", d->fingerprint, "hostname",
                   d->hostname, "board", "model", d->board_model, "l4t", d->l4t_version, "simulated",
                   simulated, "executor", executor_json(app), "sensor", sensor_json(app));
     api_respond_json(res, 200, doc);

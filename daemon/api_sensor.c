@@ -17,8 +17,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../common/log.h"
 #include "../sensors/ina3221.h"
 #include "api.h"
+#include "measure.h"
 
 #define PERIOD_MIN_US 100u     /* sensor.period_us's range in the configuration */
 #define PERIOD_MAX_US 1000000u
@@ -26,6 +28,40 @@
 static const char *const members[] = {"conversion_time_us", "averaging", "period_us"};
 #define MEMBER_COUNT (sizeof(members) / sizeof(members[0]))
 #define MEMBER_LIST "conversion_time_us, averaging, period_us"
+
+/*
+ * The sampling is part of the device fingerprint (DESIGN.md, Storage): after a
+ * change, the device row for the new sampling is written (or found again) and
+ * the runner files later measurements under it.
+ */
+static int register_sampling(struct app *app, const struct sensor_sampling *got, char *err,
+                             size_t errlen)
+{
+    pthread_mutex_lock(&api_device_lock);
+    struct db_device dev = app->device;
+    snprintf(dev.sampling_json, sizeof dev.sampling_json,
+             "{\"averaging\":%u,\"bus_conv_us\":%u,\"shunt_conv_us\":%u,\"period_us\":%u}",
+             got->averaging, got->bus_conv_us, got->shunt_conv_us, got->period_us);
+    int64_t id = 0;
+    int rc = -1;
+    struct db *db = app->pool ? db_pool_acquire(app->pool) : NULL;
+    if (!db) {
+        snprintf(err, errlen, "no database connection");
+    } else {
+        rc = db_device_upsert(db, &dev, &id, err, errlen);
+        db_pool_release(app->pool, db);
+    }
+    if (rc == 0) {
+        app->device = dev;
+        app->device_id = id;
+        if (app->mctx)
+            app->mctx->device_id = id;
+        log_info("http", "sampling changed: measurements now go to device %lld (%.16s...)",
+                 (long long)id, dev.fingerprint);
+    }
+    pthread_mutex_unlock(&api_device_lock);
+    return rc;
+}
 
 /* "140, 204, ..., 8244" */
 static void table_text(const unsigned *table, char *buf, size_t buflen)
@@ -155,6 +191,14 @@ void api_sensor_sampling_put(struct api_request *req, struct api_response *res)
     }
     struct sensor_sampling asked, got;
     sampler_sampling(app->sampler, &asked, &got);
+    if (register_sampling(req->app, &got, why, sizeof(why)) != 0) {
+        /* Measurements must not be filed under a fingerprint that names other
+         * sampling: say so rather than answer 200. */
+        api_error_set(&e, 500, "the sensor now runs with the new sampling, but the device row "
+                               "for it could not be written: %s", why);
+        api_respond_error(res, &e, req->path);
+        return;
+    }
     json_t *expected = got.period_us > 0 ? json_real(1e6 / (double)got.period_us) : json_null();
     api_respond_json(res, 200,
                      json_pack("{s:s,s:b,s:o*,s:o*,s:o*}", "backend", s->backend->name,

@@ -33,8 +33,14 @@ struct app {
     struct exec_info exec_info;  /* the executor chosen at start (a snapshot) */
     char executor_why[256];      /* one sentence: why this executor */
     char sensor_why[256];        /* one sentence: why this sensor backend */
-    struct db_device device;     /* the fingerprint row written at start */
+    /* The device row: written at start, replaced when PUT /v1/sensor/sampling
+     * changes the sampling (part of the fingerprint). HTTP threads read and
+     * write both under api_device_lock (api.h). */
+    struct db_device device;
     int64_t device_id;
+    /* The measurement context the runner uses; the sampling endpoint points it
+     * at the new device row. NULL in tests without a runner. */
+    struct measure_ctx *mctx;
     int64_t started_mono_ns;
     char started_at[32];         /* ISO-8601 UTC */
     char token[256];             /* bearer token; "" = auth off */

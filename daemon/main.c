@@ -422,6 +422,8 @@ static int start_runner(struct daemon *d, char *err, size_t errlen)
         .max_launches = cfg->max_launches,
     };
     m->device_id = d->app.device_id;
+    m->marker = d->marker;
+    d->app.mctx = m;
     m->sysfs_root = cfg->sysfs_root;
     if (runner_create(cfg->db, m, cfg->job_timeout_s, &d->runner, err, errlen) != 0)
         return -1;

@@ -30,6 +30,7 @@
  */
 #include "measure.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
@@ -84,6 +85,7 @@ struct window_result {
     double sample_ratio[SENSOR_MAX_RAILS];
     unsigned samples[SENSOR_MAX_RAILS];
     double expected_samples[SENSOR_MAX_RAILS];
+    unsigned faults; /* sensor read errors and reconfigurations inside the window */
 };
 
 /* The repeats of one pass, reduced. */
@@ -97,6 +99,7 @@ struct pass_result {
     double worst_ratio[SENSOR_MAX_RAILS];
     unsigned last_samples[SENSOR_MAX_RAILS];
     double last_expected[SENSOR_MAX_RAILS];
+    unsigned faults;             /* sensor faults over all windows of the pass */
     unsigned shortest_window;    /* 1-based number of the shortest window */
     double shortest_window_ms;   /* its length, t1 - t0 */
     bool ok;
@@ -541,9 +544,20 @@ static int run_window(struct measure_ctx *ctx, struct job_clock *jc, unsigned la
     char e[256];
     double elapsed_us = 0.0;
 
+    /* The marker line spans exactly what the window analyses, so an external
+     * meter can be aligned with it; a marker that cannot be driven fails the
+     * window rather than leaving the meter's trace silently misaligned. */
+    if (ctx->marker && gpio_marker_set(ctx->marker, true) != 0) {
+        set_err(err, errlen, "%s: cannot raise the GPIO marker: %s", label, strerror(errno));
+        return -1;
+    }
     int64_t t0 = clock_mono_ns();
     int rc = exec_run(ctx->exec, launches, &elapsed_us, e, sizeof e);
     int64_t t1 = clock_mono_ns();
+    if (ctx->marker && gpio_marker_set(ctx->marker, false) != 0 && rc == 0) {
+        set_err(err, errlen, "%s: cannot lower the GPIO marker: %s", label, strerror(errno));
+        return -1;
+    }
     if (rc != 0) {
         set_err(err, errlen, "%s: %s", label, e);
         return -1;
@@ -580,6 +594,7 @@ static int run_window(struct measure_ctx *ctx, struct job_clock *jc, unsigned la
         return -1;
     }
     r->launches = launches;
+    r->faults = w.faults;
     r->latency_us = elapsed_us / launches;
     r->window_ms = (double)(t1 - t0) / 1e6;
     for (unsigned i = 0; i < n; i++) {
@@ -714,6 +729,13 @@ static int assess_quality(const struct measure_ctx *ctx, struct pass_result *p)
         if (add_reason(p->reasons, text) != 0)
             return -1;
     }
+    if (p->faults > 0) {
+        snprintf(text, sizeof text,
+                 "%u sensor fault%s (failed reads or a sampling change) during the windows",
+                 p->faults, p->faults == 1 ? "" : "s");
+        if (add_reason(p->reasons, text) != 0)
+            return -1;
+    }
     double analysed_ms;
     double asked_ms = window_target_ms(ctx, &analysed_ms);
     if (p->shortest_window > 0 && p->shortest_window_ms < asked_ms) {
@@ -834,6 +856,9 @@ static int run_pass(struct measure_ctx *ctx, struct job_clock *jc, const char *c
     p->board_power_cv = measure_cv(values, repeats);
     p->board_power_mw = measure_median(values, repeats);
 
+    p->faults = 0;
+    for (unsigned r = 0; r < repeats; r++)
+        p->faults += w[r].faults;
     for (unsigned i = 0; i < n; i++) {
         p->worst_ratio[i] = w[0].sample_ratio[i];
         for (unsigned r = 0; r < repeats; r++) {

@@ -17,6 +17,7 @@
 #include "../cudakern/catalog.h"
 #include "../cudakern/exec.h"
 #include "../db/db.h"
+#include "../sensors/gpio_marker.h"
 #include "../sensors/sampler.h"
 
 struct measure_settings {
@@ -34,7 +35,10 @@ struct measure_ctx {
     struct sensor *sensor;
     struct sampler *sampler;
     struct measure_settings settings;
-    int64_t device_id;
+    /* The device row measurements are stored under; replaced (from an HTTP
+     * thread) when PUT /v1/sensor/sampling changes the device's fingerprint. */
+    _Atomic int64_t device_id;
+    struct gpio_marker *marker; /* held high during every window; NULL = none */
     const char *sysfs_root; /* device state (GPU clock, temperatures) read below it */
     /* Set by the runner per job, just before measure_run: the CLOCK_MONOTONIC
      * time the job must end by (0 = none). measure_run starts no launch batch

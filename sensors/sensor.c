@@ -21,6 +21,8 @@
  */
 #include "sensor.h"
 
+#include "boards.h"
+
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,4 +229,26 @@ int sensor_rail_index(const struct sensor *s, const char *rail_name)
             return (int)i;
     }
     return -1;
+}
+
+void sensor_set_board_input(struct sensor *s, const struct board *b)
+{
+    static const char *const input_labels[] = {"VDD_IN", "POM_5V_IN"};
+    s->board_input_rail = -1;
+    s->board_input_is_sum = false;
+    const char *want = b ? b->input_rail : NULL;
+    if (b && b->input_is_sum && want == NULL) {
+        s->board_input_is_sum = true;
+        return;
+    }
+    if (want && sensor_rail_index(s, want) < 0)
+        log_warn("sensor", "board input rail %s of %s is not among the rails found", want,
+                 b->name);
+    int idx = want ? sensor_rail_index(s, want) : -1;
+    for (size_t k = 0; idx < 0 && k < sizeof input_labels / sizeof input_labels[0]; k++)
+        idx = sensor_rail_index(s, input_labels[k]);
+    if (idx >= 0) {
+        s->board_input_rail = idx;
+        s->rails[idx].is_board_input = true;
+    }
 }

@@ -127,6 +127,15 @@ const char *const *sensor_backend_names(void);
 /* Index of the rail whose name matches, or -1. */
 int sensor_rail_index(const struct sensor *s, const char *rail_name);
 
+struct board;
+/*
+ * Marks the board-input rail among s->rails: the board table's input rail
+ * (boards.h), else a rail labelled VDD_IN or POM_5V_IN; a board without one
+ * (AGX Orin, AGX Xavier) sets board_input_is_sum. For backends that find their
+ * rails by label (hwmon, iio). b may be NULL (board not in the table).
+ */
+void sensor_set_board_input(struct sensor *s, const struct board *b);
+
 /* Defaults used by the daemon's configuration table. */
 #define SENSOR_DEFAULT_PERIOD_US 1000u
 #define SENSOR_DEFAULT_SIM_IDLE_MW 4500.0

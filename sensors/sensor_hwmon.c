@@ -572,27 +572,6 @@ static int apply_all(struct hwmon *h, const struct sensor_sampling *req, char *e
 
 /* ---- backend ops ---- */
 
-static void resolve_board_input(struct sensor *s, const struct board *b)
-{
-    s->board_input_rail = -1;
-    s->board_input_is_sum = false;
-    const char *want = b ? b->input_rail : NULL;
-    if (b && b->input_is_sum && want == NULL) {
-        s->board_input_is_sum = true;
-        return;
-    }
-    if (want && sensor_rail_index(s, want) < 0)
-        log_warn(MOD, "board input rail %s of %s is not among the rails found", want, b->name);
-    static const char *const input_labels[] = {"VDD_IN", "POM_5V_IN"};
-    int idx = want ? sensor_rail_index(s, want) : -1;
-    for (size_t k = 0; idx < 0 && k < sizeof input_labels / sizeof input_labels[0]; k++)
-        idx = sensor_rail_index(s, input_labels[k]);
-    if (idx >= 0) {
-        s->board_input_rail = idx;
-        s->rails[idx].is_board_input = true;
-    }
-}
-
 static int hwmon_open(struct sensor *s, const struct sensor_options *opt, char *err,
                       size_t errlen)
 {
@@ -634,7 +613,7 @@ static int hwmon_open(struct sensor *s, const struct sensor_options *opt, char *
         return -1;
     }
     s->rail_count = h->rail_count;
-    resolve_board_input(s, b);
+    sensor_set_board_input(s, b);
 
     s->asked = opt->request;
     if (!request_is_empty(&opt->request)) {

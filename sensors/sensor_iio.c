@@ -189,27 +189,6 @@ static int chip_open(struct iio *d, struct sensor *s, const char *match, char *e
     return 0;
 }
 
-static void resolve_board_input(struct sensor *s, const struct board *b)
-{
-    s->board_input_rail = -1;
-    s->board_input_is_sum = false;
-    const char *want = b ? b->input_rail : NULL;
-    if (b && b->input_is_sum && want == NULL) {
-        s->board_input_is_sum = true;
-        return;
-    }
-    if (want && sensor_rail_index(s, want) < 0)
-        log_warn(MOD, "board input rail %s of %s is not among the rails found", want, b->name);
-    static const char *const input_labels[] = {"VDD_IN", "POM_5V_IN"};
-    int idx = want ? sensor_rail_index(s, want) : -1;
-    for (size_t k = 0; idx < 0 && k < sizeof input_labels / sizeof input_labels[0]; k++)
-        idx = sensor_rail_index(s, input_labels[k]);
-    if (idx >= 0) {
-        s->board_input_rail = idx;
-        s->rails[idx].is_board_input = true;
-    }
-}
-
 /* s->got: the slowest chip's settings, or "unknown" paced at the request. */
 static void fill_got(const struct iio *d, const struct sensor_sampling *req,
                      struct sensor_sampling *got)
@@ -281,7 +260,7 @@ static int iio_open(struct sensor *s, const struct sensor_options *opt, char *er
     const struct board *b = NULL;
     if (boards_read_model(root, model, sizeof model) == 0)
         b = boards_match(model);
-    resolve_board_input(s, b);
+    sensor_set_board_input(s, b);
 
     s->asked = opt->request;
     fill_got(d, &opt->request, &s->got);

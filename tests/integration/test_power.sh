@@ -182,6 +182,9 @@ wait_until $((10 * SLOW)) one_stream_ok
 check "streams are served again once the clients left" one_stream_ok
 
 # ---- sampling ----
+http GET /v1/device
+OLD_DEVICE_ID=$(json_get 'j["device_id"]')
+OLD_FINGERPRINT=$(json_get 'j["fingerprint"]')
 http PUT /v1/sensor/sampling '{"conversion_time_us": 204, "averaging": 4, "period_us": 2000}'
 check "sim: PUT /v1/sensor/sampling 200 with asked and got" \
   json_true 'j["got"] == {"averaging": 4, "bus_conv_us": 204, "shunt_conv_us": 204,
@@ -194,6 +197,12 @@ http GET /v1/device
 check "sim: GET /v1/device shows the new got" \
   json_true 'j["sensor"]["sampling"]["got"]["period_us"] == 2000 and
     j["sensor"]["sampling"]["got"]["bus_conv_us"] == 204'
+check "sim: the new sampling is a new device row (fingerprint includes the sampling)" \
+  json_true "j['device_id'] != $OLD_DEVICE_ID and j['fingerprint'] != '$OLD_FINGERPRINT'"
+NEW_DEVICE_ID=$(json_get 'j["device_id"]')
+http POST /v1/measure '{"kernel":"linear","batch":4,"in":16,"out":16,"repeats":1}'
+check "sim: a measurement after the change is filed under the new device row" \
+  json_true "j['device_id'] == $NEW_DEVICE_ID"
 http PUT /v1/sensor/sampling '{"period_us": 1000}'
 check "sim: a member left out keeps its value" \
   json_true 'j["got"]["period_us"] == 1000 and j["got"]["averaging"] == 4'

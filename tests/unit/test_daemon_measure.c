@@ -735,6 +735,49 @@ static void test_bad_input(void **state)
     assert_non_null(strstr(err, "validate: "));
 }
 
+/* ---- a flaky sensor: the sim backend with every 5th read failing ---- */
+
+extern const struct sensor_backend sensor_backend_sim;
+static unsigned flaky_reads;
+
+static int flaky_read(struct sensor *s, struct sensor_sample *out, char *err, size_t errlen)
+{
+    if (++flaky_reads % 5 == 0) {
+        snprintf(err, errlen, "injected read error");
+        return -1;
+    }
+    return sensor_backend_sim.read(s, out, err, errlen);
+}
+
+/* Sensor faults inside the windows make the measurement suspect with a reason
+ * that names them; no sample is invented for the failed reads. */
+static void test_sensor_faults_marked(void **state)
+{
+    struct fixture *f = *state;
+    struct sensor flaky = *f->sensor; /* shares the sim's impl; never closed itself */
+    struct sensor_backend backend = sensor_backend_sim;
+    backend.name = "sim-flaky";
+    backend.read = flaky_read;
+    flaky.backend = &backend;
+    struct sampler *sp = NULL;
+    char err[256];
+    assert_int_equal(sampler_start(&flaky, 10000, &sp, err, sizeof err), 0);
+    f->ctx.sensor = &flaky;
+    f->ctx.sampler = sp;
+    f->ctx.settings.min_sample_ratio = 0.0; /* only the faults may make it suspect */
+    f->ctx.settings.max_cv = 1.0;
+
+    struct kernel_config cfg = make_config("linear", DTYPE_FP32, 8, 32, 32);
+    struct db_measurement m;
+    memset(&m, 0, sizeof m);
+    int rc = measure_run(&f->ctx, &cfg, 2, &m, err, sizeof err);
+    sampler_stop(sp);
+    assert_int_equal(rc, 0);
+    assert_string_equal(m.quality, "suspect");
+    assert_non_null(strstr(m.quality_reasons, "sensor fault"));
+    assert_true(m.remeasured);
+}
+
 static void test_median_cv(void **state)
 {
     (void)state;
@@ -779,6 +822,7 @@ int main(void)
         cmocka_unit_test_setup(test_idle_before_kernel_work, reset_ctx),
         cmocka_unit_test_setup(test_memory_recheck, reset_ctx),
         cmocka_unit_test_setup(test_bad_input, reset_ctx),
+        cmocka_unit_test_setup(test_sensor_faults_marked, reset_ctx),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
