@@ -24,11 +24,13 @@
  *
  * Targets (issue 3): at least 95 % of the configured rate at 140 us with 3
  * channels, under 3 % of one core. Options: --seconds S (minimum window per
- * row, default 0.5; at least 100 cycles, at most 6 s), --transfer-us N, --rt
- * (SCHED_FIFO for the process and so for the sampler thread it starts, which
- * the daemon does not do: separates what the backend can do from what a busy
- * machine's scheduler leaves it; needs CAP_SYS_NICE).
+ * row, default 0.5; at least 100 cycles, at most 6 s), --transfer-us N, --no-rt
+ * (leave the sampler thread SCHED_OTHER, as jetprofd does with
+ * sensor.realtime_priority = 0 or without the permission for SCHED_FIFO: shows
+ * what a busy machine's scheduler leaves the sampler).
  */
+
+static int rt_priority = 10; /* sampler_set_realtime, as jetprofd by default */
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -116,6 +118,11 @@ static int run_row(struct row *r, double min_window_s, unsigned transfer_us)
     }
     r->period_us = s->got.period_us;
     if (sampler_start(s, RING_CAPACITY, &sp, err, sizeof err) != 0) {
+        snprintf(r->error, sizeof r->error, "sampler: %s", err);
+        goto out;
+    }
+    /* As jetprofd does with sensor.realtime_priority (default 10). */
+    if (rt_priority > 0 && sampler_set_realtime(sp, rt_priority, err, sizeof err) != 0) {
         snprintf(r->error, sizeof r->error, "sampler: %s", err);
         goto out;
     }
@@ -237,7 +244,7 @@ int main(int argc, char **argv)
 {
     double min_window_s = 0.5;
     unsigned transfer_us = 0;
-    bool rt = false;
+    bool rt = true;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
             char *end;
@@ -247,8 +254,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "--seconds wants a number in (0, 60], got '%s'\n", argv[i]);
                 return 2;
             }
-        } else if (strcmp(argv[i], "--rt") == 0) {
-            rt = true;
+        } else if (strcmp(argv[i], "--no-rt") == 0) {
+            rt = false;
         } else if (strcmp(argv[i], "--transfer-us") == 0 && i + 1 < argc) {
             char *end;
             errno = 0;
@@ -259,7 +266,7 @@ int main(int argc, char **argv)
             }
             transfer_us = (unsigned)v;
         } else {
-            fprintf(stderr, "usage: %s [--seconds S] [--transfer-us N] [--rt]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seconds S] [--transfer-us N] [--no-rt]\n", argv[0]);
             return 2;
         }
     }
@@ -285,15 +292,11 @@ int main(int argc, char **argv)
     printf("machine: %s, %ld CPUs online\n", machine, sysconf(_SC_NPROCESSORS_ONLN));
     printf("command: %s\n", command);
     printf("date:    %s\n", when);
-    if (rt) {
-        struct sched_param sp = {.sched_priority = 10};
-        if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) {
-            fprintf(stderr, "--rt: sched_setscheduler(SCHED_FIFO): %s\n", strerror(errno));
-            return 1;
-        }
-    }
-    printf("sched:   %s\n", rt ? "SCHED_FIFO priority 10 (--rt)"
-                               : "SCHED_OTHER, as the daemon's sampler thread runs");
+    rt_priority = rt ? 10 : 0;
+    printf("sched:   %s\n", rt ? "sampler thread SCHED_FIFO priority 10, as jetprofd runs it "
+                                 "(sensor.realtime_priority = 10)"
+                               : "sampler thread SCHED_OTHER (--no-rt: "
+                                 "sensor.realtime_priority = 0)");
     print_load();
     print_timer();
     printf("a real 400 kHz bus: one sample = 1 + 2 x channels SMBus words of ~%d us = %d us "

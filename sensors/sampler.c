@@ -41,6 +41,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -844,6 +845,27 @@ int sampler_window_stats_from(const struct sensor_sample *samples, size_t count,
         st->samples = inside;
         st->expected_samples = expected;
         st->sample_ratio = expected > 0.0 ? inside / expected : 0.0;
+    }
+    return 0;
+}
+
+int sampler_set_realtime(struct sampler *sp, int priority, char *err, size_t errlen)
+{
+    if (priority < sched_get_priority_min(SCHED_FIFO) ||
+        priority > sched_get_priority_max(SCHED_FIFO)) {
+        snprintf(err, errlen, "real-time priority %d is outside SCHED_FIFO's range [%d, %d]",
+                 priority, sched_get_priority_min(SCHED_FIFO), sched_get_priority_max(SCHED_FIFO));
+        return -1;
+    }
+    struct sched_param param = {.sched_priority = priority};
+    int rc = pthread_setschedparam(sp->thread, SCHED_FIFO, &param);
+    if (rc != 0) {
+        snprintf(err, errlen, "SCHED_FIFO priority %d for the sampler thread: %s%s", priority,
+                 strerror(rc),
+                 rc == EPERM ? " (needs CAP_SYS_NICE or an RLIMIT_RTPRIO of at least that "
+                               "priority, e.g. LimitRTPRIO= in the systemd unit)"
+                             : "");
+        return -1;
     }
     return 0;
 }
