@@ -94,7 +94,7 @@ UNIT_BINS  := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
 BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(OUT)/bench/%,$(BENCH_SRC))
 
-.PHONY: all run test unit integration bench install uninstall clean deps cuda check-cuda
+.PHONY: all run test unit integration bench install uninstall clean deps cuda check-cuda test-gpu
 all: $(JETPROFD) $(JETPROF) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB))
 
 deps:
@@ -132,6 +132,18 @@ $(CUDA_LIB): cudakern/exec_cuda.cu cudakern/catalog.c cudakern/kernel_data.c cud
 	$(NVCC) $(NVCCFLAGS) -shared -o $@ cudakern/exec_cuda.cu \
 	    $(OBJ)/cudakern/plugin/catalog.o $(OBJ)/cudakern/plugin/kernel_data.o -lcublasLt
 cuda: $(CUDA_LIB)
+
+# ---- make test-gpu: the CUDA executor against the CPU oracle (tests/gpu/test_gpu.c) ----
+# Builds anywhere; where no GPU (or no plugin) can be opened it prints
+# "SKIP: no usable GPU: <reason>" and exits 0. See docs/gpu-testing.md.
+GPU_TEST := $(OUT)/gpu-tests/test_gpu
+$(GPU_TEST): tests/gpu/test_gpu.c $(LIB_CUDAKERN) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIB_CUDAKERN) $(LIB_COMMON) -lpthread -ldl -lm
+
+test-gpu:
+	@$(MAKE) --no-print-directory $(GPU_TEST) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB)) SAN=$(SAN)
+	$(GPU_TEST) $(CUDA_LIB)
 
 # ---- tests ----
 # tests/unit/test_<module>_*.c links only <module> and what DESIGN.md lets it depend on,

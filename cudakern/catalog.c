@@ -4,8 +4,9 @@
  * device memory, canonical keys).
  *
  * Adding a kernel means adding a row to kernel_table, a case to
- * catalog_features() and catalog_output_elements(), and the kernel itself to
- * both executors. This file is also linked into libjetprof_cuda.so, so it uses
+ * tensor_shapes_of() (its tensors, in kernel_data.c's order) and to
+ * catalog_features() (FLOPs and bytes, with the counting written out), and the
+ * kernel itself to both executors. This file is also linked into libjetprof_cuda.so, so it uses
  * nothing but libc (no logging, no clock).
  *
  * Sizes are computed with saturating 64-bit arithmetic: a configuration that has
@@ -53,6 +54,7 @@ size_t dtype_size(enum dtype d) { return dtype_valid(d) ? dtype_table[d].size : 
     {"batch", 1, 65536, true, "rows of the input, i.e. samples per invocation"}
 #define PARAM_IN {"in", 1, 65536, true, "input features (the GEMM's k)"}
 #define PARAM_OUT {"out", 1, 65536, true, "output features (the GEMM's m)"}
+#define PARAM_ROWS(what) {"rows", 1, 1048576, true, what}
 
 static const struct catalog_kernel kernel_table[] = {
     {
@@ -87,8 +89,102 @@ static const struct catalog_kernel kernel_table[] = {
         .param_count = 2,
         .params =
             {
-                {"rows", 1, 1048576, true, "rows normalised independently (batch x tokens)"},
+                PARAM_ROWS("rows normalised independently (batch x tokens)"),
                 {"cols", 2, 65536, true, "elements per row (the normalised dimension)"},
+            },
+    },
+    {
+        .name = "linear_bn",
+        .op = KOP_LINEAR_BN,
+        .doc = "Fully connected layer followed by BatchNorm (eps 1e-5), as inference runs it: "
+               "the BatchNorm is folded into W and b when the config is prepared, so the timed "
+               "kernel is the linear GEMM with a BIAS epilogue.",
+        .param_count = 3,
+        .params = {PARAM_BATCH, PARAM_IN, PARAM_OUT},
+    },
+    {
+        .name = "linear_bn_relu",
+        .op = KOP_LINEAR_BN_RELU,
+        .doc = "Fully connected layer, BatchNorm (folded into W and b at prepare) and ReLU: "
+               "the linear GEMM with a RELU_BIAS epilogue.",
+        .param_count = 3,
+        .params = {PARAM_BATCH, PARAM_IN, PARAM_OUT},
+    },
+    {
+        .name = "softmax",
+        .op = KOP_SOFTMAX,
+        .doc = "Softmax over the last dimension, y[r][c] = exp(x[r][c] - max_r) / sum_r, per "
+               "row; x[rows][cols].",
+        .param_count = 2,
+        .params =
+            {
+                PARAM_ROWS("rows normalised independently (batch x tokens)"),
+                {"cols", 2, 65536, true, "elements per row (the softmax dimension)"},
+            },
+    },
+    {
+        .name = "add",
+        .op = KOP_ADD,
+        .doc = "Elementwise sum y = a + b (a residual connection); a, b, y [rows][cols].",
+        .param_count = 2,
+        .params =
+            {
+                PARAM_ROWS("rows (batch x tokens)"),
+                {"cols", 1, 65536, true, "elements per row"},
+            },
+    },
+    {
+        .name = "add_relu",
+        .op = KOP_ADD_RELU,
+        .doc = "Elementwise sum followed by ReLU, y = max(a + b, 0), fused (the end of a "
+               "ResNet block); a, b, y [rows][cols].",
+        .param_count = 2,
+        .params =
+            {
+                PARAM_ROWS("rows (batch x tokens)"),
+                {"cols", 1, 65536, true, "elements per row"},
+            },
+    },
+    {
+        .name = "attention",
+        .op = KOP_ATTENTION,
+        .doc = "Scaled dot-product attention core, y = softmax(q k^T / sqrt(head_dim)) v per "
+               "batch and head; q, k, v, y [batch][heads][tokens][head_dim] (the Q, K, V and "
+               "output projections are linear kernels).",
+        .param_count = 4,
+        .params =
+            {
+                {"batch", 1, 4096, true, "sequences per invocation"},
+                {"tokens", 1, 4096, true, "sequence length (FT-Transformer: features + 1)"},
+                {"heads", 1, 64, true, "attention heads"},
+                {"head_dim", 1, 256, true, "elements per head (model width / heads)"},
+            },
+    },
+    {
+        .name = "tokenizer",
+        .op = KOP_TOKENIZER,
+        .doc = "FT-Transformer numerical feature tokenizer, y[b][f][k] = x[b][f] * W[f][k] + "
+               "bias[f][k]; x[batch][features], W and bias [features][d], y[batch][features][d] "
+               "(no CLS token).",
+        .param_count = 3,
+        .params =
+            {
+                {"batch", 1, 65536, true, "samples per invocation"},
+                {"features", 1, 4096, true, "numerical features, one token each"},
+                {"d", 1, 1024, true, "token width (the model dimension)"},
+            },
+    },
+    {
+        .name = "concat",
+        .op = KOP_CONCAT,
+        .doc = "Concatenation along columns, y[r] = [a[r], b[r]]; a[rows][cols_a], "
+               "b[rows][cols_b], y[rows][cols_a + cols_b].",
+        .param_count = 3,
+        .params =
+            {
+                PARAM_ROWS("rows (batch)"),
+                {"cols_a", 1, 65536, true, "columns of the first input"},
+                {"cols_b", 1, 65536, true, "columns of the second input"},
             },
     },
 };
@@ -138,111 +234,203 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
     return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
-/* Elements of every buffer a configuration allocates, inputs and output. */
-static uint64_t buffer_elements(const struct kernel_config *cfg)
+/*
+ * The tensors of a configuration, in the order of the conventions in catalog.h:
+ * names and element counts (saturating) of every input and of the output, and
+ * how many of the inputs the timed kernel itself reads (linear_bn*'s BatchNorm
+ * vectors are consumed when prepare folds them into W and bias).
+ */
+struct tensor_shapes {
+    unsigned input_count;
+    unsigned run_inputs;
+    const char *input_names[CATALOG_MAX_INPUTS];
+    uint64_t inputs[CATALOG_MAX_INPUTS];
+    uint64_t output;
+};
+
+static bool tensor_shapes_of(const struct kernel_config *cfg, struct tensor_shapes *s)
 {
+    memset(s, 0, sizeof(*s));
+    if (!cfg || !cfg->kernel)
+        return false;
     const int64_t *p = cfg->params;
+    uint64_t a = u64_param(p[0]), b = u64_param(p[1]), c = u64_param(p[2]),
+             d = u64_param(p[3]);
+#define INPUT(n, e) (s->input_names[s->input_count] = (n), s->inputs[s->input_count++] = (e))
     switch (cfg->kernel->op) {
     case KOP_LINEAR:
     case KOP_LINEAR_RELU:
-    case KOP_LINEAR_GELU: {
-        uint64_t b = u64_param(p[0]), in = u64_param(p[1]), out = u64_param(p[2]);
-        /* x[b][in] + W[out][in] + bias[out] + y[b][out] */
-        return add_sat(add_sat(mul_sat(b, in), mul_sat(in, out)), add_sat(out, mul_sat(b, out)));
+    case KOP_LINEAR_GELU:
+    case KOP_LINEAR_BN:
+    case KOP_LINEAR_BN_RELU: /* a = batch, b = in, c = out */
+        INPUT("x", mul_sat(a, b));
+        INPUT("weight", mul_sat(c, b));
+        INPUT("bias", c);
+        s->run_inputs = 3;
+        if (cfg->kernel->op == KOP_LINEAR_BN || cfg->kernel->op == KOP_LINEAR_BN_RELU) {
+            INPUT("gamma", c);
+            INPUT("beta", c);
+            INPUT("mean", c);
+            INPUT("var", c);
+        }
+        s->output = mul_sat(a, c);
+        return true;
+    case KOP_LAYERNORM: /* a = rows, b = cols */
+        INPUT("x", mul_sat(a, b));
+        INPUT("gamma", b);
+        INPUT("beta", b);
+        s->run_inputs = 3;
+        s->output = mul_sat(a, b);
+        return true;
+    case KOP_SOFTMAX:
+        INPUT("x", mul_sat(a, b));
+        s->run_inputs = 1;
+        s->output = mul_sat(a, b);
+        return true;
+    case KOP_ADD:
+    case KOP_ADD_RELU:
+        INPUT("a", mul_sat(a, b));
+        INPUT("b", mul_sat(a, b));
+        s->run_inputs = 2;
+        s->output = mul_sat(a, b);
+        return true;
+    case KOP_ATTENTION: { /* a = batch, b = tokens, c = heads, d = head_dim */
+        uint64_t n = mul_sat(mul_sat(a, c), mul_sat(b, d));
+        INPUT("q", n);
+        INPUT("k", n);
+        INPUT("v", n);
+        s->run_inputs = 3;
+        s->output = n;
+        return true;
     }
-    case KOP_LAYERNORM: {
-        uint64_t rows = u64_param(p[0]), cols = u64_param(p[1]);
-        /* x and y [rows][cols], gamma and beta [cols] */
-        return add_sat(mul_sat(2, mul_sat(rows, cols)), mul_sat(2, cols));
+    case KOP_TOKENIZER: /* a = batch, b = features, c = d */
+        INPUT("x", mul_sat(a, b));
+        INPUT("weight", mul_sat(b, c));
+        INPUT("bias", mul_sat(b, c));
+        s->run_inputs = 3;
+        s->output = mul_sat(mul_sat(a, b), c);
+        return true;
+    case KOP_CONCAT: /* a = rows, b = cols_a, c = cols_b */
+        INPUT("a", mul_sat(a, b));
+        INPUT("b", mul_sat(a, c));
+        s->run_inputs = 2;
+        s->output = mul_sat(a, add_sat(b, c));
+        return true;
     }
-    }
-    return 0;
+#undef INPUT
+    return false;
 }
 
 static bool op_is_linear(enum kernel_op op)
 {
-    return op == KOP_LINEAR || op == KOP_LINEAR_RELU || op == KOP_LINEAR_GELU;
+    return op == KOP_LINEAR || op == KOP_LINEAR_RELU || op == KOP_LINEAR_GELU ||
+           op == KOP_LINEAR_BN || op == KOP_LINEAR_BN_RELU;
 }
 
+/*
+ * FLOPs are counted per invocation of the timed kernel, one per add, multiply,
+ * compare or max, and one per exp/tanh (a special-function unit op, as a roofline
+ * model counts it); per-row scalars (a sqrt, a reciprocal) are ignored. Bytes are
+ * the ideal traffic: every input the timed kernel reads, read once, and the
+ * output written once; intermediates that a fused kernel keeps on chip (the
+ * attention scores) are not counted.
+ */
 void catalog_features(const struct kernel_config *cfg, struct kernel_features *out)
 {
     memset(out, 0, sizeof(*out));
-    if (!cfg || !cfg->kernel)
+    struct tensor_shapes shapes;
+    if (!tensor_shapes_of(cfg, &shapes))
         return;
     const int64_t *p = cfg->params;
     double size = (double)dtype_size(cfg->dtype);
+    double a = (double)u64_param(p[0]), b = (double)u64_param(p[1]),
+           c = (double)u64_param(p[2]), d = (double)u64_param(p[3]);
 
     switch (cfg->kernel->op) {
     case KOP_LINEAR:
     case KOP_LINEAR_RELU:
-    case KOP_LINEAR_GELU: {
-        double b = (double)u64_param(p[0]), in = (double)u64_param(p[1]),
-               o = (double)u64_param(p[2]);
-        /* One multiply and one add per MAC, one add per output for the bias, and
-         * one more per output for the activation (ReLU's max, GELU counted as one
-         * op as a roofline model would; its tanh is a special-function unit op). */
-        out->flops = 2.0 * b * in * o + b * o;
-        if (cfg->kernel->op != KOP_LINEAR)
-            out->flops += b * o;
-        out->bytes = size * (b * in + in * o + o + b * o);
+    case KOP_LINEAR_GELU:
+    case KOP_LINEAR_BN:
+    case KOP_LINEAR_BN_RELU:
+        /* batch a, in b, out c. One multiply and one add per MAC, one add per
+         * output for the bias, and one more per output for the activation (ReLU's
+         * max; GELU counted as one op). The _bn variants run the same GEMM on the
+         * folded W' and b' (the fold happens at prepare, untimed), so they count
+         * exactly as linear / linear_relu. */
+        out->flops = 2.0 * a * b * c + a * c;
+        if (cfg->kernel->op != KOP_LINEAR && cfg->kernel->op != KOP_LINEAR_BN)
+            out->flops += a * c;
+        out->bytes = size * (a * b + b * c + c + a * c);
+        break;
+    case KOP_LAYERNORM:
+        /* rows a, cols b. Per element: 1 add for the mean; subtract, square, add
+         * for the variance (two-pass); subtract mean, multiply by 1/stddev,
+         * multiply by gamma, add beta for the output: 8. */
+        out->flops = 8.0 * a * b;
+        out->bytes = size * (2.0 * a * b + 2.0 * b);
+        break;
+    case KOP_SOFTMAX:
+        /* rows a, cols b. Per element: 1 compare for the row max, 1 subtract and
+         * 1 exp, 1 add for the row sum, 1 multiply by the reciprocal: 5. */
+        out->flops = 5.0 * a * b;
+        out->bytes = size * 2.0 * a * b;
+        break;
+    case KOP_ADD:
+    case KOP_ADD_RELU:
+        /* rows a, cols b. 1 add per element, and 1 max for add_relu. */
+        out->flops = (cfg->kernel->op == KOP_ADD ? 1.0 : 2.0) * a * b;
+        out->bytes = size * 3.0 * a * b;
+        break;
+    case KOP_ATTENTION: {
+        /* batch a, tokens b, heads c, head_dim d; per (batch, head), with
+         * t = tokens: q k^T 2 t^2 d; the 1/sqrt(d) scale t^2; the softmax 5 t^2
+         * (as the softmax kernel); P v 2 t^2 d. Total a c t^2 (4 d + 6). */
+        double pairs = a * c * b * b;
+        out->flops = pairs * (4.0 * d + 6.0);
+        out->bytes = size * 4.0 * a * c * b * d; /* q, k, v read, y written */
         break;
     }
-    case KOP_LAYERNORM: {
-        double rows = (double)u64_param(p[0]), cols = (double)u64_param(p[1]);
-        /* Per element: 1 add for the mean; subtract, square, add for the variance
-         * (two-pass); subtract mean, multiply by 1/stddev, multiply by gamma, add
-         * beta for the output: 8. The per-row sqrt and divisions are ignored. */
-        out->flops = 8.0 * rows * cols;
-        out->bytes = size * (2.0 * rows * cols + 2.0 * cols);
+    case KOP_TOKENIZER:
+        /* batch a, features b, d c. 1 multiply and 1 add per output element. */
+        out->flops = 2.0 * a * b * c;
+        out->bytes = size * (a * b + 2.0 * b * c + a * b * c);
         break;
-    }
+    case KOP_CONCAT:
+        /* rows a, cols_a b, cols_b c. Pure data movement: no FLOPs. */
+        out->flops = 0.0;
+        out->bytes = size * 2.0 * a * (b + c);
+        break;
     }
     out->arithmetic_intensity = out->bytes > 0 ? out->flops / out->bytes : 0.0;
-    out->memory_bytes = mul_sat(buffer_elements(cfg), dtype_size(cfg->dtype));
+
+    /* The timed kernel's own buffers: the inputs it reads and its output (for the
+     * _bn variants W' and b' replace W and bias; the BatchNorm vectors are gone
+     * after prepare), plus the cuBLASLt workspace of the linear kernels. */
+    uint64_t elements = shapes.output;
+    for (unsigned t = 0; t < shapes.run_inputs; t++)
+        elements = add_sat(elements, shapes.inputs[t]);
+    out->memory_bytes = mul_sat(elements, dtype_size(cfg->dtype));
     if (op_is_linear(cfg->kernel->op))
         out->memory_bytes = add_sat(out->memory_bytes, CATALOG_LINEAR_WORKSPACE_BYTES);
 }
 
 size_t catalog_output_elements(const struct kernel_config *cfg)
 {
-    if (!cfg || !cfg->kernel)
+    struct tensor_shapes shapes;
+    if (!tensor_shapes_of(cfg, &shapes))
         return 0;
-    const int64_t *p = cfg->params;
-    uint64_t n = 0;
-    switch (cfg->kernel->op) {
-    case KOP_LINEAR:
-    case KOP_LINEAR_RELU:
-    case KOP_LINEAR_GELU:
-        n = mul_sat(u64_param(p[0]), u64_param(p[2]));
-        break;
-    case KOP_LAYERNORM:
-        n = mul_sat(u64_param(p[0]), u64_param(p[1]));
-        break;
-    }
-    return n > SIZE_MAX ? SIZE_MAX : (size_t)n;
+    return shapes.output > SIZE_MAX ? SIZE_MAX : (size_t)shapes.output;
 }
 
 unsigned catalog_input_elements(const struct kernel_config *cfg,
                                 uint64_t elements[CATALOG_MAX_INPUTS])
 {
-    if (!cfg || !cfg->kernel || !elements)
+    struct tensor_shapes shapes;
+    if (!elements || !tensor_shapes_of(cfg, &shapes))
         return 0;
-    const int64_t *p = cfg->params;
-    switch (cfg->kernel->op) {
-    case KOP_LINEAR:
-    case KOP_LINEAR_RELU:
-    case KOP_LINEAR_GELU:
-        elements[0] = mul_sat(u64_param(p[0]), u64_param(p[1])); /* x[batch][in] */
-        elements[1] = mul_sat(u64_param(p[2]), u64_param(p[1])); /* W[out][in] */
-        elements[2] = u64_param(p[2]);                           /* bias[out] */
-        return 3;
-    case KOP_LAYERNORM:
-        elements[0] = mul_sat(u64_param(p[0]), u64_param(p[1])); /* x[rows][cols] */
-        elements[1] = u64_param(p[1]);                           /* gamma[cols] */
-        elements[2] = u64_param(p[1]);                           /* beta[cols] */
-        return 3;
-    }
-    return 0;
+    for (unsigned t = 0; t < shapes.input_count; t++)
+        elements[t] = shapes.inputs[t];
+    return shapes.input_count;
 }
 
 /* "batch=64,in=256,out=512" */
@@ -295,6 +483,40 @@ int catalog_validate(const struct kernel_config *cfg, uint64_t max_memory_bytes,
                      "parameter '%s' = %" PRId64 " is outside %s's range [%" PRId64
                      ", %" PRId64 "]",
                      p->name, cfg->params[i], k->name, p->min, p->max);
+            return -1;
+        }
+    }
+    /* Every tensor must be addressable as fp32 (the executors' master copy):
+     * sizes saturate rather than wrap, so a saturated count means "too large". */
+    struct tensor_shapes shapes;
+    if (tensor_shapes_of(cfg, &shapes)) {
+        const uint64_t limit = (uint64_t)(SIZE_MAX / sizeof(float)) < UINT64_MAX / 4
+                                   ? (uint64_t)(SIZE_MAX / sizeof(float))
+                                   : UINT64_MAX / 4;
+        const char *name = NULL;
+        uint64_t count = 0;
+        for (unsigned t = 0; t < shapes.input_count && !name; t++)
+            if (shapes.inputs[t] > limit) {
+                name = shapes.input_names[t];
+                count = shapes.inputs[t];
+            }
+        if (!name && shapes.output > limit) {
+            name = "y";
+            count = shapes.output;
+        }
+        if (name) {
+            char params[256];
+            if (format_params(cfg, params, sizeof(params)) < 0)
+                snprintf(params, sizeof(params), "(parameters)");
+            char elements[32];
+            if (count == UINT64_MAX) /* saturated: the product did not fit */
+                snprintf(elements, sizeof(elements), "more than 2^64");
+            else
+                snprintf(elements, sizeof(elements), "%" PRIu64, count);
+            snprintf(err, errlen,
+                     "%s %s %s is too large: tensor '%s' would have %s elements, more than "
+                     "the %" PRIu64 " this host can address",
+                     k->name, dtype_name(cfg->dtype), params, name, elements, limit);
             return -1;
         }
     }

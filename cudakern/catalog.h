@@ -7,9 +7,25 @@
  * validates against it, sweeps draw from it, predictors take their features
  * from it and graph fusion maps onto it. Nothing else keeps a list of kernels.
  *
- * Tensor conventions shared by every executor (row-major):
- *   linear*:   x[batch][in], W[out][in], bias[out]      -> y[batch][out] = act(x W^T + bias)
- *   layernorm: x[rows][cols], gamma[cols], beta[cols]   -> y[rows][cols], eps = 1e-5
+ * Tensor conventions shared by every executor (row-major), inputs in this order
+ * (kernel_data.c generates them in this order):
+ *   linear*:      x[batch][in], W[out][in], bias[out]   -> y[batch][out] = act(x W^T + bias)
+ *   linear_bn*:   x, W, bias as linear, then BatchNorm gamma[out], beta[out], mean[out],
+ *                 var[out] (var > 0), eps = 1e-5; at inference BatchNorm is folded into
+ *                 W'[o][i] = W[o][i] * s[o], b'[o] = (bias[o] - mean[o]) * s[o] + beta[o],
+ *                 s[o] = gamma[o] / sqrt(var[o] + eps), during prepare (not timed);
+ *                 y = act(x W'^T + b')
+ *   layernorm:    x[rows][cols], gamma[cols], beta[cols] -> y[rows][cols], eps = 1e-5
+ *   softmax:      x[rows][cols]                        -> y[r][c] = exp(x[r][c] - max_r) / sum_r
+ *   add, add_relu: a[rows][cols], b[rows][cols]        -> y = a + b (relu for add_relu)
+ *   attention:    q, k, v each [batch][heads][tokens][head_dim]
+ *                 -> y[b][h][t][:] = softmax_j(q[b][h][t] . k[b][h][j] / sqrt(head_dim)) v[b][h][j]
+ *                 (the scaled dot-product core; projections are linear kernels)
+ *   tokenizer:    x[batch][features] (numerical features), W[features][d], bias[features][d]
+ *                 -> y[b][f][k] = x[b][f] * W[f][k] + bias[f][k] (FT-Transformer's
+ *                 numerical feature tokenizer, without the CLS token)
+ *   concat:       a[rows][cols_a], b[rows][cols_b]    -> y[rows][cols_a + cols_b]
+ * fp16 configurations hold every tensor in binary16; arithmetic accumulates in fp32.
  */
 #ifndef JETPROF_CATALOG_H
 #define JETPROF_CATALOG_H
@@ -35,6 +51,14 @@ enum kernel_op {
     KOP_LINEAR_RELU, /* y = relu(x W^T + b) */
     KOP_LINEAR_GELU, /* y = gelu(x W^T + b), tanh approximation */
     KOP_LAYERNORM,   /* y = (x - mean) / sqrt(var + eps) * gamma + beta, per row */
+    KOP_LINEAR_BN,       /* linear with BatchNorm folded in */
+    KOP_LINEAR_BN_RELU,  /* the same, then relu */
+    KOP_SOFTMAX,         /* per row */
+    KOP_ADD,             /* elementwise a + b */
+    KOP_ADD_RELU,        /* relu(a + b) */
+    KOP_ATTENTION,       /* scaled dot-product attention core */
+    KOP_TOKENIZER,       /* FT-Transformer numerical feature tokenizer */
+    KOP_CONCAT,          /* along columns */
 };
 
 struct catalog_param {
@@ -101,11 +125,11 @@ size_t catalog_output_elements(const struct kernel_config *cfg);
 
 /*
  * Element counts of the input tensors, in the order kernel_data_generate()
- * makes them (linear*: x, weight, bias; layernorm: x, gamma, beta), saturating
- * at UINT64_MAX. Returns how many tensors were written (0 for no kernel). The
+ * makes them (the order of the tensor conventions above), saturating at
+ * UINT64_MAX. Returns how many tensors were written (0 for no kernel). The
  * executors' memory_needed is built on these.
  */
-#define CATALOG_MAX_INPUTS 4
+#define CATALOG_MAX_INPUTS 8 /* linear_bn* has 7: x, weight, bias, gamma, beta, mean, var */
 unsigned catalog_input_elements(const struct kernel_config *cfg,
                                 uint64_t elements[CATALOG_MAX_INPUTS]);
 

@@ -78,6 +78,19 @@ struct executor {
 int exec_cpu_open(struct executor **out, char *err, size_t errlen);
 
 /*
+ * The CPU oracle on caller-supplied inputs, without an executor: computes cfg's
+ * kernel exactly as a prepared CPU executor's launch does (linear_bn* folded with
+ * kernel_data_fold_batchnorm; fp16 inputs rounded to binary16 after the fold,
+ * fp32 arithmetic, the output rounded to binary16). inputs are fp32 tensors in
+ * the order and sizes of catalog_input_elements (input_count of them; linear_bn*
+ * takes the unfolded seven); output receives catalog_output_elements(cfg)
+ * floats. For hand-computed tests and for checking another executor on chosen
+ * data. 0, or -1 with err (invalid cfg, wrong input count, allocation failure).
+ */
+int exec_cpu_compute(const struct kernel_config *cfg, unsigned input_count,
+                     const float *const inputs[], float *output, char *err, size_t errlen);
+
+/*
  * Opens the executor called name: "cpu", "cuda" or "auto". "auto" tries cuda
  * (dlopen of cuda_lib_path, then the plugin's own CUDA/cuBLASLt initialisation)
  * and falls back to cpu; `why` receives one sentence that says which was chosen

@@ -13,6 +13,12 @@
  * to float, accumulates in float, applies bias and activation in float and
  * rounds the result to binary16.
  *
+ * linear_bn* fold their BatchNorm into weight and bias at prepare
+ * (kernel_data_fold_batchnorm, shared with the CUDA executor) and then run the
+ * linear path, as inference does. Softmax and attention subtract the row max
+ * before exp and sum in double. exec_cpu_compute runs the same launch code on
+ * caller-chosen inputs, for hand-computed tests and for oracle comparisons.
+ *
  * Memory: cpu_bytes_per_element below is the one description of what prepare
  * allocates; memory_needed (admission, before a job) and held_bytes (what
  * memory_free gives back while a configuration is prepared) both come from it,
@@ -52,6 +58,7 @@ struct cpu_exec {
     _Atomic uint64_t held_bytes;
     float *output_f;    /* fp32 output, or fp16's float result before rounding */
     uint16_t *output_h; /* fp16 only: the stored output */
+    float *scratch;     /* per-kernel working memory (attention: one row of scores) */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -70,22 +77,41 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 static struct cpu_exec *cpu_of(struct executor *ex) { return (struct cpu_exec *)ex->impl; }
 
 /*
- * Bytes per tensor element prepare allocates, by dtype.
- *   inputs, at the peak of prepare: the fp32 master copy kernel_data_generate
- *     makes (for fp32 adopted as the kernel's buffer), and for fp16 also the
- *     binary16 copy and the fp32 scratch each launch widens it into, both
- *     allocated while the master copy still exists;
- *   inputs, held afterwards: fp32 the master copy; fp16 the binary16 copy and
- *     the scratch (the master copy is freed at the end of prepare);
- *   outputs (allocated before the master copy is freed, and held): the fp32
- *     result, and for fp16 the binary16 copy it is rounded into.
+ * Bytes per tensor element prepare allocates, by dtype. prepare goes:
+ * kernel_data_generate makes the fp32 master copy of every input; linear_bn*
+ * folds its BatchNorm into weight and bias and frees gamma, beta, mean and var
+ * (stage 1 ends: every master copy alive); then, while the masters of the
+ * inputs the kernel reads ("run inputs") still exist, it makes for fp16 the
+ * binary16 copy and the fp32 scratch each launch widens it into (fp32 adopts
+ * the master copy as the kernel's buffer), the output and the kernel's scratch
+ * (stage 2); for fp16 it then frees the masters. So
+ *   peak = max(stage 1, stage 2), stage 1 = 4 bytes x every input element,
+ *   stage 2 = run_peak x run input elements + output x output elements
+ *             + 4 x scratch elements;
+ *   held = run_held x run input elements + output x output elements
+ *          + 4 x scratch elements.
  */
 static const struct {
-    unsigned input_peak, input_held, output;
+    unsigned run_peak, run_held, output;
 } cpu_bytes_per_element[DTYPE_COUNT] = {
     [DTYPE_FP32] = {4, 4, 4},
     [DTYPE_FP16] = {4 + 2 + 4, 2 + 4, 4 + 2},
 };
+#define MASTER_BYTES_PER_ELEMENT 4u
+
+/* Inputs the timed kernel reads: linear_bn* keeps x, weight and bias. */
+static unsigned run_input_count(const struct kernel_config *cfg, unsigned inputs)
+{
+    enum kernel_op op = cfg->kernel->op;
+    return (op == KOP_LINEAR_BN || op == KOP_LINEAR_BN_RELU) && inputs > 3 ? 3 : inputs;
+}
+
+/* Scratch floats a launch needs: attention keeps one row of scores. */
+static uint64_t scratch_elements(const struct kernel_config *cfg)
+{
+    return cfg->kernel->op == KOP_ATTENTION && cfg->params[1] > 0 ? (uint64_t)cfg->params[1]
+                                                                   : 0;
+}
 
 static uint64_t mul_sat(uint64_t a, uint64_t b)
 {
@@ -99,16 +125,28 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
     return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
-/* Bytes of cfg's buffers at `per_input` and `per_output` bytes per element. */
-static uint64_t config_bytes(const struct kernel_config *cfg, unsigned per_input,
+/* Stage-2 / held bytes of cfg at `per_run_input` bytes per run input element. */
+static uint64_t config_bytes(const struct kernel_config *cfg, unsigned per_run_input,
                              unsigned per_output)
+{
+    uint64_t elements[CATALOG_MAX_INPUTS];
+    unsigned n = run_input_count(cfg, catalog_input_elements(cfg, elements));
+    uint64_t bytes = 0;
+    for (unsigned t = 0; t < n; t++)
+        bytes = add_sat(bytes, mul_sat(elements[t], per_run_input));
+    bytes = add_sat(bytes, mul_sat(scratch_elements(cfg), sizeof(float)));
+    return add_sat(bytes, mul_sat((uint64_t)catalog_output_elements(cfg), per_output));
+}
+
+/* Stage 1: the fp32 master copy of every input. */
+static uint64_t master_bytes(const struct kernel_config *cfg)
 {
     uint64_t elements[CATALOG_MAX_INPUTS];
     unsigned n = catalog_input_elements(cfg, elements);
     uint64_t bytes = 0;
     for (unsigned t = 0; t < n; t++)
-        bytes = add_sat(bytes, mul_sat(elements[t], per_input));
-    return add_sat(bytes, mul_sat((uint64_t)catalog_output_elements(cfg), per_output));
+        bytes = add_sat(bytes, mul_sat(elements[t], MASTER_BYTES_PER_ELEMENT));
+    return bytes;
 }
 
 static bool dtype_known(enum dtype d) { return (int)d >= 0 && (int)d < DTYPE_COUNT; }
@@ -180,27 +218,153 @@ static void layernorm_f32(const float *x, const float *gamma, const float *beta,
     }
 }
 
+/* Per row: y = exp(x - max) / sum, the max subtracted so exp never overflows;
+ * the sum in double. */
+static void softmax_f32(const float *x, float *y, size_t rows, size_t cols)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        float max = xr[0];
+        for (size_t c = 1; c < cols; c++)
+            max = xr[c] > max ? xr[c] : max;
+        double sum = 0;
+        for (size_t c = 0; c < cols; c++) {
+            yr[c] = expf(xr[c] - max);
+            sum += yr[c];
+        }
+        float inv = (float)(1.0 / sum); /* sum >= 1: the max contributes exp(0) */
+        for (size_t c = 0; c < cols; c++)
+            yr[c] *= inv;
+    }
+}
+
+static void add_f32(bool relu, const float *a, const float *b, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = a[i] + b[i];
+        y[i] = relu && !(v > 0.0f) ? 0.0f : v;
+    }
+}
+
+/* y[r] = [a[r], b[r]] */
+static void concat_f32(const float *a, const float *b, float *y, size_t rows, size_t cols_a,
+                       size_t cols_b)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float *yr = y + r * (cols_a + cols_b);
+        memcpy(yr, a + r * cols_a, cols_a * sizeof(float));
+        memcpy(yr + cols_a, b + r * cols_b, cols_b * sizeof(float));
+    }
+}
+
+/* y[b][f][k] = x[b][f] * W[f][k] + bias[f][k] */
+static void tokenizer_f32(const float *x, const float *w, const float *bias, float *y,
+                          size_t batch, size_t features, size_t d)
+{
+    for (size_t b = 0; b < batch; b++) {
+        for (size_t f = 0; f < features; f++) {
+            float xv = x[b * features + f];
+            const float *wf = w + f * d, *bf = bias + f * d;
+            float *yf = y + (b * features + f) * d;
+            for (size_t k = 0; k < d; k++)
+                yf[k] = xv * wf[k] + bf[k];
+        }
+    }
+}
+
+/*
+ * Per batch, head and query row t: scores s[j] = q[t] . k[j] / sqrt(head_dim),
+ * the row's softmax as softmax_f32 (max subtracted, sum in double), then
+ * y[t] = sum_j p[j] v[j]. `scores` holds one row of `tokens` floats.
+ */
+static void attention_f32(const float *q, const float *k, const float *v, float *y,
+                          float *scores, size_t batch, size_t tokens, size_t heads,
+                          size_t head_dim)
+{
+    const float scale = (float)(1.0 / sqrt((double)head_dim));
+    for (size_t bh = 0; bh < batch * heads; bh++) {
+        size_t base = bh * tokens * head_dim;
+        const float *qh = q + base, *kh = k + base, *vh = v + base;
+        float *yh = y + base;
+        for (size_t t = 0; t < tokens; t++) {
+            const float *qt = qh + t * head_dim;
+            float max = 0;
+            for (size_t j = 0; j < tokens; j++) {
+                scores[j] = dot(qt, kh + j * head_dim, head_dim) * scale;
+                max = j == 0 || scores[j] > max ? scores[j] : max;
+            }
+            double sum = 0;
+            for (size_t j = 0; j < tokens; j++) {
+                scores[j] = expf(scores[j] - max);
+                sum += scores[j];
+            }
+            float inv = (float)(1.0 / sum);
+            float *yt = yh + t * head_dim;
+            for (size_t e = 0; e < head_dim; e++)
+                yt[e] = 0.0f;
+            for (size_t j = 0; j < tokens; j++) {
+                float p = scores[j] * inv;
+                const float *vj = vh + j * head_dim;
+                for (size_t e = 0; e < head_dim; e++)
+                    yt[e] += p * vj[e];
+            }
+        }
+    }
+}
+
+/* cfg's kernel on fp32 inputs (linear_bn*: already folded) into out. */
+static void compute_f32(const struct kernel_config *cfg, float *const *in, float *out,
+                        size_t output_elements, float *scratch)
+{
+    const int64_t *p = cfg->params;
+    switch (cfg->kernel->op) {
+    case KOP_LINEAR:
+    case KOP_LINEAR_RELU:
+    case KOP_LINEAR_GELU:
+        linear_f32(cfg->kernel->op, in[0], in[1], in[2], out, (size_t)p[0], (size_t)p[1],
+                   (size_t)p[2]);
+        break;
+    case KOP_LINEAR_BN: /* BatchNorm was folded into weight and bias at prepare */
+        linear_f32(KOP_LINEAR, in[0], in[1], in[2], out, (size_t)p[0], (size_t)p[1],
+                   (size_t)p[2]);
+        break;
+    case KOP_LINEAR_BN_RELU:
+        linear_f32(KOP_LINEAR_RELU, in[0], in[1], in[2], out, (size_t)p[0], (size_t)p[1],
+                   (size_t)p[2]);
+        break;
+    case KOP_LAYERNORM:
+        layernorm_f32(in[0], in[1], in[2], out, (size_t)p[0], (size_t)p[1]);
+        break;
+    case KOP_SOFTMAX:
+        softmax_f32(in[0], out, (size_t)p[0], (size_t)p[1]);
+        break;
+    case KOP_ADD:
+    case KOP_ADD_RELU:
+        add_f32(cfg->kernel->op == KOP_ADD_RELU, in[0], in[1], out, output_elements);
+        break;
+    case KOP_ATTENTION:
+        attention_f32(in[0], in[1], in[2], out, scratch, (size_t)p[0], (size_t)p[1],
+                      (size_t)p[2], (size_t)p[3]);
+        break;
+    case KOP_TOKENIZER:
+        tokenizer_f32(in[0], in[1], in[2], out, (size_t)p[0], (size_t)p[1], (size_t)p[2]);
+        break;
+    case KOP_CONCAT:
+        concat_f32(in[0], in[1], out, (size_t)p[0], (size_t)p[1], (size_t)p[2]);
+        break;
+    }
+}
+
 /* One launch of the prepared configuration. */
 static void launch_once(struct cpu_exec *c)
 {
-    const int64_t *p = c->cfg.params;
     if (c->cfg.dtype == DTYPE_FP16) {
         for (unsigned t = 0; t < c->input_count; t++)
             for (size_t i = 0; i < c->input_elements[t]; i++)
                 c->inputs_f[t][i] = half_to_float(c->inputs_h[t][i]);
     }
-    switch (c->cfg.kernel->op) {
-    case KOP_LINEAR:
-    case KOP_LINEAR_RELU:
-    case KOP_LINEAR_GELU:
-        linear_f32(c->cfg.kernel->op, c->inputs_f[0], c->inputs_f[1], c->inputs_f[2],
-                   c->output_f, (size_t)p[0], (size_t)p[1], (size_t)p[2]);
-        break;
-    case KOP_LAYERNORM:
-        layernorm_f32(c->inputs_f[0], c->inputs_f[1], c->inputs_f[2], c->output_f, (size_t)p[0],
-                      (size_t)p[1]);
-        break;
-    }
+    compute_f32(&c->cfg, c->inputs_f, c->output_f, c->output_elements, c->scratch);
     if (c->cfg.dtype == DTYPE_FP16) {
         for (size_t i = 0; i < c->output_elements; i++)
             c->output_h[i] = half_from_float(c->output_f[i]);
@@ -307,8 +471,10 @@ static uint64_t cpu_memory_needed(struct executor *ex, const struct kernel_confi
     (void)ex;
     if (!cfg || !cfg->kernel || !dtype_known(cfg->dtype))
         return UINT64_MAX;
-    return config_bytes(cfg, cpu_bytes_per_element[cfg->dtype].input_peak,
-                        cpu_bytes_per_element[cfg->dtype].output);
+    uint64_t stage2 = config_bytes(cfg, cpu_bytes_per_element[cfg->dtype].run_peak,
+                                   cpu_bytes_per_element[cfg->dtype].output);
+    uint64_t stage1 = master_bytes(cfg);
+    return stage1 > stage2 ? stage1 : stage2;
 }
 
 static void cpu_info(struct executor *ex, struct exec_info *out)
@@ -339,8 +505,10 @@ static void cpu_release(struct executor *ex)
     }
     free(c->output_f);
     free(c->output_h);
+    free(c->scratch);
     c->output_f = NULL;
     c->output_h = NULL;
+    c->scratch = NULL;
     c->input_count = 0;
     c->output_elements = 0;
     atomic_store(&c->held_bytes, 0);
@@ -372,6 +540,12 @@ static int cpu_prepare(struct executor *ex, const struct kernel_config *cfg, uin
     struct kernel_data data;
     if (kernel_data_generate(cfg, seed, &data, err, errlen) < 0)
         return -1;
+    /* linear_bn*: inference folds BatchNorm into weight and bias; the timed
+     * kernel is then the plain linear one (a no-op for other kernels). */
+    if (kernel_data_fold_batchnorm(cfg, &data, err, errlen) < 0) {
+        kernel_data_free(&data);
+        return -1;
+    }
 
     c->cfg = *cfg;
     c->input_count = data.input_count;
@@ -408,8 +582,15 @@ static int cpu_prepare(struct executor *ex, const struct kernel_config *cfg, uin
             goto fail;
         memset(c->output_h, 0, c->output_elements * sizeof(uint16_t));
     }
+    uint64_t scratch = scratch_elements(cfg);
+    if (scratch > 0) {
+        c->scratch = alloc_elements((size_t)scratch, sizeof(float), "the kernel's scratch", err,
+                                    errlen);
+        if (!c->scratch)
+            goto fail;
+    }
     kernel_data_free(&data);
-    atomic_store(&c->held_bytes, config_bytes(cfg, cpu_bytes_per_element[cfg->dtype].input_held,
+    atomic_store(&c->held_bytes, config_bytes(cfg, cpu_bytes_per_element[cfg->dtype].run_held,
                                               cpu_bytes_per_element[cfg->dtype].output));
     c->prepared = true;
     return 0;
@@ -485,6 +666,66 @@ static const struct executor_ops cpu_ops = {
     .memory_needed = cpu_memory_needed,
     .memory_free = cpu_memory_free,
 };
+
+int exec_cpu_compute(const struct kernel_config *cfg, unsigned input_count,
+                     const float *const inputs[], float *output, char *err, size_t errlen)
+{
+    if (catalog_validate(cfg, 0, err, errlen) < 0)
+        return -1;
+    uint64_t sizes[CATALOG_MAX_INPUTS];
+    unsigned expected = catalog_input_elements(cfg, sizes);
+    if (input_count != expected || expected > KERNEL_DATA_MAX_TENSORS || !inputs || !output) {
+        set_err(err, errlen, "%s takes %u input tensors, got %u%s", cfg->kernel->name, expected,
+                input_count, inputs && output ? "" : " (or no input/output buffers)");
+        return -1;
+    }
+    /* A private copy shaped like kernel_data_generate's, so the fold and the
+     * rounding are the ones prepare applies. */
+    struct kernel_data data;
+    memset(&data, 0, sizeof(data));
+    int rc = -1;
+    float *scratch = NULL;
+    char what[64];
+    for (unsigned t = 0; t < expected; t++) {
+        if (!inputs[t]) {
+            set_err(err, errlen, "%s input %u is NULL", cfg->kernel->name, t);
+            goto out;
+        }
+        snprintf(what, sizeof(what), "a copy of input %u", t);
+        data.inputs[t].data = alloc_elements((size_t)sizes[t], sizeof(float), what, err, errlen);
+        data.input_count = t + 1;
+        if (!data.inputs[t].data)
+            goto out;
+        data.inputs[t].elements = (size_t)sizes[t];
+        memcpy(data.inputs[t].data, inputs[t], (size_t)sizes[t] * sizeof(float));
+    }
+    data.output_elements = catalog_output_elements(cfg);
+    if (kernel_data_fold_batchnorm(cfg, &data, err, errlen) < 0)
+        goto out;
+    if (cfg->dtype == DTYPE_FP16)
+        for (unsigned t = 0; t < data.input_count; t++)
+            for (size_t i = 0; i < data.inputs[t].elements; i++)
+                data.inputs[t].data[i] = half_to_float(half_from_float(data.inputs[t].data[i]));
+    uint64_t scratch_n = scratch_elements(cfg);
+    if (scratch_n > 0) {
+        scratch = alloc_elements((size_t)scratch_n, sizeof(float), "the kernel's scratch", err,
+                                 errlen);
+        if (!scratch)
+            goto out;
+    }
+    float *in[KERNEL_DATA_MAX_TENSORS] = {0};
+    for (unsigned t = 0; t < data.input_count; t++)
+        in[t] = data.inputs[t].data;
+    compute_f32(cfg, in, output, data.output_elements, scratch);
+    if (cfg->dtype == DTYPE_FP16)
+        for (size_t i = 0; i < data.output_elements; i++)
+            output[i] = half_to_float(half_from_float(output[i]));
+    rc = 0;
+out:
+    free(scratch);
+    kernel_data_free(&data);
+    return rc;
+}
 
 int exec_cpu_open(struct executor **out, char *err, size_t errlen)
 {

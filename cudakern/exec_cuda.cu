@@ -3,11 +3,35 @@
  *
  * exec.c loads this file's shared object with dlopen and calls the two
  * extern "C" entry points at the bottom; nothing else in jetprof links CUDA.
- * It implements executor_ops (exec.h) on device 0:
+ * It implements executor_ops (exec.h) on device 0, every catalogue kernel in
+ * fp32 and fp16 (binary16 storage, fp32 accumulation everywhere):
  *
  *   linear, linear_relu, linear_gelu  one cublasLtMatmul with the BIAS,
  *                                     RELU_BIAS or GELU_BIAS epilogue
- *   layernorm                         layernorm_kernel below, one block per row
+ *   linear_bn, linear_bn_relu         BatchNorm folded into W and bias on the
+ *                                     host at prepare (kernel_data_fold_batchnorm,
+ *                                     the same fold the CPU oracle uses), then
+ *                                     the BIAS / RELU_BIAS matmul above
+ *   layernorm                         one block per row, two-pass mean/variance
+ *   softmax                           max-subtracted, fp32 sums: one warp per
+ *                                     row up to SOFTMAX_WARP_MAX_COLS columns,
+ *                                     one block per row beyond
+ *   add, add_relu                     grid-stride, 16-byte vector loads
+ *   tokenizer, concat                 grid-stride over the output
+ *   attention                         see below
+ *
+ * Attention core: two strided-batched cublasLtMatmul calls (batch = batch x
+ * heads) around the softmax kernel above. QK^T runs with alpha = 1/sqrt(head_dim)
+ * into an fp32 scores buffer [batch][heads][tokens][tokens] (fp16 configs
+ * multiply binary16 q and k into fp32 scores, so the softmax sees fp32 inputs);
+ * the softmax writes the probabilities in the configuration's dtype (in place
+ * for fp32, into a binary16 buffer of the same shape for fp16), and P V runs
+ * as a second matmul into y. It is the unfused "math" path of framework
+ * attention: it works for any head_dim and token count, both matmuls are
+ * cuBLASLt's tuned kernels, and its cost is explicit memory: batch x heads x
+ * tokens^2 x 4 bytes of scores (+ x 2 bytes for fp16), plus the cuBLASLt
+ * workspace, all counted by memory_needed. A fused flash-style kernel would
+ * avoid the scores buffer; it is not what this catalogue entry measures.
  *
  * Inputs come from kernel_data_generate() and are converted to the dtype on the
  * host, so this executor sees the same numbers as the CPU oracle (exec_cpu.c).
@@ -20,7 +44,9 @@
  * n % RUN_CHUNK_LAUNCHES launches (cached while n's remainder does not change,
  * which is the common case: calibration settles on one launch count). That
  * keeps a million-launch window at a few thousand graph launches without ever
- * building a million-node graph.
+ * building a million-node graph. Everything a launch touches (buffers, scratch,
+ * workspace, matmul plans, launch shapes) is made at prepare: run allocates
+ * nothing.
  *
  * Errors carry the CUDA or cuBLAS status text. Errors that leave the CUDA
  * context unusable (illegal address, launch failure, ...) mark the executor
@@ -30,10 +56,12 @@
  * Memory (memory_needed, memory_free; called from HTTP threads too, so they
  * read only cfg, fields fixed at open, the atomic held_bytes and fresh figures
  * from cudaMemGetInfo and /proc/meminfo). prepare allocates on the device the
- * inputs and the output in the configuration's dtype plus, for linear kernels,
- * the cuBLASLt workspace; on the host, transiently, the fp32 master data from
- * kernel_data_generate and for fp16 a binary16 staging copy of one tensor at a
- * time. Where host and device share memory (cudaDeviceProp.integrated: every
+ * inputs the kernel reads and the output in the configuration's dtype, for
+ * matmul kernels (linear*, attention) the cuBLASLt workspace, for attention the
+ * scores (and fp16 probabilities) buffer; on the host, transiently, the fp32
+ * master data from kernel_data_generate (all seven tensors of linear_bn* before
+ * the fold) and for fp16 a binary16 staging copy of one tensor at a time.
+ * Where host and device share memory (cudaDeviceProp.integrated: every
  * Jetson) both come out of one pool, so the figure needed is their sum. On a
  * discrete GPU each pool must hold its own part; one figure that works for
  * both is the larger of the two peaks, compared with the smaller of the two
@@ -51,6 +79,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,9 +94,44 @@ extern "C" {
 #include "cudakern/kernel_data.h"
 }
 
+static_assert(CATALOG_MAX_INPUTS <= KERNEL_DATA_MAX_TENSORS,
+              "catalog_input_elements may report more tensors than an executor holds");
+
 #define RUN_CHUNK_LAUNCHES 256u
 #define LAYERNORM_EPS 1e-5f
 #define LAYERNORM_MAX_THREADS 256
+/* Rows up to this many columns get one warp each (32 lanes x 32 strided
+ * elements); longer rows get a block, whose reductions cost two barriers. */
+#define SOFTMAX_WARP_MAX_COLS 1024
+#define SOFTMAX_WARP_THREADS 128 /* four rows per block */
+/* Elementwise kernels: threads per block and a grid cap; the kernels are
+ * grid-stride loops, so the cap only bounds the launch, never the size. */
+#define ELEMENTWISE_THREADS 256u
+#define ELEMENTWISE_MAX_BLOCKS 65535u
+
+/* Block size of the block-per-row softmax by row length: enough threads that
+ * each strides over at most a few dozen elements, no more than the row fills. */
+static const struct {
+    int64_t min_cols;
+    unsigned threads;
+} softmax_block_shapes[] = {
+    {8192, 1024},
+    {4096, 512},
+    {0, 256},
+};
+
+/* One cuBLASLt matmul, planned at prepare: column-major D = alpha op(A) op(B)
+ * (+ epilogue), D in place of C with beta = 0. */
+struct lt_plan {
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t layout_a, layout_b, layout_d;
+    cublasLtMatmulAlgo_t algo;
+    float alpha, beta; /* host scalars, read when a launch is enqueued (or captured) */
+    const void *a, *b;
+    void *d;
+};
+
+#define MAX_LT_PLANS 2 /* attention: QK^T and PV */
 
 struct cuda_exec {
     struct executor ex;
@@ -90,15 +156,18 @@ struct cuda_exec {
     void *d_inputs[KERNEL_DATA_MAX_TENSORS];
     void *d_output;
     void *d_workspace;
+    float *d_scores; /* attention: fp32 scores; for fp32 also the probabilities */
+    void *d_probs;   /* attention fp16: binary16 probabilities */
 
-    /* linear: the cuBLASLt plan */
-    cublasLtMatmulDesc_t matmul;
-    cublasLtMatrixLayout_t layout_w, layout_x, layout_y;
-    cublasLtMatmulAlgo_t algo;
-    float alpha, beta; /* host scalars, read when a launch is enqueued (or captured) */
+    /* matmul kernels: the cuBLASLt plans, in launch order */
+    unsigned plan_count;
+    struct lt_plan plans[MAX_LT_PLANS];
 
-    /* layernorm: the launch shape */
-    unsigned ln_threads;
+    /* own kernels: the launch shape, fixed at prepare */
+    unsigned threads, blocks;
+    size_t rows;  /* softmax, layernorm, attention's softmax */
+    int64_t cols; /* the same */
+    int64_t dim2, dim3; /* tokenizer: features, d; concat: cols_a, cols_b */
 
     /* captured launches */
     cudaGraphExec_t chunk_graph; /* RUN_CHUNK_LAUNCHES launches, or NULL */
@@ -213,27 +282,41 @@ static int check_usable(struct cuda_exec *c, char *err, size_t errlen)
     return 0;
 }
 
-/* ---- layernorm kernel ---- */
+/* ---- device helpers ---- */
 
 static __device__ __forceinline__ float to_float(float v) { return v; }
 static __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 static __device__ __forceinline__ void store_float(float *p, float v) { *p = v; }
 static __device__ __forceinline__ void store_float(__half *p, float v) { *p = __float2half_rn(v); }
 
-/* Sum over the block (blockDim.x a multiple of 32, at most 1024). Every thread
- * gets the total; `scratch` is reusable once this returns. */
-static __device__ float block_sum(float v, float *scratch)
+static __device__ __forceinline__ float warp_sum(float v)
+{
+    for (int off = 16; off > 0; off >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+static __device__ __forceinline__ float warp_max(float v)
+{
+    for (int off = 16; off > 0; off >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+}
+
+/* Sum (or max) over the block (blockDim.x a multiple of 32, at most 1024).
+ * Every thread gets the result; `scratch` is reusable once this returns. */
+template <bool MAX>
+static __device__ float block_reduce(float v, float *scratch)
 {
     const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
-    for (int off = 16; off > 0; off >>= 1)
-        v += __shfl_down_sync(0xffffffffu, v, off);
+    v = MAX ? warp_max(v) : warp_sum(v);
     if (lane == 0)
         scratch[warp] = v;
     __syncthreads();
     if (warp == 0) {
-        v = lane < (blockDim.x >> 5) ? scratch[lane] : 0.0f;
-        for (int off = 16; off > 0; off >>= 1)
-            v += __shfl_down_sync(0xffffffffu, v, off);
+        const float none = MAX ? -FLT_MAX : 0.0f;
+        v = lane < (blockDim.x >> 5) ? scratch[lane] : none;
+        v = MAX ? warp_max(v) : warp_sum(v);
         if (lane == 0)
             scratch[0] = v;
     }
@@ -242,6 +325,23 @@ static __device__ float block_sum(float v, float *scratch)
     __syncthreads(); /* nobody may overwrite scratch[0] before everyone has read it */
     return total;
 }
+
+static __device__ __forceinline__ float block_sum(float v, float *scratch)
+{
+    return block_reduce<false>(v, scratch);
+}
+
+static __device__ __forceinline__ size_t grid_thread_index(void)
+{
+    return (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+}
+
+static __device__ __forceinline__ size_t grid_thread_count(void)
+{
+    return (size_t)gridDim.x * blockDim.x;
+}
+
+/* ---- layernorm ---- */
 
 /*
  * One block per row. Mean and variance are two passes over the row in fp32
@@ -274,38 +374,256 @@ __global__ void layernorm_kernel(const T *__restrict__ x, const T *__restrict__ 
                                 to_float(beta[i]));
 }
 
+/* ---- softmax ---- */
+
+/*
+ * y[r][c] = exp(x[r][c] - max_r) / sum_c exp(x[r][c] - max_r), three passes
+ * over the row (max, sum, write) in fp32. x and y may be the same buffer (the
+ * attention core normalises its fp32 scores in place): every element is read
+ * and then written by the same thread, after both reductions are complete, so
+ * the pointers are deliberately not __restrict__.
+ */
+template <typename TI, typename TO>
+__global__ void softmax_warp_kernel(const TI *x, TO *y, size_t rows, int cols)
+{
+    const unsigned lane = threadIdx.x & 31u;
+    const size_t warps_per_block = blockDim.x >> 5;
+    const size_t warps = (size_t)gridDim.x * warps_per_block;
+    /* The row index is uniform across a warp, so the shuffles see all 32 lanes. */
+    for (size_t row = (size_t)blockIdx.x * warps_per_block + (threadIdx.x >> 5); row < rows;
+         row += warps) {
+        const TI *xr = x + row * (size_t)cols;
+        TO *yr = y + row * (size_t)cols;
+        float m = -FLT_MAX;
+        for (int i = (int)lane; i < cols; i += 32)
+            m = fmaxf(m, to_float(xr[i]));
+        m = warp_max(m);
+        float s = 0.0f;
+        for (int i = (int)lane; i < cols; i += 32)
+            s += expf(to_float(xr[i]) - m);
+        const float inv = 1.0f / warp_sum(s);
+        for (int i = (int)lane; i < cols; i += 32)
+            store_float(&yr[i], expf(to_float(xr[i]) - m) * inv);
+    }
+}
+
+template <typename TI, typename TO>
+__global__ void softmax_block_kernel(const TI *x, TO *y, size_t rows, int cols)
+{
+    __shared__ float scratch[32];
+    /* The row index is uniform across the block, so every thread reaches the
+     * barriers in block_reduce the same number of times. */
+    for (size_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const TI *xr = x + row * (size_t)cols;
+        TO *yr = y + row * (size_t)cols;
+        float m = -FLT_MAX;
+        for (int i = threadIdx.x; i < cols; i += blockDim.x)
+            m = fmaxf(m, to_float(xr[i]));
+        m = block_reduce<true>(m, scratch);
+        float s = 0.0f;
+        for (int i = threadIdx.x; i < cols; i += blockDim.x)
+            s += expf(to_float(xr[i]) - m);
+        const float inv = 1.0f / block_sum(s, scratch);
+        for (int i = threadIdx.x; i < cols; i += blockDim.x)
+            store_float(&yr[i], expf(to_float(xr[i]) - m) * inv);
+    }
+}
+
+/* ---- add, add_relu ---- */
+
+template <bool RELU>
+static __device__ __forceinline__ float add_op(float a, float b)
+{
+    const float v = a + b;
+    return RELU ? fmaxf(v, 0.0f) : v;
+}
+
+/* One 32-bit word of a 16-byte vector: one float, or two binary16 values
+ * (widened to float, added, rounded back once, as the CPU oracle does). */
+template <typename T, bool RELU> struct add_word;
+
+template <bool RELU> struct add_word<float, RELU> {
+    static __device__ __forceinline__ unsigned apply(unsigned a, unsigned b)
+    {
+        return __float_as_uint(add_op<RELU>(__uint_as_float(a), __uint_as_float(b)));
+    }
+};
+
+template <bool RELU> struct add_word<__half, RELU> {
+    static __device__ __forceinline__ float half_at(unsigned w, unsigned shift)
+    {
+        return __half2float(__ushort_as_half((unsigned short)((w >> shift) & 0xffffu)));
+    }
+    static __device__ __forceinline__ unsigned apply(unsigned a, unsigned b)
+    {
+        const unsigned lo = __half_as_ushort(
+            __float2half_rn(add_op<RELU>(half_at(a, 0), half_at(b, 0))));
+        const unsigned hi = __half_as_ushort(
+            __float2half_rn(add_op<RELU>(half_at(a, 16), half_at(b, 16))));
+        return lo | (hi << 16);
+    }
+};
+
+/* cudaMalloc'd buffers are 256-byte aligned, so a, b and y can be read and
+ * written as 16-byte vectors; the n % (16 / sizeof(T)) tail goes element-wise. */
+template <typename T, bool RELU>
+__global__ void add_kernel(const T *__restrict__ a, const T *__restrict__ b, T *__restrict__ y,
+                           size_t n)
+{
+    constexpr size_t per_vec = 16 / sizeof(T);
+    const size_t vecs = n / per_vec;
+    const uint4 *a4 = reinterpret_cast<const uint4 *>(a);
+    const uint4 *b4 = reinterpret_cast<const uint4 *>(b);
+    uint4 *y4 = reinterpret_cast<uint4 *>(y);
+    const size_t stride = grid_thread_count();
+    for (size_t i = grid_thread_index(); i < vecs; i += stride) {
+        const uint4 u = a4[i], v = b4[i];
+        uint4 r;
+        r.x = add_word<T, RELU>::apply(u.x, v.x);
+        r.y = add_word<T, RELU>::apply(u.y, v.y);
+        r.z = add_word<T, RELU>::apply(u.z, v.z);
+        r.w = add_word<T, RELU>::apply(u.w, v.w);
+        y4[i] = r;
+    }
+    for (size_t i = vecs * per_vec + grid_thread_index(); i < n; i += stride)
+        store_float(&y[i], add_op<RELU>(to_float(a[i]), to_float(b[i])));
+}
+
+/* ---- tokenizer ---- */
+
+/* y[b][f][k] = x[b][f] * W[f][k] + bias[f][k]. The multiply and the add are
+ * rounded separately (no FMA contraction), exactly as the catalogue and the C
+ * oracle define it. */
+template <typename T>
+__global__ void tokenizer_kernel(const T *__restrict__ x, const T *__restrict__ w,
+                                 const T *__restrict__ bias, T *__restrict__ y, size_t n,
+                                 size_t features, size_t d)
+{
+    const size_t stride = grid_thread_count();
+    for (size_t i = grid_thread_index(); i < n; i += stride) {
+        const size_t bf = i / d;             /* b * features + f */
+        const size_t fk = i - (bf / features) * features * d; /* f * d + k */
+        store_float(&y[i], __fadd_rn(__fmul_rn(to_float(x[bf]), to_float(w[fk])),
+                                     to_float(bias[fk])));
+    }
+}
+
+/* ---- concat ---- */
+
+template <typename T>
+__global__ void concat_kernel(const T *__restrict__ a, const T *__restrict__ b,
+                              T *__restrict__ y, size_t n, size_t cols_a, size_t cols_b)
+{
+    const size_t width = cols_a + cols_b;
+    const size_t stride = grid_thread_count();
+    for (size_t i = grid_thread_index(); i < n; i += stride) {
+        const size_t r = i / width, col = i - r * width;
+        y[i] = col < cols_a ? a[r * cols_a + col] : b[r * cols_b + (col - cols_a)];
+    }
+}
+
 /* ---- launching ---- */
 
 static bool op_is_linear(enum kernel_op op)
 {
-    return op == KOP_LINEAR || op == KOP_LINEAR_RELU || op == KOP_LINEAR_GELU;
+    return op == KOP_LINEAR || op == KOP_LINEAR_RELU || op == KOP_LINEAR_GELU ||
+           op == KOP_LINEAR_BN || op == KOP_LINEAR_BN_RELU;
+}
+
+/* Kernels that run cuBLASLt matmuls and so hold the workspace. */
+static bool op_uses_matmul(enum kernel_op op) { return op_is_linear(op) || op == KOP_ATTENTION; }
+
+/* Blocks for a grid-stride loop over `items`, at least 1, at most the cap. */
+static unsigned grid_blocks(uint64_t items, unsigned threads)
+{
+    uint64_t blocks = (items + threads - 1) / threads;
+    if (blocks < 1)
+        blocks = 1;
+    return blocks > ELEMENTWISE_MAX_BLOCKS ? ELEMENTWISE_MAX_BLOCKS : (unsigned)blocks;
+}
+
+static int enqueue_matmul(struct cuda_exec *c, const struct lt_plan *p, char *err, size_t errlen)
+{
+    cublasStatus_t s = cublasLtMatmul(c->lt, p->desc, &p->alpha, p->a, p->layout_a, p->b,
+                                      p->layout_b, &p->beta, p->d, p->layout_d, p->d,
+                                      p->layout_d, &p->algo, c->d_workspace,
+                                      CATALOG_LINEAR_WORKSPACE_BYTES, c->stream);
+    return cublas_check(c, s, "cublasLtMatmul", err, errlen);
+}
+
+/* The softmax over c->rows rows of c->cols from x (TI) to y (TO); x == y allowed. */
+template <typename TI, typename TO>
+static void launch_softmax(struct cuda_exec *c, const TI *x, TO *y)
+{
+    if (c->cols <= SOFTMAX_WARP_MAX_COLS)
+        softmax_warp_kernel<TI, TO><<<c->blocks, c->threads, 0, c->stream>>>(x, y, c->rows,
+                                                                            (int)c->cols);
+    else
+        softmax_block_kernel<TI, TO><<<c->blocks, c->threads, 0, c->stream>>>(x, y, c->rows,
+                                                                             (int)c->cols);
+}
+
+template <typename T>
+static void launch_own_kernel(struct cuda_exec *c)
+{
+    const T *in0 = (const T *)c->d_inputs[0], *in1 = (const T *)c->d_inputs[1],
+            *in2 = (const T *)c->d_inputs[2];
+    T *out = (T *)c->d_output;
+    const size_t n = c->output_elements;
+    switch (c->cfg.kernel->op) {
+    case KOP_LAYERNORM:
+        layernorm_kernel<T><<<c->blocks, c->threads, 0, c->stream>>>(in0, in1, in2, out,
+                                                                     (int)c->cols);
+        break;
+    case KOP_SOFTMAX:
+        launch_softmax<T, T>(c, in0, out);
+        break;
+    case KOP_ADD:
+        add_kernel<T, false><<<c->blocks, c->threads, 0, c->stream>>>(in0, in1, out, n);
+        break;
+    case KOP_ADD_RELU:
+        add_kernel<T, true><<<c->blocks, c->threads, 0, c->stream>>>(in0, in1, out, n);
+        break;
+    case KOP_TOKENIZER:
+        tokenizer_kernel<T><<<c->blocks, c->threads, 0, c->stream>>>(
+            in0, in1, in2, out, n, (size_t)c->dim2, (size_t)c->dim3);
+        break;
+    case KOP_CONCAT:
+        concat_kernel<T><<<c->blocks, c->threads, 0, c->stream>>>(in0, in1, out, n,
+                                                                  (size_t)c->dim2,
+                                                                  (size_t)c->dim3);
+        break;
+    default: /* matmul kernels are enqueued by enqueue_once */
+        break;
+    }
 }
 
 /* Enqueue one launch of the prepared configuration on c->stream. */
 static int enqueue_once(struct cuda_exec *c, char *err, size_t errlen)
 {
-    const int64_t *p = c->cfg.params;
-    if (op_is_linear(c->cfg.kernel->op)) {
-        /* Row-major y[batch][out] = x[batch][in] W[out][in]^T seen column-major:
-         * Y (out x batch) = W^T' (W viewed as in x out, transposed) * X (in x batch). */
-        cublasStatus_t s = cublasLtMatmul(
-            c->lt, c->matmul, &c->alpha, c->d_inputs[1], c->layout_w, c->d_inputs[0],
-            c->layout_x, &c->beta, c->d_output, c->layout_y, c->d_output, c->layout_y, &c->algo,
-            c->d_workspace, CATALOG_LINEAR_WORKSPACE_BYTES, c->stream);
-        return cublas_check(c, s, "cublasLtMatmul", err, errlen);
+    const enum kernel_op op = c->cfg.kernel->op;
+    const bool fp16 = c->cfg.dtype == DTYPE_FP16;
+    if (op_is_linear(op))
+        return enqueue_matmul(c, &c->plans[0], err, errlen);
+    if (op == KOP_ATTENTION) {
+        /* scores = q k^T / sqrt(head_dim) (fp32), P = softmax(scores), y = P v */
+        if (enqueue_matmul(c, &c->plans[0], err, errlen) < 0)
+            return -1;
+        if (fp16)
+            launch_softmax<float, __half>(c, c->d_scores, (__half *)c->d_probs);
+        else
+            launch_softmax<float, float>(c, c->d_scores, c->d_scores);
+        if (cuda_check(c, cudaGetLastError(), "attention softmax kernel launch", err, errlen) < 0)
+            return -1;
+        return enqueue_matmul(c, &c->plans[1], err, errlen);
     }
-    /* layernorm */
-    unsigned rows = (unsigned)p[0];
-    int cols = (int)p[1];
-    if (c->cfg.dtype == DTYPE_FP16)
-        layernorm_kernel<__half><<<rows, c->ln_threads, 0, c->stream>>>(
-            (const __half *)c->d_inputs[0], (const __half *)c->d_inputs[1],
-            (const __half *)c->d_inputs[2], (__half *)c->d_output, cols);
+    if (fp16)
+        launch_own_kernel<__half>(c);
     else
-        layernorm_kernel<float><<<rows, c->ln_threads, 0, c->stream>>>(
-            (const float *)c->d_inputs[0], (const float *)c->d_inputs[1],
-            (const float *)c->d_inputs[2], (float *)c->d_output, cols);
-    return cuda_check(c, cudaGetLastError(), "layernorm kernel launch", err, errlen);
+        launch_own_kernel<float>(c);
+    char what[96];
+    snprintf(what, sizeof(what), "%s kernel launch", c->cfg.kernel->name);
+    return cuda_check(c, cudaGetLastError(), what, err, errlen);
 }
 
 /* Capture `launches` launches into an instantiated graph. */
@@ -353,32 +671,46 @@ static void destroy_graphs(struct cuda_exec *c)
     c->tail_launches = 0;
 }
 
+static void destroy_plan(struct lt_plan *p)
+{
+    if (p->desc)
+        cublasLtMatmulDescDestroy(p->desc);
+    if (p->layout_a)
+        cublasLtMatrixLayoutDestroy(p->layout_a);
+    if (p->layout_b)
+        cublasLtMatrixLayoutDestroy(p->layout_b);
+    if (p->layout_d)
+        cublasLtMatrixLayoutDestroy(p->layout_d);
+    memset(p, 0, sizeof(*p));
+}
+
+static void device_free(void **p)
+{
+    if (*p)
+        cudaFree(*p);
+    *p = NULL;
+}
+
 static void cuda_release(struct executor *ex)
 {
     struct cuda_exec *c = cuda_of(ex);
     destroy_graphs(c);
-    if (c->matmul)
-        cublasLtMatmulDescDestroy(c->matmul);
-    if (c->layout_w)
-        cublasLtMatrixLayoutDestroy(c->layout_w);
-    if (c->layout_x)
-        cublasLtMatrixLayoutDestroy(c->layout_x);
-    if (c->layout_y)
-        cublasLtMatrixLayoutDestroy(c->layout_y);
-    c->matmul = NULL;
-    c->layout_w = c->layout_x = c->layout_y = NULL;
-    for (unsigned t = 0; t < KERNEL_DATA_MAX_TENSORS; t++) {
-        if (c->d_inputs[t])
-            cudaFree(c->d_inputs[t]);
-        c->d_inputs[t] = NULL;
-    }
-    if (c->d_output)
-        cudaFree(c->d_output);
-    if (c->d_workspace)
-        cudaFree(c->d_workspace);
-    c->d_output = c->d_workspace = NULL;
+    for (unsigned i = 0; i < MAX_LT_PLANS; i++)
+        destroy_plan(&c->plans[i]);
+    c->plan_count = 0;
+    for (unsigned t = 0; t < KERNEL_DATA_MAX_TENSORS; t++)
+        device_free(&c->d_inputs[t]);
+    device_free(&c->d_output);
+    device_free(&c->d_workspace);
+    if (c->d_scores)
+        cudaFree(c->d_scores);
+    c->d_scores = NULL;
+    device_free(&c->d_probs);
     __atomic_store_n(&c->held_bytes, 0, __ATOMIC_RELAXED);
     c->output_elements = 0;
+    c->threads = c->blocks = 0;
+    c->rows = 0;
+    c->cols = c->dim2 = c->dim3 = 0;
     c->prepared = false;
     if (!c->poisoned)
         (void)cudaGetLastError(); /* frees of a half-built config must not leak errors */
@@ -430,50 +762,87 @@ static int upload_tensor(struct cuda_exec *c, const struct kernel_tensor *t, voi
     return rc;
 }
 
-static int plan_linear(struct cuda_exec *c, char *err, size_t errlen)
-{
-    const int64_t *p = c->cfg.params;
-    const uint64_t batch = (uint64_t)p[0], in = (uint64_t)p[1], out = (uint64_t)p[2];
-    const cudaDataType_t type = c->cfg.dtype == DTYPE_FP16 ? CUDA_R_16F : CUDA_R_32F;
-    cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    if (c->cfg.kernel->op == KOP_LINEAR_RELU)
-        epilogue = CUBLASLT_EPILOGUE_RELU_BIAS;
-    else if (c->cfg.kernel->op == KOP_LINEAR_GELU)
-        epilogue = CUBLASLT_EPILOGUE_GELU_BIAS;
-    const cublasOperation_t trans_w = CUBLAS_OP_T, trans_x = CUBLAS_OP_N;
-    const void *bias = c->d_inputs[2];
+/* ---- cuBLASLt plans ---- */
 
-    c->alpha = 1.0f;
-    c->beta = 0.0f;
-    if (cublas_check(c, cublasLtMatmulDescCreate(&c->matmul, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+/* One operand as stored, column-major: rows x cols with leading dimension ld;
+ * batch > 1 adds `stride` elements between consecutive matrices. */
+struct lt_matrix {
+    cudaDataType_t type;
+    uint64_t rows, cols;
+    int64_t ld;
+    int32_t batch;
+    int64_t stride;
+};
+
+/* What a plan computes: D = alpha op(A) op(B) (+ epilogue with bias). */
+struct lt_spec {
+    const char *what; /* for messages: "linear", "attention q k^T", ... */
+    cublasOperation_t trans_a;
+    struct lt_matrix a, b, d;
+    cublasLtEpilogue_t epilogue;
+    const void *bias; /* BIAS* epilogues only */
+    float alpha;
+};
+
+static int make_layout(struct cuda_exec *c, cublasLtMatrixLayout_t *out,
+                       const struct lt_matrix *m, const char *what, char *err, size_t errlen)
+{
+    char w[128];
+    snprintf(w, sizeof(w), "cublasLtMatrixLayoutCreate (%s)", what);
+    if (cublas_check(c, cublasLtMatrixLayoutCreate(out, m->type, m->rows, m->cols, m->ld), w, err,
+                     errlen) < 0)
+        return -1;
+    if (m->batch <= 1)
+        return 0;
+    snprintf(w, sizeof(w), "setting the batch of %s", what);
+    if (cublas_check(c,
+                     cublasLtMatrixLayoutSetAttribute(*out, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                      &m->batch, sizeof(m->batch)),
+                     w, err, errlen) < 0 ||
+        cublas_check(c,
+                     cublasLtMatrixLayoutSetAttribute(
+                         *out, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &m->stride,
+                         sizeof(m->stride)),
+                     w, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* Builds plan p for spec s on operands a, b, d, and picks the algorithm
+ * cuBLASLt's heuristic ranks first within the workspace. */
+static int plan_matmul(struct cuda_exec *c, struct lt_plan *p, const struct lt_spec *s,
+                       const void *a, const void *b, void *d, char *err, size_t errlen)
+{
+    const cublasOperation_t trans_b = CUBLAS_OP_N;
+    p->alpha = s->alpha;
+    p->beta = 0.0f;
+    p->a = a;
+    p->b = b;
+    p->d = d;
+    if (cublas_check(c, cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
                      "cublasLtMatmulDescCreate", err, errlen) < 0 ||
         cublas_check(c,
-                     cublasLtMatmulDescSetAttribute(c->matmul, CUBLASLT_MATMUL_DESC_TRANSA,
-                                                    &trans_w, sizeof(trans_w)),
+                     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                    &s->trans_a, sizeof(s->trans_a)),
                      "setting CUBLASLT_MATMUL_DESC_TRANSA", err, errlen) < 0 ||
         cublas_check(c,
-                     cublasLtMatmulDescSetAttribute(c->matmul, CUBLASLT_MATMUL_DESC_TRANSB,
-                                                    &trans_x, sizeof(trans_x)),
+                     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                    &trans_b, sizeof(trans_b)),
                      "setting CUBLASLT_MATMUL_DESC_TRANSB", err, errlen) < 0 ||
         cublas_check(c,
-                     cublasLtMatmulDescSetAttribute(c->matmul, CUBLASLT_MATMUL_DESC_EPILOGUE,
-                                                    &epilogue, sizeof(epilogue)),
-                     "setting CUBLASLT_MATMUL_DESC_EPILOGUE", err, errlen) < 0 ||
+                     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                    &s->epilogue, sizeof(s->epilogue)),
+                     "setting CUBLASLT_MATMUL_DESC_EPILOGUE", err, errlen) < 0)
+        return -1;
+    if (s->bias &&
         cublas_check(c,
-                     cublasLtMatmulDescSetAttribute(c->matmul, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                    &bias, sizeof(bias)),
+                     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &s->bias, sizeof(s->bias)),
                      "setting CUBLASLT_MATMUL_DESC_BIAS_POINTER", err, errlen) < 0)
         return -1;
-
-    /* Column-major views: W is in x out (ld in) used transposed (m = out, k = in),
-     * X is in x batch (ld in) (k x n), Y is out x batch (ld out) (m x n). */
-    if (cublas_check(c, cublasLtMatrixLayoutCreate(&c->layout_w, type, in, out, (int64_t)in),
-                     "cublasLtMatrixLayoutCreate (W)", err, errlen) < 0 ||
-        cublas_check(c, cublasLtMatrixLayoutCreate(&c->layout_x, type, in, batch, (int64_t)in),
-                     "cublasLtMatrixLayoutCreate (x)", err, errlen) < 0 ||
-        cublas_check(c,
-                     cublasLtMatrixLayoutCreate(&c->layout_y, type, out, batch, (int64_t)out),
-                     "cublasLtMatrixLayoutCreate (y)", err, errlen) < 0)
+    if (make_layout(c, &p->layout_a, &s->a, "A", err, errlen) < 0 ||
+        make_layout(c, &p->layout_b, &s->b, "B", err, errlen) < 0 ||
+        make_layout(c, &p->layout_d, &s->d, "D", err, errlen) < 0)
         return -1;
 
     cublasLtMatmulPreference_t pref = NULL;
@@ -491,24 +860,304 @@ static int plan_linear(struct cuda_exec *c, char *err, size_t errlen)
                           "setting CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", err, errlen);
     if (rc == 0)
         rc = cublas_check(c,
-                          cublasLtMatmulAlgoGetHeuristic(c->lt, c->matmul, c->layout_w,
-                                                         c->layout_x, c->layout_y, c->layout_y,
+                          cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->layout_a,
+                                                         p->layout_b, p->layout_d, p->layout_d,
                                                          pref, 1, &result, &found),
                           "cublasLtMatmulAlgoGetHeuristic", err, errlen);
     cublasLtMatmulPreferenceDestroy(pref);
     if (rc < 0)
         return -1;
+    const uint64_t m = s->trans_a == CUBLAS_OP_T ? s->a.cols : s->a.rows;
+    const uint64_t k = s->trans_a == CUBLAS_OP_T ? s->a.rows : s->a.cols;
     if (found < 1) {
         set_err(err, errlen,
-                "cuBLASLt has no algorithm for %s %s (m=%llu, n=%llu, k=%llu) within a "
-                "%llu-byte workspace on %s",
-                c->cfg.kernel->name, dtype_name(c->cfg.dtype), (unsigned long long)out,
-                (unsigned long long)batch, (unsigned long long)in,
+                "cuBLASLt has no algorithm for %s %s %s (m=%llu, n=%llu, k=%llu, batch=%d) "
+                "within a %llu-byte workspace on %s",
+                c->cfg.kernel->name, dtype_name(c->cfg.dtype), s->what, (unsigned long long)m,
+                (unsigned long long)s->b.cols, (unsigned long long)k, (int)s->d.batch,
                 (unsigned long long)workspace, c->device_name);
         return -1;
     }
-    c->algo = result.algo;
+    p->algo = result.algo;
     return 0;
+}
+
+static cudaDataType_t cuda_type(enum dtype d) { return d == DTYPE_FP16 ? CUDA_R_16F : CUDA_R_32F; }
+
+/* linear*: row-major y[batch][out] = x[batch][in] W[out][in]^T seen column-major:
+ * Y (out x batch, ld out) = op(W: in x out, ld in, transposed) * X (in x batch, ld in).
+ * linear_bn* arrive here with BatchNorm already folded into W and bias. */
+static int plan_linear(struct cuda_exec *c, char *err, size_t errlen)
+{
+    const int64_t *p = c->cfg.params;
+    const uint64_t batch = (uint64_t)p[0], in = (uint64_t)p[1], out = (uint64_t)p[2];
+    const cudaDataType_t type = cuda_type(c->cfg.dtype);
+    struct lt_spec s;
+    memset(&s, 0, sizeof(s));
+    s.what = "x W^T";
+    s.trans_a = CUBLAS_OP_T;
+    s.a = {type, in, out, (int64_t)in, 1, 0};
+    s.b = {type, in, batch, (int64_t)in, 1, 0};
+    s.d = {type, out, batch, (int64_t)out, 1, 0};
+    switch (c->cfg.kernel->op) {
+    case KOP_LINEAR_RELU:
+    case KOP_LINEAR_BN_RELU:
+        s.epilogue = CUBLASLT_EPILOGUE_RELU_BIAS;
+        break;
+    case KOP_LINEAR_GELU:
+        s.epilogue = CUBLASLT_EPILOGUE_GELU_BIAS;
+        break;
+    default:
+        s.epilogue = CUBLASLT_EPILOGUE_BIAS;
+        break;
+    }
+    s.bias = c->d_inputs[2];
+    s.alpha = 1.0f;
+    c->plan_count = 1;
+    return plan_matmul(c, &c->plans[0], &s, c->d_inputs[1], c->d_inputs[0], c->d_output, err,
+                       errlen);
+}
+
+/* The attention shape, by parameter name (catalog.h's order is not assumed). */
+struct attention_shape {
+    uint64_t batch, tokens, heads, head_dim;
+};
+
+static int64_t param_named(const struct kernel_config *cfg, const char *name)
+{
+    int i = catalog_param_index(cfg->kernel, name);
+    return i < 0 ? -1 : cfg->params[i];
+}
+
+static int attention_shape_of(const struct kernel_config *cfg, struct attention_shape *s)
+{
+    const int64_t b = param_named(cfg, "batch"), t = param_named(cfg, "tokens"),
+                  h = param_named(cfg, "heads"), d = param_named(cfg, "head_dim");
+    if (b < 1 || t < 1 || h < 1 || d < 1)
+        return -1;
+    s->batch = (uint64_t)b;
+    s->tokens = (uint64_t)t;
+    s->heads = (uint64_t)h;
+    s->head_dim = (uint64_t)d;
+    return 0;
+}
+
+/* Scores (fp32) and, for fp16, probabilities (binary16): [batch][heads][tokens][tokens]. */
+static uint64_t attention_scratch_bytes(const struct kernel_config *cfg)
+{
+    struct attention_shape s;
+    if (attention_shape_of(cfg, &s) < 0)
+        return UINT64_MAX;
+    const uint64_t per = sizeof(float) + (cfg->dtype == DTYPE_FP16 ? sizeof(uint16_t) : 0);
+    uint64_t n = 0, r = 0;
+    if (__builtin_mul_overflow(s.batch, s.heads, &n) || __builtin_mul_overflow(n, s.tokens, &n) ||
+        __builtin_mul_overflow(n, s.tokens, &n) || __builtin_mul_overflow(n, per, &r))
+        return UINT64_MAX;
+    return r;
+}
+
+/*
+ * Per (b, h) slice, row-major q, k, v [tokens][head_dim] and scores [tokens][tokens].
+ * QK^T: S^T (tokens_j x tokens_t, ld tokens) = op(K: head_dim x tokens, ld head_dim,
+ *       transposed) * Q (head_dim x tokens, ld head_dim), alpha = 1/sqrt(head_dim);
+ *       row-major that is S[t][j] = q_t . k_j / sqrt(head_dim).
+ * PV:   Y^T (head_dim x tokens, ld head_dim) = V (head_dim x tokens_j, ld head_dim)
+ *       * P^T (tokens_j x tokens_t, ld tokens); row-major y[t][:] = sum_j P[t][j] v_j.
+ * The batch x heads slices are one strided batch.
+ */
+static int plan_attention(struct cuda_exec *c, const struct attention_shape *s, char *err,
+                          size_t errlen)
+{
+    const uint64_t slices = s->batch * s->heads;
+    if (slices > (uint64_t)INT32_MAX || s->tokens > (uint64_t)INT_MAX) {
+        set_err(err, errlen,
+                "attention with batch x heads = %llu and tokens = %llu exceeds cuBLASLt's "
+                "batch count or the softmax's row length (at most %d each)",
+                (unsigned long long)slices, (unsigned long long)s->tokens, INT_MAX);
+        return -1;
+    }
+    const cudaDataType_t type = cuda_type(c->cfg.dtype);
+    const int32_t batch = (int32_t)slices;
+    const int64_t t = (int64_t)s->tokens, d = (int64_t)s->head_dim;
+    const void *probs = c->cfg.dtype == DTYPE_FP16 ? c->d_probs : (const void *)c->d_scores;
+
+    struct lt_spec qk;
+    memset(&qk, 0, sizeof(qk));
+    qk.what = "q k^T";
+    qk.trans_a = CUBLAS_OP_T;
+    qk.a = {type, (uint64_t)d, (uint64_t)t, d, batch, t * d};
+    qk.b = {type, (uint64_t)d, (uint64_t)t, d, batch, t * d};
+    qk.d = {CUDA_R_32F, (uint64_t)t, (uint64_t)t, t, batch, t * t};
+    qk.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    qk.alpha = (float)(1.0 / sqrt((double)d));
+
+    struct lt_spec pv;
+    memset(&pv, 0, sizeof(pv));
+    pv.what = "P v";
+    pv.trans_a = CUBLAS_OP_N;
+    pv.a = {type, (uint64_t)d, (uint64_t)t, d, batch, t * d};
+    pv.b = {type, (uint64_t)t, (uint64_t)t, t, batch, t * t};
+    pv.d = {type, (uint64_t)d, (uint64_t)t, d, batch, t * d};
+    pv.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    pv.alpha = 1.0f;
+
+    c->plan_count = 2;
+    if (plan_matmul(c, &c->plans[0], &qk, c->d_inputs[1], c->d_inputs[0], c->d_scores, err,
+                    errlen) < 0)
+        return -1;
+    return plan_matmul(c, &c->plans[1], &pv, c->d_inputs[2], probs, c->d_output, err, errlen);
+}
+
+/* The softmax launch shape for rows x cols. */
+static void plan_softmax(struct cuda_exec *c, size_t rows, int64_t cols)
+{
+    c->rows = rows;
+    c->cols = cols;
+    if (cols <= SOFTMAX_WARP_MAX_COLS) {
+        c->threads = SOFTMAX_WARP_THREADS;
+        c->blocks = grid_blocks(rows, SOFTMAX_WARP_THREADS / 32);
+        return;
+    }
+    c->threads = 256;
+    for (size_t i = 0; i < sizeof(softmax_block_shapes) / sizeof(softmax_block_shapes[0]); i++)
+        if (cols >= softmax_block_shapes[i].min_cols) {
+            c->threads = softmax_block_shapes[i].threads;
+            break;
+        }
+    c->blocks = grid_blocks(rows, 1);
+}
+
+/* The launch shape of the own kernels (everything but the matmuls). */
+static int plan_own_kernel(struct cuda_exec *c, char *err, size_t errlen)
+{
+    const struct kernel_config *cfg = &c->cfg;
+    switch (cfg->kernel->op) {
+    case KOP_LAYERNORM: {
+        /* One block per row: one warp per 32 columns up to LAYERNORM_MAX_THREADS;
+         * longer rows stride. */
+        const int64_t rows = cfg->params[0], cols = cfg->params[1];
+        if (rows > INT_MAX || cols > INT_MAX)
+            break;
+        c->rows = (size_t)rows;
+        c->cols = cols;
+        c->blocks = (unsigned)rows;
+        c->threads = cols >= LAYERNORM_MAX_THREADS ? LAYERNORM_MAX_THREADS
+                                                   : (unsigned)((cols + 31) / 32 * 32);
+        return 0;
+    }
+    case KOP_SOFTMAX: {
+        const int64_t rows = param_named(cfg, "rows"), cols = param_named(cfg, "cols");
+        if (rows < 1 || cols < 1 || cols > INT_MAX)
+            break;
+        plan_softmax(c, (size_t)rows, cols);
+        return 0;
+    }
+    case KOP_ADD:
+    case KOP_ADD_RELU: {
+        const uint64_t per_vec = 16 / dtype_size(cfg->dtype);
+        c->threads = ELEMENTWISE_THREADS;
+        c->blocks = grid_blocks(c->output_elements / per_vec + 1, ELEMENTWISE_THREADS);
+        return 0;
+    }
+    case KOP_TOKENIZER:
+        c->dim2 = param_named(cfg, "features");
+        c->dim3 = param_named(cfg, "d");
+        if (c->dim2 < 1 || c->dim3 < 1)
+            break;
+        c->threads = ELEMENTWISE_THREADS;
+        c->blocks = grid_blocks(c->output_elements, ELEMENTWISE_THREADS);
+        return 0;
+    case KOP_CONCAT:
+        c->dim2 = param_named(cfg, "cols_a");
+        c->dim3 = param_named(cfg, "cols_b");
+        if (c->dim2 < 1 || c->dim3 < 1)
+            break;
+        c->threads = ELEMENTWISE_THREADS;
+        c->blocks = grid_blocks(c->output_elements, ELEMENTWISE_THREADS);
+        return 0;
+    default:
+        break;
+    }
+    set_err(err, errlen, "the CUDA executor has no launch plan for %s with these parameters",
+            cfg->kernel->name);
+    return -1;
+}
+
+/* Inputs each kernel reads on the device, after linear_bn*'s fold. */
+static unsigned device_input_count(enum kernel_op op)
+{
+    switch (op) {
+    case KOP_SOFTMAX:
+        return 1;
+    case KOP_ADD:
+    case KOP_ADD_RELU:
+    case KOP_CONCAT:
+        return 2;
+    default: /* linear* (x, W, bias), layernorm, attention (q, k, v), tokenizer */
+        return 3;
+    }
+}
+
+/* The generated data must be what the kernels index: the expected tensor
+ * count, each as long as the catalogue says. A mismatch would otherwise be an
+ * out-of-bounds read on the device, which poisons the context. */
+static int check_inputs(const struct kernel_config *cfg, const struct kernel_data *d, char *err,
+                        size_t errlen)
+{
+    uint64_t elements[KERNEL_DATA_MAX_TENSORS];
+    unsigned n = catalog_input_elements(cfg, elements);
+    unsigned want = device_input_count(cfg->kernel->op);
+    if (d->input_count != want || n < want) {
+        set_err(err, errlen,
+                "%s: the CUDA executor reads %u inputs but the generated data has %u (catalogue: "
+                "%u)",
+                cfg->kernel->name, want, d->input_count, n);
+        return -1;
+    }
+    for (unsigned t = 0; t < want; t++)
+        if ((uint64_t)d->inputs[t].elements != elements[t]) {
+            set_err(err, errlen,
+                    "%s: input '%s' has %zu elements but the catalogue says %llu",
+                    cfg->kernel->name, d->inputs[t].name, d->inputs[t].elements,
+                    (unsigned long long)elements[t]);
+            return -1;
+        }
+    if (d->output_elements != catalog_output_elements(cfg)) {
+        set_err(err, errlen, "%s: the output has %zu elements but the catalogue says %zu",
+                cfg->kernel->name, d->output_elements, catalog_output_elements(cfg));
+        return -1;
+    }
+    return 0;
+}
+
+/* Scratch and plans of the attention core (inputs and output already on the device). */
+static int prepare_attention(struct cuda_exec *c, char *err, size_t errlen)
+{
+    struct attention_shape s;
+    if (attention_shape_of(&c->cfg, &s) < 0) {
+        set_err(err, errlen,
+                "attention needs the parameters batch, tokens, heads and head_dim, all >= 1");
+        return -1;
+    }
+    if (attention_scratch_bytes(&c->cfg) == UINT64_MAX) {
+        set_err(err, errlen, "attention scores of batch %llu x heads %llu x tokens %llu^2 "
+                             "do not fit in 64 bits",
+                (unsigned long long)s.batch, (unsigned long long)s.heads,
+                (unsigned long long)s.tokens);
+        return -1;
+    }
+    const uint64_t score_elements = s.batch * s.heads * s.tokens * s.tokens;
+    void *scores = NULL;
+    if (device_alloc(c, &scores, score_elements * sizeof(float), "the attention scores", err,
+                     errlen) < 0)
+        return -1;
+    c->d_scores = (float *)scores;
+    if (c->cfg.dtype == DTYPE_FP16 &&
+        device_alloc(c, &c->d_probs, score_elements * sizeof(uint16_t),
+                     "the attention probabilities", err, errlen) < 0)
+        return -1;
+    plan_softmax(c, (size_t)(s.batch * s.heads * s.tokens), (int64_t)s.tokens);
+    return plan_attention(c, &s, err, errlen);
 }
 
 static int cuda_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
@@ -524,9 +1173,18 @@ static int cuda_prepare(struct executor *ex, const struct kernel_config *cfg, ui
     struct kernel_data data;
     if (kernel_data_generate(cfg, seed, &data, err, errlen) < 0)
         return -1;
+    /* linear_bn*: BatchNorm folded into W and bias on the fp32 master copy, as
+     * inference runs it and exactly as the CPU oracle does; the device holds a
+     * linear layer's three inputs. A no-op for every other kernel. */
+    if (kernel_data_fold_batchnorm(cfg, &data, err, errlen) < 0 ||
+        check_inputs(cfg, &data, err, errlen) < 0) {
+        kernel_data_free(&data);
+        return -1;
+    }
     c->cfg = *cfg;
     c->output_elements = data.output_elements;
     const size_t elem = dtype_size(cfg->dtype);
+    const enum kernel_op op = cfg->kernel->op;
     char what[64];
     int rc = 0;
 
@@ -541,16 +1199,16 @@ static int cuda_prepare(struct executor *ex, const struct kernel_config *cfg, ui
         rc = device_alloc(c, &c->d_output, c->output_elements * elem, "the output", err, errlen);
     kernel_data_free(&data);
 
-    if (rc == 0 && op_is_linear(cfg->kernel->op)) {
+    if (rc == 0 && op_uses_matmul(op))
         rc = device_alloc(c, &c->d_workspace, CATALOG_LINEAR_WORKSPACE_BYTES,
                           "the cuBLASLt workspace", err, errlen);
-        if (rc == 0)
+    if (rc == 0) {
+        if (op_is_linear(op))
             rc = plan_linear(c, err, errlen);
-    } else if (rc == 0) {
-        /* One warp per 32 columns up to LAYERNORM_MAX_THREADS; longer rows stride. */
-        int64_t cols = cfg->params[1];
-        c->ln_threads = cols >= LAYERNORM_MAX_THREADS ? LAYERNORM_MAX_THREADS
-                                                      : (unsigned)((cols + 31) / 32 * 32);
+        else if (op == KOP_ATTENTION)
+            rc = prepare_attention(c, err, errlen);
+        else
+            rc = plan_own_kernel(c, err, errlen);
     }
 
     /* One eager launch: it proves the plan runs and loads the kernels (lazy
@@ -585,23 +1243,33 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
     return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
-/* What prepare allocates for cfg: device buffers, and the host memory it uses
- * at its peak (the fp32 master data plus one binary16 staging copy). */
+/* What prepare allocates for cfg: device buffers (the inputs the kernel reads,
+ * the output, workspace and attention scratch), and the host memory it uses at
+ * its peak (the fp32 master data of every generated input, BatchNorm's
+ * included, plus one binary16 staging copy). */
 static void config_bytes(const struct kernel_config *cfg, uint64_t *device, uint64_t *host)
 {
-    uint64_t elements[CATALOG_MAX_INPUTS];
-    unsigned n = catalog_input_elements(cfg, elements);
+    uint64_t elements[KERNEL_DATA_MAX_TENSORS];
+    const unsigned n = catalog_input_elements(cfg, elements);
+    const enum kernel_op op = cfg->kernel->op;
+    unsigned on_device = device_input_count(op);
+    if (on_device > n)
+        on_device = n;
     const uint64_t elem = dtype_size(cfg->dtype);
     uint64_t dev = 0, master = 0, largest = 0;
     for (unsigned t = 0; t < n; t++) {
-        dev = add_sat(dev, mul_sat(elements[t], elem));
         master = add_sat(master, mul_sat(elements[t], sizeof(float)));
+        if (t >= on_device)
+            continue;
+        dev = add_sat(dev, mul_sat(elements[t], elem));
         if (elements[t] > largest)
             largest = elements[t];
     }
     dev = add_sat(dev, mul_sat((uint64_t)catalog_output_elements(cfg), elem));
-    if (op_is_linear(cfg->kernel->op))
+    if (op_uses_matmul(op))
         dev = add_sat(dev, CATALOG_LINEAR_WORKSPACE_BYTES);
+    if (op == KOP_ATTENTION)
+        dev = add_sat(dev, attention_scratch_bytes(cfg));
     *device = dev;
     *host = cfg->dtype == DTYPE_FP16 ? add_sat(master, mul_sat(largest, sizeof(uint16_t)))
                                      : master;

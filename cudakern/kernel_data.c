@@ -15,6 +15,7 @@
 #include "kernel_data.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,16 +51,87 @@ struct tensor_spec {
     enum fill_kind fill;
 };
 
+/* Per kernel, its inputs in the order of catalog.h's conventions (the element
+ * counts come from catalog_input_elements, which lists the same tensors). */
 static const struct tensor_spec linear_tensors[] = {
     {"x", FILL_UNIT},
     {"weight", FILL_WEIGHT},
     {"bias", FILL_SMALL},
+};
+/* BatchNorm running statistics as a trained network has them: var in
+ * [0.5, 1.5) (never near zero, so the folded scale stays of order one), mean
+ * in [-0.1, 0.1). */
+static const struct tensor_spec linear_bn_tensors[] = {
+    {"x", FILL_UNIT},       {"weight", FILL_WEIGHT}, {"bias", FILL_SMALL}, {"gamma", FILL_GAMMA},
+    {"beta", FILL_SMALL},   {"mean", FILL_SMALL},    {"var", FILL_GAMMA},
 };
 static const struct tensor_spec layernorm_tensors[] = {
     {"x", FILL_UNIT},
     {"gamma", FILL_GAMMA},
     {"beta", FILL_SMALL},
 };
+static const struct tensor_spec softmax_tensors[] = {
+    {"x", FILL_UNIT},
+};
+static const struct tensor_spec binary_tensors[] = { /* add, add_relu, concat */
+    {"a", FILL_UNIT},
+    {"b", FILL_UNIT},
+};
+/* Unscaled q and k: scores q.k / sqrt(head_dim) stay of order one. */
+static const struct tensor_spec attention_tensors[] = {
+    {"q", FILL_UNIT},
+    {"k", FILL_UNIT},
+    {"v", FILL_UNIT},
+};
+/* Each output element is one multiply-add, so W needs no 1/sqrt(in) scaling. */
+static const struct tensor_spec tokenizer_tensors[] = {
+    {"x", FILL_UNIT},
+    {"weight", FILL_UNIT},
+    {"bias", FILL_SMALL},
+};
+
+static const struct tensor_spec *tensor_specs(enum kernel_op op, unsigned *count)
+{
+    const struct tensor_spec *specs = NULL;
+    size_t n = 0;
+    switch (op) {
+    case KOP_LINEAR:
+    case KOP_LINEAR_RELU:
+    case KOP_LINEAR_GELU:
+        specs = linear_tensors;
+        n = sizeof(linear_tensors) / sizeof(linear_tensors[0]);
+        break;
+    case KOP_LINEAR_BN:
+    case KOP_LINEAR_BN_RELU:
+        specs = linear_bn_tensors;
+        n = sizeof(linear_bn_tensors) / sizeof(linear_bn_tensors[0]);
+        break;
+    case KOP_LAYERNORM:
+        specs = layernorm_tensors;
+        n = sizeof(layernorm_tensors) / sizeof(layernorm_tensors[0]);
+        break;
+    case KOP_SOFTMAX:
+        specs = softmax_tensors;
+        n = sizeof(softmax_tensors) / sizeof(softmax_tensors[0]);
+        break;
+    case KOP_ADD:
+    case KOP_ADD_RELU:
+    case KOP_CONCAT:
+        specs = binary_tensors;
+        n = sizeof(binary_tensors) / sizeof(binary_tensors[0]);
+        break;
+    case KOP_ATTENTION:
+        specs = attention_tensors;
+        n = sizeof(attention_tensors) / sizeof(attention_tensors[0]);
+        break;
+    case KOP_TOKENIZER:
+        specs = tokenizer_tensors;
+        n = sizeof(tokenizer_tensors) / sizeof(tokenizer_tensors[0]);
+        break;
+    }
+    *count = (unsigned)n;
+    return specs;
+}
 
 static int fill_tensor(struct kernel_tensor *t, const struct tensor_spec *spec, size_t elements,
                        uint64_t seed, unsigned slot, double in_features, char *err,
@@ -97,14 +169,6 @@ static int fill_tensor(struct kernel_tensor *t, const struct tensor_spec *spec, 
     return 0;
 }
 
-static size_t mul_size(int64_t a, int64_t b)
-{
-    size_t r;
-    if (a < 0 || b < 0)
-        return 0;
-    return __builtin_mul_overflow((size_t)a, (size_t)b, &r) ? SIZE_MAX : r;
-}
-
 int kernel_data_generate(const struct kernel_config *cfg, uint64_t seed, struct kernel_data *out,
                          char *err, size_t errlen)
 {
@@ -113,44 +177,75 @@ int kernel_data_generate(const struct kernel_config *cfg, uint64_t seed, struct 
         snprintf(err, errlen, "no kernel given");
         return -1;
     }
-    const int64_t *p = cfg->params;
-    const struct tensor_spec *specs;
-    size_t sizes[KERNEL_DATA_MAX_TENSORS];
-    unsigned count;
-    double in_features = 0;
-
-    switch (cfg->kernel->op) {
-    case KOP_LINEAR:
-    case KOP_LINEAR_RELU:
-    case KOP_LINEAR_GELU:
-        specs = linear_tensors;
-        count = 3;
-        sizes[0] = mul_size(p[0], p[1]); /* x[batch][in] */
-        sizes[1] = mul_size(p[2], p[1]); /* W[out][in] */
-        sizes[2] = mul_size(p[2], 1);    /* bias[out] */
-        in_features = (double)p[1];
-        break;
-    case KOP_LAYERNORM:
-        specs = layernorm_tensors;
-        count = 3;
-        sizes[0] = mul_size(p[0], p[1]); /* x[rows][cols] */
-        sizes[1] = mul_size(p[1], 1);    /* gamma[cols] */
-        sizes[2] = mul_size(p[1], 1);    /* beta[cols] */
-        break;
-    default:
+    unsigned count = 0;
+    const struct tensor_spec *specs = tensor_specs(cfg->kernel->op, &count);
+    uint64_t sizes[CATALOG_MAX_INPUTS];
+    unsigned listed = catalog_input_elements(cfg, sizes);
+    if (!specs || count == 0 || listed != count || count > KERNEL_DATA_MAX_TENSORS) {
         snprintf(err, errlen, "kernel %s has no input generator", cfg->kernel->name);
         return -1;
     }
+    /* The GEMM's k for the 1/sqrt(in) weight scaling. */
+    bool linear = specs == linear_tensors || specs == linear_bn_tensors;
+    double in_features = linear && cfg->params[1] > 0 ? (double)cfg->params[1] : 0;
 
     for (unsigned i = 0; i < count; i++) {
         out->input_count = i + 1;
-        if (fill_tensor(&out->inputs[i], &specs[i], sizes[i], seed, i, in_features, err,
+        size_t elements = sizes[i] > SIZE_MAX ? SIZE_MAX : (size_t)sizes[i];
+        if (fill_tensor(&out->inputs[i], &specs[i], elements, seed, i, in_features, err,
                         errlen) < 0) {
             kernel_data_free(out);
             return -1;
         }
     }
     out->output_elements = catalog_output_elements(cfg);
+    return 0;
+}
+
+int kernel_data_fold_batchnorm(const struct kernel_config *cfg, struct kernel_data *d, char *err,
+                               size_t errlen)
+{
+    if (!cfg || !cfg->kernel || !d) {
+        snprintf(err, errlen, "no kernel or data given");
+        return -1;
+    }
+    if (cfg->kernel->op != KOP_LINEAR_BN && cfg->kernel->op != KOP_LINEAR_BN_RELU)
+        return 0;
+    if (d->input_count != 7 || cfg->params[1] <= 0 || cfg->params[2] <= 0) {
+        snprintf(err, errlen, "%s needs 7 inputs (x, weight, bias, gamma, beta, mean, var), got %u",
+                 cfg->kernel->name, d->input_count);
+        return -1;
+    }
+    size_t in = (size_t)cfg->params[1], out_features = (size_t)cfg->params[2];
+    float *w = d->inputs[1].data, *bias = d->inputs[2].data;
+    const float *gamma = d->inputs[3].data, *beta = d->inputs[4].data,
+                *mean = d->inputs[5].data, *var = d->inputs[6].data;
+    if (d->inputs[1].elements / in != out_features || d->inputs[2].elements != out_features ||
+        d->inputs[6].elements != out_features) {
+        snprintf(err, errlen, "%s inputs do not match out=%zu, in=%zu", cfg->kernel->name,
+                 out_features, in);
+        return -1;
+    }
+    for (size_t o = 0; o < out_features; o++) {
+        if (!(var[o] + KERNEL_DATA_BN_EPS > 0)) {
+            snprintf(err, errlen, "%s: BatchNorm var[%zu] = %g leaves var + eps not positive",
+                     cfg->kernel->name, o, (double)var[o]);
+            return -1;
+        }
+    }
+    for (size_t o = 0; o < out_features; o++) {
+        double scale = (double)gamma[o] / sqrt((double)var[o] + KERNEL_DATA_BN_EPS);
+        float *wo = w + o * in;
+        for (size_t i = 0; i < in; i++)
+            wo[i] = (float)((double)wo[i] * scale);
+        bias[o] = (float)(((double)bias[o] - (double)mean[o]) * scale + (double)beta[o]);
+    }
+    for (unsigned t = 3; t < 7; t++) {
+        free(d->inputs[t].data);
+        d->inputs[t].data = NULL;
+        d->inputs[t].elements = 0;
+    }
+    d->input_count = 3;
     return 0;
 }
 

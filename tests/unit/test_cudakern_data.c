@@ -151,6 +151,164 @@ static uint32_t bits(float f)
     return u;
 }
 
+/* Every new kernel's tensors: names, sizes, bounds of their distributions,
+ * determinism, and independence of each tensor from the others' sizes. */
+static void test_new_kernel_inputs(void **state)
+{
+    (void)state;
+    char err[256];
+    static const struct {
+        const char *kernel;
+        int64_t p[4];
+        unsigned count;
+        struct {
+            const char *name;
+            size_t elements;
+            float lo, hi; /* inclusive bounds of the distribution */
+        } t[7];
+        size_t output;
+    } cases[] = {
+        {"linear_bn",
+         {6, 25, 10, 0},
+         7,
+         {{"x", 150, -1, 1},
+          {"weight", 250, -0.2f, 0.2f}, /* 1/sqrt(25) */
+          {"bias", 10, -0.1f, 0.1f},
+          {"gamma", 10, 0.5f, 1.5f},
+          {"beta", 10, -0.1f, 0.1f},
+          {"mean", 10, -0.1f, 0.1f},
+          {"var", 10, 0.5f, 1.5f}},
+         60},
+        {"softmax", {5, 40, 0, 0}, 1, {{"x", 200, -1, 1}}, 200},
+        {"add", {5, 40, 0, 0}, 2, {{"a", 200, -1, 1}, {"b", 200, -1, 1}}, 200},
+        {"add_relu", {2, 3, 0, 0}, 2, {{"a", 6, -1, 1}, {"b", 6, -1, 1}}, 6},
+        {"attention",
+         {2, 5, 3, 4}, /* batch, tokens, heads, head_dim */
+         3,
+         {{"q", 120, -1, 1}, {"k", 120, -1, 1}, {"v", 120, -1, 1}},
+         120},
+        {"tokenizer",
+         {7, 9, 16, 0},
+         3,
+         {{"x", 63, -1, 1}, {"weight", 144, -1, 1}, {"bias", 144, -0.1f, 0.1f}},
+         1008},
+        {"concat", {4, 30, 50, 0}, 2, {{"a", 120, -1, 1}, {"b", 200, -1, 1}}, 320},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int d = 0; d < DTYPE_COUNT; d++) {
+            struct kernel_config cfg =
+                make_cfg(cases[i].kernel, (enum dtype)d, cases[i].p[0], cases[i].p[1],
+                         cases[i].p[2]);
+            cfg.params[3] = cases[i].p[3];
+            struct kernel_data a, b, c;
+            assert_int_equal(kernel_data_generate(&cfg, 99, &a, err, sizeof(err)), 0);
+            assert_int_equal(kernel_data_generate(&cfg, 99, &b, err, sizeof(err)), 0);
+            assert_int_equal(kernel_data_generate(&cfg, 100, &c, err, sizeof(err)), 0);
+            assert_true(same_data(&a, &b));
+            assert_int_equal(a.input_count, cases[i].count);
+            assert_int_equal(a.output_elements, cases[i].output);
+            for (unsigned t = 0; t < a.input_count; t++) {
+                const struct kernel_tensor *kt = &a.inputs[t];
+                assert_string_equal(kt->name, cases[i].t[t].name);
+                assert_int_equal(kt->elements, cases[i].t[t].elements);
+                float lo = 1e9f, hi = -1e9f;
+                for (size_t e = 0; e < kt->elements; e++) {
+                    lo = fminf(lo, kt->data[e]);
+                    hi = fmaxf(hi, kt->data[e]);
+                }
+                if (lo < cases[i].t[t].lo - 1e-6f || hi > cases[i].t[t].hi + 1e-6f)
+                    fail_msg("%s tensor %s spans [%g, %g], outside [%g, %g]", cases[i].kernel,
+                             kt->name, (double)lo, (double)hi, (double)cases[i].t[t].lo,
+                             (double)cases[i].t[t].hi);
+                /* Spread over most of the range, not collapsed (>= 6 samples). */
+                if (kt->elements >= 6)
+                    assert_true(hi - lo > 0.3f * (cases[i].t[t].hi - cases[i].t[t].lo));
+                /* Another seed changes every tensor. */
+                assert_true(memcmp(kt->data, c.inputs[t].data, kt->elements * sizeof(float)) !=
+                            0);
+            }
+            kernel_data_free(&a);
+            kernel_data_free(&b);
+            kernel_data_free(&c);
+        }
+    }
+
+    /* linear_bn's x, weight and bias are linear's: folding compares like with like. */
+    struct kernel_config lin = make_cfg("linear", DTYPE_FP32, 6, 25, 10);
+    struct kernel_config bn = make_cfg("linear_bn_relu", DTYPE_FP32, 6, 25, 10);
+    struct kernel_data l, n;
+    assert_int_equal(kernel_data_generate(&lin, 5, &l, err, sizeof(err)), 0);
+    assert_int_equal(kernel_data_generate(&bn, 5, &n, err, sizeof(err)), 0);
+    for (unsigned t = 0; t < 3; t++)
+        assert_memory_equal(l.inputs[t].data, n.inputs[t].data,
+                            l.inputs[t].elements * sizeof(float));
+    kernel_data_free(&l);
+    kernel_data_free(&n);
+
+    /* concat's b does not depend on cols_a. */
+    struct kernel_config c1 = make_cfg("concat", DTYPE_FP32, 4, 3, 50);
+    struct kernel_config c2 = make_cfg("concat", DTYPE_FP32, 4, 70, 50);
+    assert_int_equal(kernel_data_generate(&c1, 5, &l, err, sizeof(err)), 0);
+    assert_int_equal(kernel_data_generate(&c2, 5, &n, err, sizeof(err)), 0);
+    assert_memory_equal(l.inputs[1].data, n.inputs[1].data, 200 * sizeof(float));
+    kernel_data_free(&l);
+    kernel_data_free(&n);
+}
+
+/* BatchNorm folding with chosen statistics, checked against the arithmetic
+ * written out by hand. */
+static void test_fold_batchnorm(void **state)
+{
+    (void)state;
+    char err[256];
+    struct kernel_config cfg = make_cfg("linear_bn", DTYPE_FP32, 1, 2, 2);
+    struct kernel_data kd;
+    assert_int_equal(kernel_data_generate(&cfg, 1, &kd, err, sizeof(err)), 0);
+    assert_int_equal(kd.input_count, 7);
+    /* W = [[1, 2], [3, -4]], bias = [0.5, -1] */
+    const float w[4] = {1, 2, 3, -4}, bias[2] = {0.5f, -1};
+    /* gamma = [3, 0.5], beta = [1, 0], mean = [0.5, 1], var chosen so that
+     * var + eps = [4, 0.25] (up to float rounding of var) */
+    const float gamma[2] = {3, 0.5f}, beta[2] = {1, 0}, mean[2] = {0.5f, 1};
+    const float var[2] = {(float)(4.0 - 1e-5), (float)(0.25 - 1e-5)};
+    memcpy(kd.inputs[1].data, w, sizeof(w));
+    memcpy(kd.inputs[2].data, bias, sizeof(bias));
+    memcpy(kd.inputs[3].data, gamma, sizeof(gamma));
+    memcpy(kd.inputs[4].data, beta, sizeof(beta));
+    memcpy(kd.inputs[5].data, mean, sizeof(mean));
+    memcpy(kd.inputs[6].data, var, sizeof(var));
+    assert_int_equal(kernel_data_fold_batchnorm(&cfg, &kd, err, sizeof(err)), 0);
+    assert_int_equal(kd.input_count, 3);
+    /* s = [3 / 2, 0.5 / 0.5] = [1.5, 1]
+     * W' = [[1 * 1.5, 2 * 1.5], [3 * 1, -4 * 1]] = [[1.5, 3], [3, -4]]
+     * b' = [(0.5 - 0.5) * 1.5 + 1, (-1 - 1) * 1 + 0] = [1, -2] */
+    const float want_w[4] = {1.5f, 3, 3, -4}, want_b[2] = {1, -2};
+    for (int i = 0; i < 4; i++)
+        assert_float_equal(kd.inputs[1].data[i], want_w[i], 1e-6);
+    for (int i = 0; i < 2; i++)
+        assert_float_equal(kd.inputs[2].data[i], want_b[i], 1e-6);
+    kernel_data_free(&kd);
+
+    /* A var that makes var + eps non-positive is refused, naming it. */
+    assert_int_equal(kernel_data_generate(&cfg, 1, &kd, err, sizeof(err)), 0);
+    kd.inputs[6].data[1] = -1.0f;
+    assert_int_equal(kernel_data_fold_batchnorm(&cfg, &kd, err, sizeof(err)), -1);
+    assert_string_equal(err, "linear_bn: BatchNorm var[1] = -1 leaves var + eps not positive");
+    kernel_data_free(&kd);
+
+    /* Other kernels: untouched. Data that is not linear_bn's: refused. */
+    struct kernel_config lin = make_cfg("linear", DTYPE_FP32, 2, 3, 4);
+    assert_int_equal(kernel_data_generate(&lin, 1, &kd, err, sizeof(err)), 0);
+    float before = kd.inputs[1].data[0];
+    assert_int_equal(kernel_data_fold_batchnorm(&lin, &kd, err, sizeof(err)), 0);
+    assert_true(kd.inputs[1].data[0] == before && kd.input_count == 3);
+    struct kernel_config bn = make_cfg("linear_bn_relu", DTYPE_FP32, 2, 3, 4);
+    assert_int_equal(kernel_data_fold_batchnorm(&bn, &kd, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "needs 7 inputs"));
+    kernel_data_free(&kd);
+    assert_int_equal(kernel_data_fold_batchnorm(NULL, &kd, err, sizeof(err)), -1);
+}
+
 static void test_half_exact_cases(void **state)
 {
     (void)state;
@@ -264,6 +422,8 @@ int main(void)
         cmocka_unit_test(test_linear_inputs),
         cmocka_unit_test(test_layernorm_inputs),
         cmocka_unit_test(test_generate_too_large),
+        cmocka_unit_test(test_new_kernel_inputs),
+        cmocka_unit_test(test_fold_batchnorm),
         cmocka_unit_test(test_half_exact_cases),
         cmocka_unit_test(test_half_round_trip_all),
         cmocka_unit_test(test_half_rounding_boundaries),

@@ -663,7 +663,8 @@ static void test_query_parsing(void **state)
                        "query parameter 'dtype' = 'fp64': expected one of fp32, fp16");
     expect_query_error("kernel", "conv",
                        "query parameter 'kernel' = 'conv': expected one of linear, linear_relu, "
-                       "linear_gelu, layernorm");
+                       "linear_gelu, layernorm, linear_bn, linear_bn_relu, softmax, add, "
+                       "add_relu, attention, tokenizer, concat");
     expect_query_error("sort", "id",
                        "unknown query parameter 'sort'; accepted: kernel, dtype, quality, "
                        "after, limit, format");

@@ -1,0 +1,464 @@
+/*
+ * test_gpu.c - `make test-gpu`: the CUDA executor checked against the CPU oracle.
+ *
+ * Loads lib/jetprof/libjetprof_cuda.so through exec_open("cuda") (the plugin
+ * path may be given as argv[1]); where that fails (no driver, no GPU, no
+ * plugin) it prints "SKIP: no usable GPU: <reason>" and exits 0, so the target
+ * runs everywhere and `make test` never needs a GPU.
+ *
+ * With a GPU, for every catalogue kernel, both dtypes and the configurations
+ * of test_configs (three small ones with odd sizes that hit every tail and
+ * launch-shape branch, and one medium one), it
+ *   - checks the CUDA executor's memory_needed against the catalogue's lower
+ *     bound and against memory_free,
+ *   - prepares the CPU and the CUDA executor with the same seed (so both see
+ *     bit-identical inputs), checks that the prepared CUDA output reads as
+ *     zeros, runs one launch on each and compares,
+ *   - runs REPLAY_LAUNCHES launches on CUDA (more than one captured chunk of
+ *     256, plus a tail graph: graph replay) and compares again (every kernel
+ *     writes its output from its inputs only, so repeated launches must give
+ *     the same result),
+ * and prints one table row per case. Last, the configuration of the catalogue
+ * that needs the most memory must be refused by memory_needed > memory_free
+ * before anything is prepared (the daemon's admission check).
+ *
+ * Comparison: element i passes when |gpu_i - cpu_i| <= atol * scale + rtol *
+ * |cpu_i|, scale = max(1, max_i |cpu_i|); NaN or infinity fails. The table
+ * gives max_abs = max |gpu - cpu|, max_rel = max |gpu - cpu| / |cpu| over the
+ * elements with |cpu| >= 1e-3 * scale, and used = the largest share of its
+ * tolerance any element used (PASS iff <= 1). The tolerances and why they are
+ * what they are: the tolerance table below. Exit status 1 on any failure.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "cudakern/catalog.h"
+#include "cudakern/exec.h"
+
+#define DEFAULT_PLUGIN "lib/jetprof/libjetprof_cuda.so"
+#define SEED 20260401u
+#define CONFIGS 4
+#define REPLAY_LAUNCHES 300u /* > 256: one replayed chunk graph plus a 44-launch tail */
+
+/*
+ * Tolerances per kernel and dtype: {atol (times scale), rtol}.
+ *
+ * fp32 (1e-4, 1e-4): both executors accumulate in fp32 over the same inputs and
+ * differ only in summation order and in library math (expf, rsqrtf); for the
+ * sizes tested (dot products up to 512 terms, rows up to 8192) that is well
+ * under 1e-5 of the output's scale, so 1e-4 catches any indexing or epilogue
+ * error while leaving an order of magnitude of headroom. cuBLASLt is asked for
+ * CUBLAS_COMPUTE_32F (true fp32, never TF32).
+ * fp32 linear_gelu (2e-3, 2e-3): cuBLASLt's GELU epilogue may evaluate tanh
+ * with the hardware approximation (tanh.approx.f32, relative error about
+ * 2^-11), i.e. up to ~5e-4 * |x| for the outputs here; the oracle uses tanhf.
+ *
+ * fp16 matmul kernels (linear*, attention: 2e-2, 2e-2): inputs are the same
+ * binary16 values on both sides and accumulation is fp32 on both, but the GPU
+ * output is rounded to binary16 (2^-11 relative) after a different summation
+ * order, which can put the two results on either side of a rounding boundary,
+ * and several steps round intermediates the oracle keeps in fp32: the
+ * attention probabilities are stored in binary16 before P V, and the GELU
+ * epilogue's approximate tanh adds its 2^-11. 2e-2 is the conventional fp16
+ * GEMM bound and still an order of magnitude below what a wrong epilogue or a
+ * transposed operand produces.
+ * fp16 own kernels (layernorm, softmax, add, add_relu, tokenizer, concat:
+ * 2e-3, 2e-3): one fp32 computation rounded once to binary16 on both sides,
+ * so results differ by at most one binary16 ulp (<= 2^-10 relative) where the
+ * fp32 values straddle a rounding boundary; 2e-3 is two ulps. concat copies
+ * and must match exactly, but shares the bound.
+ */
+struct tolerance {
+    enum kernel_op op;
+    double atol[DTYPE_COUNT], rtol[DTYPE_COUNT];
+};
+
+static const struct tolerance tolerances[] = {
+    {KOP_LINEAR, {1e-4, 2e-2}, {1e-4, 2e-2}},
+    {KOP_LINEAR_RELU, {1e-4, 2e-2}, {1e-4, 2e-2}},
+    {KOP_LINEAR_GELU, {2e-3, 2e-2}, {2e-3, 2e-2}},
+    {KOP_LINEAR_BN, {1e-4, 2e-2}, {1e-4, 2e-2}},
+    {KOP_LINEAR_BN_RELU, {1e-4, 2e-2}, {1e-4, 2e-2}},
+    {KOP_ATTENTION, {1e-4, 2e-2}, {1e-4, 2e-2}},
+    {KOP_LAYERNORM, {1e-4, 2e-3}, {1e-4, 2e-3}},
+    {KOP_SOFTMAX, {1e-4, 2e-3}, {1e-4, 2e-3}},
+    {KOP_ADD, {1e-4, 2e-3}, {1e-4, 2e-3}},
+    {KOP_ADD_RELU, {1e-4, 2e-3}, {1e-4, 2e-3}},
+    {KOP_TOKENIZER, {1e-4, 2e-3}, {1e-4, 2e-3}},
+    {KOP_CONCAT, {1e-4, 2e-3}, {1e-4, 2e-3}},
+};
+
+/*
+ * Configurations per kernel, "name=value,..." in any order. Small ones use
+ * sizes that are not multiples of 4, 8 or 32 (vector tails, partial warps,
+ * matmul edge tiles) and the minimum of each range; softmax's cols cover the
+ * warp-per-row path (<= 1024) and both block sizes; the medium one is large
+ * enough for multi-block grids and real cuBLASLt tiles while the CPU oracle
+ * stays well under a second. A catalogue kernel missing here is a failure:
+ * every kernel is checked.
+ */
+static const struct {
+    const char *kernel;
+    const char *configs[CONFIGS];
+} test_configs[] = {
+    {"linear", {"batch=1,in=1,out=1", "batch=3,in=7,out=5", "batch=17,in=64,out=33",
+                "batch=128,in=512,out=768"}},
+    {"linear_relu", {"batch=1,in=1,out=1", "batch=3,in=7,out=5", "batch=17,in=64,out=33",
+                     "batch=128,in=512,out=768"}},
+    {"linear_gelu", {"batch=1,in=1,out=1", "batch=3,in=7,out=5", "batch=17,in=64,out=33",
+                     "batch=128,in=512,out=768"}},
+    {"linear_bn", {"batch=1,in=1,out=1", "batch=3,in=7,out=5", "batch=17,in=64,out=33",
+                   "batch=128,in=512,out=768"}},
+    {"linear_bn_relu", {"batch=1,in=1,out=1", "batch=3,in=7,out=5", "batch=17,in=64,out=33",
+                        "batch=128,in=512,out=768"}},
+    {"layernorm", {"rows=1,cols=2", "rows=3,cols=7", "rows=37,cols=1500",
+                   "rows=256,cols=4096"}},
+    {"softmax", {"rows=1,cols=2", "rows=5,cols=37", "rows=37,cols=1500",
+                 "rows=128,cols=8192"}},
+    {"add", {"rows=1,cols=1", "rows=3,cols=7", "rows=37,cols=101", "rows=256,cols=4096"}},
+    {"add_relu", {"rows=1,cols=1", "rows=3,cols=7", "rows=37,cols=101", "rows=256,cols=4096"}},
+    {"attention", {"batch=1,tokens=1,heads=1,head_dim=1", "batch=1,tokens=5,heads=2,head_dim=8",
+                   "batch=2,tokens=17,heads=3,head_dim=24",
+                   "batch=2,tokens=128,heads=8,head_dim=64"}},
+    {"tokenizer", {"batch=1,features=1,d=1", "batch=3,features=5,d=8",
+                   "batch=17,features=13,d=24", "batch=256,features=64,d=192"}},
+    {"concat", {"rows=1,cols_a=1,cols_b=1", "rows=3,cols_a=5,cols_b=2",
+                "rows=37,cols_a=50,cols_b=77", "rows=512,cols_a=1000,cols_b=1024"}},
+};
+
+static const char *const config_labels[CONFIGS] = {"small-1", "small-2", "small-3", "medium"};
+
+static unsigned failures, cases;
+
+static void fail_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void fail_line(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("FAIL: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    failures++;
+}
+
+static const struct tolerance *tolerance_for(enum kernel_op op)
+{
+    for (size_t i = 0; i < sizeof(tolerances) / sizeof(tolerances[0]); i++)
+        if (tolerances[i].op == op)
+            return &tolerances[i];
+    return NULL;
+}
+
+static const char *const *configs_for(const char *kernel)
+{
+    for (size_t i = 0; i < sizeof(test_configs) / sizeof(test_configs[0]); i++)
+        if (strcmp(test_configs[i].kernel, kernel) == 0)
+            return test_configs[i].configs;
+    return NULL;
+}
+
+/* Fills cfg from "name=value,...": every parameter of k exactly once. */
+static int parse_config(const struct catalog_kernel *k, enum dtype d, const char *text,
+                        struct kernel_config *cfg, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->kernel = k;
+    cfg->dtype = d;
+    bool seen[CATALOG_MAX_PARAMS] = {false};
+    const char *p = text;
+    while (*p) {
+        char name[64];
+        long long value;
+        int used = 0;
+        if (sscanf(p, "%63[^=]=%lld%n", name, &value, &used) != 2) {
+            snprintf(err, errlen, "cannot parse '%s'", p);
+            return -1;
+        }
+        int i = catalog_param_index(k, name);
+        if (i < 0 || seen[i]) {
+            snprintf(err, errlen, "%s has no parameter '%s' (or it is given twice)", k->name,
+                     name);
+            return -1;
+        }
+        seen[i] = true;
+        cfg->params[i] = value;
+        p += used;
+        if (*p == ',')
+            p++;
+    }
+    for (unsigned i = 0; i < k->param_count; i++)
+        if (!seen[i]) {
+            snprintf(err, errlen, "no value for %s's parameter '%s'", k->name, k->params[i].name);
+            return -1;
+        }
+    return 0;
+}
+
+struct comparison {
+    double max_abs, max_rel, used;
+    size_t worst; /* index of the element that used most of its tolerance */
+    bool ok;
+};
+
+static void compare(const float *gpu, const float *cpu, size_t n, double atol, double rtol,
+                    struct comparison *out)
+{
+    double scale = 1.0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(cpu[i]) && fabs(cpu[i]) > scale)
+            scale = fabs(cpu[i]);
+    memset(out, 0, sizeof(*out));
+    out->ok = true;
+    for (size_t i = 0; i < n; i++) {
+        double c = cpu[i], g = gpu[i];
+        double d = fabs(g - c);
+        double tol = atol * scale + rtol * fabs(c);
+        if (!isfinite(g) || !isfinite(c) || !(d <= tol)) {
+            if (out->ok)
+                out->worst = i;
+            out->ok = false;
+        }
+        if (isfinite(d) && d > out->max_abs)
+            out->max_abs = d;
+        if (fabs(c) >= 1e-3 * scale && isfinite(d) && d / fabs(c) > out->max_rel)
+            out->max_rel = d / fabs(c);
+        double share = tol > 0 ? d / tol : (d > 0 ? INFINITY : 0);
+        if (!isfinite(d))
+            share = INFINITY;
+        if (share > out->used) {
+            out->used = share;
+            if (out->ok)
+                out->worst = i;
+        }
+    }
+}
+
+/* Run `launches` of the prepared configuration, then read n outputs. 0 or -1 with err. */
+static int run_on(struct executor *ex, unsigned launches, float *out, size_t n,
+                  double *elapsed_us, char *err, size_t errlen)
+{
+    if (exec_run(ex, launches, elapsed_us, err, errlen) < 0)
+        return -1;
+    return exec_read_output(ex, out, n, err, errlen);
+}
+
+/* The params part of a config key: "batch=64,in=256,out=512". */
+static const char *params_of(const char *key)
+{
+    const char *p = strchr(key, ':');
+    p = p ? strchr(p + 1, ':') : NULL;
+    return p ? p + 1 : key;
+}
+
+/* One kernel, dtype and configuration. */
+static void check_case(struct executor *cpu, struct executor *gpu, const struct kernel_config *cfg,
+                       const char *label, const struct tolerance *tol)
+{
+    char key[256], err[512] = "";
+    if (catalog_config_key(cfg, key, sizeof(key)) < 0)
+        snprintf(key, sizeof(key), "%s", cfg->kernel->name);
+    cases++;
+    const size_t n = catalog_output_elements(cfg);
+    if (catalog_validate(cfg, 0, err, sizeof(err)) < 0) {
+        fail_line("%s (%s): the test configuration is invalid: %s", key, label, err);
+        return;
+    }
+
+    /* Memory: the executor's figure covers at least the catalogue's buffers,
+     * and a small configuration fits. */
+    struct kernel_features features;
+    catalog_features(cfg, &features);
+    uint64_t needed = exec_memory_needed(gpu, cfg), free_bytes = 0;
+    if (needed < features.memory_bytes) {
+        fail_line("%s (%s): memory_needed %llu is below the catalogue's lower bound %llu", key,
+                  label, (unsigned long long)needed,
+                  (unsigned long long)features.memory_bytes);
+        return;
+    }
+    if (exec_memory_free(gpu, &free_bytes) < 0) {
+        fail_line("%s (%s): memory_free cannot be read", key, label);
+        return;
+    }
+    if (needed > free_bytes) {
+        fail_line("%s (%s): needs %llu bytes but only %llu are free", key, label,
+                  (unsigned long long)needed, (unsigned long long)free_bytes);
+        return;
+    }
+
+    float *ref = calloc(n ? n : 1, sizeof(float));
+    float *got = calloc(n ? n : 1, sizeof(float));
+    if (!ref || !got) {
+        fail_line("%s (%s): cannot allocate 2 x %zu floats", key, label, n);
+        free(ref);
+        free(got);
+        return;
+    }
+    double cpu_us = 0, gpu_us = 0, replay_us = 0;
+    struct comparison one, replay;
+    if (exec_prepare(cpu, cfg, SEED, err, sizeof(err)) < 0 ||
+        run_on(cpu, 1, ref, n, &cpu_us, err, sizeof(err)) < 0) {
+        fail_line("%s (%s): CPU oracle: %s", key, label, err);
+        goto out;
+    }
+    exec_release(cpu);
+    if (exec_prepare(gpu, cfg, SEED, err, sizeof(err)) < 0) {
+        fail_line("%s (%s): CUDA prepare: %s", key, label, err);
+        goto out;
+    }
+    /* Prepared but not run: the output reads as zeros on both executors. */
+    for (size_t i = 0; i < n; i++)
+        got[i] = 1.0f;
+    if (exec_read_output(gpu, got, n, err, sizeof(err)) < 0) {
+        fail_line("%s (%s): CUDA read_output after prepare: %s", key, label, err);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != 0.0f) {
+            fail_line("%s (%s): output[%zu] = %g after prepare, expected 0 until the first run",
+                      key, label, i, (double)got[i]);
+            goto out;
+        }
+    if (run_on(gpu, 1, got, n, &gpu_us, err, sizeof(err)) < 0) {
+        fail_line("%s (%s): CUDA, 1 launch: %s", key, label, err);
+        goto out;
+    }
+    compare(got, ref, n, tol->atol[cfg->dtype], tol->rtol[cfg->dtype], &one);
+    if (!one.ok)
+        fail_line("%s (%s): 1 launch: element %zu is %.9g, oracle %.9g", key, label, one.worst,
+                  (double)got[one.worst], (double)ref[one.worst]);
+    memset(got, 0, n * sizeof(float));
+    if (run_on(gpu, REPLAY_LAUNCHES, got, n, &replay_us, err, sizeof(err)) < 0) {
+        fail_line("%s (%s): CUDA, %u launches (graph replay): %s", key, label, REPLAY_LAUNCHES,
+                  err);
+        goto out;
+    }
+    compare(got, ref, n, tol->atol[cfg->dtype], tol->rtol[cfg->dtype], &replay);
+    if (!replay.ok)
+        fail_line("%s (%s): %u launches: element %zu is %.9g, oracle %.9g", key, label,
+                  REPLAY_LAUNCHES, replay.worst, (double)got[replay.worst],
+                  (double)ref[replay.worst]);
+    if (replay_us <= 0)
+        fail_line("%s (%s): %u launches took %.3f us by the CUDA events", key, label,
+                  REPLAY_LAUNCHES, replay_us);
+    {
+        double max_abs = one.max_abs > replay.max_abs ? one.max_abs : replay.max_abs;
+        double max_rel = one.max_rel > replay.max_rel ? one.max_rel : replay.max_rel;
+        double used = one.used > replay.used ? one.used : replay.used;
+        bool ok = one.ok && replay.ok && replay_us > 0;
+        printf("%-15s %-5s %-8s %-46s %10.3e %10.3e %6.3f %10.2f %-4s\n", cfg->kernel->name,
+               dtype_name(cfg->dtype), label, params_of(key), max_abs, max_rel, used,
+               replay_us / REPLAY_LAUNCHES, ok ? "PASS" : "FAIL");
+    }
+out:
+    exec_release(cpu);
+    exec_release(gpu);
+    free(ref);
+    free(got);
+}
+
+/*
+ * The admission check: the configuration of the catalogue needing the most
+ * CUDA memory (every parameter at its maximum) must be refused by
+ * memory_needed > memory_free, without being prepared.
+ */
+static void check_out_of_memory(struct executor *gpu)
+{
+    cases++;
+    struct kernel_config worst;
+    uint64_t worst_needed = 0;
+    memset(&worst, 0, sizeof(worst));
+    for (size_t i = 0; i < catalog_count(); i++) {
+        const struct catalog_kernel *k = catalog_at(i);
+        struct kernel_config cfg;
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.kernel = k;
+        cfg.dtype = DTYPE_FP32;
+        for (unsigned p = 0; p < k->param_count; p++)
+            cfg.params[p] = k->params[p].max;
+        uint64_t needed = exec_memory_needed(gpu, &cfg);
+        if (!worst.kernel || needed > worst_needed) {
+            worst = cfg;
+            worst_needed = needed;
+        }
+    }
+    char key[256];
+    if (!worst.kernel || catalog_config_key(&worst, key, sizeof(key)) < 0) {
+        fail_line("out-of-memory check: no catalogue configuration to try");
+        return;
+    }
+    uint64_t free_bytes = 0;
+    if (exec_memory_free(gpu, &free_bytes) < 0) {
+        fail_line("out-of-memory check: memory_free cannot be read");
+        return;
+    }
+    if (worst_needed <= free_bytes) {
+        fail_line("out-of-memory check: %s needs %llu bytes and %llu are free: the largest "
+                  "configuration would be admitted",
+                  key, (unsigned long long)worst_needed, (unsigned long long)free_bytes);
+        return;
+    }
+    printf("out-of-memory: %s needs %llu bytes, %llu free: refused before prepare  PASS\n", key,
+           (unsigned long long)worst_needed, (unsigned long long)free_bytes);
+}
+
+int main(int argc, char **argv)
+{
+    const char *plugin = argc > 1 ? argv[1] : DEFAULT_PLUGIN;
+    jp_log_set_level(JP_LOG_WARN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    struct executor *gpu = NULL, *cpu = NULL;
+    char why[1024] = "", err[1024] = "";
+    if (exec_open("cuda", plugin, &gpu, why, sizeof(why), err, sizeof(err)) < 0) {
+        printf("SKIP: no usable GPU: %s\n", err[0] ? err : "exec_open(\"cuda\") failed");
+        return 0;
+    }
+    if (exec_cpu_open(&cpu, err, sizeof(err)) < 0) {
+        printf("FAIL: cannot open the CPU executor (the oracle): %s\n", err);
+        exec_close(gpu);
+        return 1;
+    }
+    struct exec_info info;
+    exec_info(gpu, &info);
+    printf("CUDA executor: %s, CUDA runtime %s, %.1f GiB free of %.1f GiB (%s)\n", info.device,
+           info.runtime_version, (double)info.mem_free_bytes / 1073741824.0,
+           (double)info.mem_total_bytes / 1073741824.0, plugin);
+    printf("%-15s %-5s %-8s %-46s %10s %10s %6s %10s %-4s\n", "kernel", "dtype", "config",
+           "params", "max_abs", "max_rel", "used", "us/launch", "");
+
+    for (size_t i = 0; i < catalog_count(); i++) {
+        const struct catalog_kernel *k = catalog_at(i);
+        const struct tolerance *tol = tolerance_for(k->op);
+        const char *const *configs = configs_for(k->name);
+        if (!tol || !configs) {
+            cases++;
+            fail_line("kernel %s has no %s in tests/gpu/test_gpu.c", k->name,
+                      !tol ? "tolerance" : "test configurations");
+            continue;
+        }
+        for (int d = 0; d < DTYPE_COUNT; d++)
+            for (unsigned j = 0; j < CONFIGS; j++) {
+                struct kernel_config cfg;
+                if (parse_config(k, (enum dtype)d, configs[j], &cfg, err, sizeof(err)) < 0) {
+                    cases++;
+                    fail_line("%s %s: %s", k->name, config_labels[j], err);
+                    continue;
+                }
+                check_case(cpu, gpu, &cfg, config_labels[j], tol);
+            }
+    }
+    check_out_of_memory(gpu);
+
+    exec_close(cpu);
+    exec_close(gpu);
+    printf("%u cases, %u failed: %s\n", cases, failures, failures ? "FAIL" : "PASS");
+    return failures ? 1 : 0;
+}
