@@ -27,6 +27,11 @@
  * owed, then `repeats` windows of one launch) cannot fit, the job fails at once
  * with the estimate instead of running into the limit. Windows shortened to
  * fit are marked by the quality rule like any window shorter than asked.
+ *
+ * Every run leaves its wall-clock time per phase in ctx->last_phases (set-up,
+ * idle baseline, warm-up, windows, re-measurement, record): consecutive laps of
+ * one clock, so the parts plus the calibration add up to the total. The
+ * throughput bench reads them; the debug log prints them.
  */
 #include "measure.h"
 
@@ -164,6 +169,16 @@ double measure_cv(const double *values, size_t n)
     for (size_t i = 0; i < n; i++)
         abs_sum += fabs(values[i]);
     return stddev / (abs_sum / (double)n);
+}
+
+/* Milliseconds since *mark, which moves to now: consecutive laps split the
+ * run into phases without gaps. */
+static double lap_ms(int64_t *mark)
+{
+    int64_t now = clock_mono_ns();
+    double ms = (double)(now - *mark) / 1e6;
+    *mark = now;
+    return ms;
 }
 
 /* Seconds for a message: "600", "2.5", "0.25". */
@@ -988,7 +1003,11 @@ static void fill_measurement(const struct measure_ctx *ctx, const struct kernel_
     copy_str(m->quality, sizeof m->quality, p->ok ? "ok" : "suspect");
     reasons_json(p->reasons, m->quality_reasons, sizeof m->quality_reasons);
     m->remeasured = remeasured;
-    if (device_state_json(ctx->sysfs_root, m->device_state_json, sizeof m->device_state_json) != 0)
+    int state_rc = ctx->device_state ? device_state_read(ctx->device_state, m->device_state_json,
+                                                         sizeof m->device_state_json)
+                                     : device_state_json(ctx->sysfs_root, m->device_state_json,
+                                                         sizeof m->device_state_json);
+    if (state_rc != 0)
         copy_str(m->device_state_json, sizeof m->device_state_json, "{}");
 
     m->rail_count = n;
@@ -1080,40 +1099,54 @@ int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsign
     struct job_clock jc = {.start_ns = clock_mono_ns(), .deadline_ns = ctx->deadline_ns};
     bool prepared = false;
     int rc = -1;
+    /* Phase timings: each step's wall-clock time goes to its phase as it ends. */
+    struct measure_phases *ph = &ctx->last_phases;
+    memset(ph, 0, sizeof *ph);
+    int64_t mark = jc.start_ns;
 
     if (catalog_config_key(cfg, config_key, sizeof config_key) < 0 ||
         params_json(cfg, params, sizeof params) != 0) {
         set_err(err, errlen, "validate: the configuration of %s does not fit its key",
                 cfg->kernel->name);
-        return -1;
+        snprintf(config_key, sizeof config_key, "%s", cfg->kernel->name);
+        goto out;
     }
     if (deadline_passed(&jc, "the start", err, errlen) != 0)
-        return -1;
+        goto out;
 
     /* 1. validate, against the memory the executor really needs and has free now */
     exec_info(ctx->exec, &info);
     if (catalog_validate(cfg, 0, e, sizeof e) != 0) {
         set_err(err, errlen, "validate: %s", e);
-        return -1;
+        goto out;
     }
-    if (check_memory(ctx, cfg, config_key, info.name, err, errlen) != 0)
-        return -1;
+    int check_rc = check_memory(ctx, cfg, config_key, info.name, err, errlen);
+    ph->setup_ms += lap_ms(&mark);
+    if (check_rc != 0)
+        goto out;
 
     /* 2. idle baseline, when due: before this job's first kernel work */
-    if (idle_baseline(ctx, &jc, idle_mw, err, errlen) != 0)
-        return -1;
+    int idle_rc = idle_baseline(ctx, &jc, idle_mw, err, errlen);
+    ph->idle_ms += lap_ms(&mark);
+    if (idle_rc != 0)
+        goto out;
 
     /* 3. prepare with the fixed seed, warm up */
-    if (exec_prepare(ctx->exec, cfg, MEASURE_INPUT_SEED, e, sizeof e) != 0) {
+    int prepare_rc = exec_prepare(ctx->exec, cfg, MEASURE_INPUT_SEED, e, sizeof e);
+    ph->setup_ms += lap_ms(&mark);
+    if (prepare_rc != 0) {
         set_err(err, errlen, "prepare: %s", e);
-        return -1;
+        goto out;
     }
     prepared = true;
     if (deadline_passed(&jc, "prepare", err, errlen) != 0)
         goto out;
     double per_launch_us, warm_ms;
     unsigned warm_launches;
-    if (warm_up(ctx, &jc, repeats, &per_launch_us, &warm_launches, &warm_ms, err, errlen) != 0)
+    int warm_rc =
+        warm_up(ctx, &jc, repeats, &per_launch_us, &warm_launches, &warm_ms, err, errlen);
+    ph->warmup_ms += lap_ms(&mark);
+    if (warm_rc != 0)
         goto out;
     log_debug(LOG_MODULE, "%s: warm-up: %u launches in %.1f ms", config_key, warm_launches,
               warm_ms);
@@ -1122,7 +1155,10 @@ int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsign
     unsigned launches = calibrate(ctx, config_key, per_launch_us);
 
     /* 5-7. the windows */
-    if (run_pass(ctx, &jc, config_key, launches, repeats, false, &pass, err, errlen) != 0)
+    lap_ms(&mark); /* the calibration counts as neither */
+    int pass_rc = run_pass(ctx, &jc, config_key, launches, repeats, false, &pass, err, errlen);
+    ph->windows_ms += lap_ms(&mark);
+    if (pass_rc != 0)
         goto out;
 
     /* 8. quality: one more pass with twice the launches when suspect, if the
@@ -1149,8 +1185,11 @@ int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsign
         } else {
             log_info(LOG_MODULE, "%s: suspect %s, measuring again with %u launches", config_key,
                      why ? why : "", doubled);
-            if (run_pass(ctx, &jc, config_key, doubled, repeats, true, &again, err, errlen) !=
-                0) {
+            lap_ms(&mark);
+            int again_rc =
+                run_pass(ctx, &jc, config_key, doubled, repeats, true, &again, err, errlen);
+            ph->remeasure_ms += lap_ms(&mark);
+            if (again_rc != 0) {
                 free(why);
                 goto out;
             }
@@ -1161,7 +1200,9 @@ int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsign
     }
 
     /* 9. the record, with the device state */
+    lap_ms(&mark);
     fill_measurement(ctx, cfg, &info, params, config_key, idle_mw, kept, remeasured, m);
+    ph->record_ms += lap_ms(&mark);
     log_info(LOG_MODULE,
              "%s on %s: %.3f us (cv %.1f%%), %.1f mW on %s, %.3f uJ per invocation "
              "(%.3f dynamic), %u x %u launches, %s%s",
@@ -1170,9 +1211,18 @@ int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsign
              kept->launches, m->quality, remeasured ? " after re-measurement" : "");
     rc = 0;
 out:
-    if (prepared)
+    if (prepared) {
+        lap_ms(&mark);
         exec_release(ctx->exec);
+        ph->setup_ms += lap_ms(&mark);
+    }
     json_decref(pass.reasons);
     json_decref(again.reasons);
+    ph->total_ms = (double)(clock_mono_ns() - jc.start_ns) / 1e6;
+    log_debug(LOG_MODULE,
+              "%s: phases: set-up %.1f ms, idle baseline %.1f ms, warm-up %.1f ms, windows "
+              "%.1f ms, re-measurement %.1f ms, record %.1f ms, total %.1f ms",
+              config_key, ph->setup_ms, ph->idle_ms, ph->warmup_ms, ph->windows_ms,
+              ph->remeasure_ms, ph->record_ms, ph->total_ms);
     return rc;
 }

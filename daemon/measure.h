@@ -30,6 +30,23 @@ struct measure_settings {
     unsigned max_launches;
 };
 
+/*
+ * Where one measure_run spent its wall-clock time (CLOCK_MONOTONIC, ms), for
+ * the throughput bench and the debug log; not stored in the database.
+ * total_ms minus the parts is the calibration and bookkeeping.
+ */
+struct measure_phases {
+    double setup_ms;     /* validate + memory check + prepare + release */
+    double idle_ms;      /* idle baseline with its quiet lead-in; 0 when cached */
+    double warmup_ms;
+    double windows_ms;   /* the first pass's windows (restarts after recalibration included) */
+    double remeasure_ms; /* the re-measurement's windows; 0 when none */
+    double record_ms;    /* device-state snapshot and the db_measurement */
+    double total_ms;     /* measure_run from entry to return */
+};
+
+struct device_state;
+
 struct measure_ctx {
     struct executor *exec;
     struct sensor *sensor;
@@ -49,6 +66,13 @@ struct measure_ctx {
      * even the shortest protocol left cannot fit. A single launch that runs
      * long cannot be preempted: that needs the worker process (a later issue). */
     int64_t deadline_ns;
+    /* When set, the device state is read through it (nvpmodel power mode,
+     * jetson_clocks, NVML clocks; see device_state.h) instead of from
+     * sysfs_root alone. Owned by the caller. */
+    struct device_state *device_state;
+    /* Filled by every measure_run that got past its argument checks, also when
+     * it failed (phases not reached stay 0). */
+    struct measure_phases last_phases;
     /* idle baseline cache */
     bool idle_valid;
     int64_t idle_taken_ns;
