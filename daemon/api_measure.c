@@ -10,6 +10,12 @@
  * connection waits suspended - other requests keep being served - until the
  * runner reports the job done (201 + the Measurement), failed (500) or left
  * queued because the daemon is stopping (503).
+ *
+ * Test faults: with executor.test_faults on (test-only), the body may carry
+ * "test_fault": "hang" | "crash" | "poison". It is checked here, taken out of
+ * the body before the catalogue check, and stored in the job's params_json
+ * under the same name, where the runner finds it and arms it in the worker
+ * process (worker.h). With the switch off it is an unknown member like any.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,6 +24,7 @@
 
 #include "../common/log.h"
 #include "api.h"
+#include "worker.h"
 
 #define API_REPEATS_MIN 1
 #define API_REPEATS_MAX 20
@@ -354,11 +361,39 @@ void api_measure_post(struct api_request *req, struct api_response *res)
 
     struct kernel_config kc;
     unsigned repeats;
+    char fault[16] = "";
+    json_t *body = req->body, *without_fault = NULL;
+    json_t *fv = app->cfg && app->cfg->test_faults && json_is_object(body)
+                     ? json_object_get(body, WORKER_TEST_FAULT_MEMBER)
+                     : NULL;
+    if (fv) {
+        if (!json_is_string(fv) || !worker_test_fault_known(json_string_value(fv))) {
+            char val[80];
+            value_text(fv, val, sizeof(val));
+            api_error_set(&e, 422,
+                          "member '%s' = %s: expected \"hang\", \"crash\" or \"poison\" "
+                          "(executor.test_faults is on)",
+                          WORKER_TEST_FAULT_MEMBER, val);
+            api_error_param(&e, WORKER_TEST_FAULT_MEMBER);
+            api_respond_error(res, &e, req->path);
+            return;
+        }
+        snprintf(fault, sizeof(fault), "%s", json_string_value(fv));
+        without_fault = json_copy(body);
+        if (!without_fault || json_object_del(without_fault, WORKER_TEST_FAULT_MEMBER) != 0) {
+            json_decref(without_fault);
+            api_error_set(&e, 500, "out of memory reading the request");
+            api_respond_error(res, &e, req->path);
+            return;
+        }
+        body = without_fault;
+    }
     /* Without the executor itself (app->exec unset) the start-up snapshot and
      * the catalogue's buffer sizes are all there is; the runner checks again. */
     uint64_t snapshot_free = app->exec ? 0 : app->exec_info.mem_free_bytes;
-    if (api_parse_kernel_config(req->body, snapshot_free, &kc, &repeats, &e) != 0 ||
-        api_check_memory(app->exec, app->exec_info.name, &kc, &e) != 0) {
+    int parsed = api_parse_kernel_config(body, snapshot_free, &kc, &repeats, &e);
+    json_decref(without_fault);
+    if (parsed != 0 || api_check_memory(app->exec, app->exec_info.name, &kc, &e) != 0) {
         api_respond_error(res, &e, req->path);
         return;
     }
@@ -367,7 +402,16 @@ void api_measure_post(struct api_request *req, struct api_response *res)
     memset(&job, 0, sizeof(job));
     snprintf(job.kernel, sizeof(job.kernel), "%s", kc.kernel->name);
     snprintf(job.dtype, sizeof(job.dtype), "%s", dtype_name(kc.dtype));
-    if (api_params_json(&kc, job.params_json, sizeof(job.params_json)) < 0 ||
+    int params_len = api_params_json(&kc, job.params_json, sizeof(job.params_json));
+    if (params_len > 0 && fault[0]) {
+        /* {"batch":64} -> {"batch":64,"test_fault":"hang"} */
+        size_t room = sizeof(job.params_json) - (size_t)params_len + 1;
+        int n = snprintf(job.params_json + params_len - 1, room, ",\"%s\":\"%s\"}",
+                         WORKER_TEST_FAULT_MEMBER, fault);
+        if (n < 0 || (size_t)n >= room)
+            params_len = -1;
+    }
+    if (params_len < 0 ||
         catalog_config_key(&kc, job.config_key, sizeof(job.config_key)) < 0) {
         api_error_set(&e, 500, "the configuration of %s does not fit a job record",
                       kc.kernel->name);
@@ -389,7 +433,8 @@ void api_measure_post(struct api_request *req, struct api_response *res)
         api_respond_error(res, &e, req->path);
         return;
     }
-    log_info("http", "measurement job %" PRId64 " queued: %s", job.id, job.config_key);
+    log_info("http", "measurement job %" PRId64 " queued: %s%s%s", job.id, job.config_key,
+             fault[0] ? " with test fault " : "", fault);
     if (app->runner)
         runner_wake(app->runner);
 

@@ -197,6 +197,10 @@ static const struct key keys[] = {
      .doc = "kernel executor; auto tries cuda and falls back to cpu, logging why"},
     STRING("executor", "cuda_lib", cuda_lib, "", 0, NULL, NULL,
            "path of libjetprof_cuda.so; empty: ../lib/jetprof/ next to the jetprofd binary"),
+    {.section = "executor", .name = "test_faults", .type = KEY_BOOL, FIELD_INIT(test_faults),
+     .def = "false",
+     .doc = "test-only: POST /v1/measure accepts \"test_fault\": hang, crash or poison, which "
+            "the worker process acts out; never turn on in production"},
     /* [measure] */
     {.section = "measure", .name = "warmup_launches", .type = KEY_UNSIGNED,
      FIELD_INIT(warmup_launches), .def = "20", .imin = 0, .imax = 1000000,

@@ -69,6 +69,7 @@ struct config {
     /* [executor] */
     char executor[CONFIG_STR_MAX];   /* auto | cpu | cuda */
     char cuda_lib[CONFIG_STR_MAX];   /* path of libjetprof_cuda.so; "" = next to the binary */
+    bool test_faults;                /* test-only: POST /v1/measure accepts "test_fault" */
     /* [measure] */
     unsigned warmup_launches;        /* at least this many warm-up launches, default 20 */
     unsigned warmup_ms;              /* and at least this long, default 50 */

@@ -15,6 +15,10 @@
  * systemd watchdog. At shutdown app.stopping is raised first, so open
  * GET /v1/power/stream responses end cleanly before the HTTP server stops.
  *
+ * The executor runs in a worker process (worker.h), started with fork + exec
+ * of this same binary in worker mode (`jetprofd --worker ...`, dispatched at
+ * the top of main before any configuration is read); it ends at teardown.
+ *
  * The GPIO marker (sensor.gpio_chip) is opened after the sampler: a chip or
  * line that is not there is a start-up error naming both. It is kept in
  * app.marker for the measurement to drive.
@@ -43,6 +47,7 @@
 #include "measure.h"
 #include "runner.h"
 #include "sensors/gpio_marker.h"
+#include "worker.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_CONFIG 2
@@ -349,15 +354,28 @@ static int open_executor(struct daemon *d, char *err, size_t errlen)
     const struct config *cfg = &d->cfg;
     char lib[PATH_MAX + 64];
     resolve_cuda_lib(cfg->cuda_lib, lib, sizeof lib);
-    if (exec_open(cfg->executor, lib, &d->exec, d->app.executor_why,
-                  sizeof d->app.executor_why, err, errlen) != 0)
+    /* The executor lives in a worker process (worker.h): a kernel that hangs,
+     * crashes or poisons its CUDA context ends the worker, not the daemon. The
+     * worker reads the job's deadline from the measurement context. */
+    struct worker_options opt = {
+        .program = NULL,
+        .deadline_ns = &d->mctx.deadline_ns,
+        .job_timeout_s = cfg->job_timeout_s,
+        .test_faults = cfg->test_faults,
+    };
+    if (worker_executor_open(cfg->executor, lib, &opt, &d->exec, d->app.executor_why,
+                             sizeof d->app.executor_why, err, errlen) != 0)
         return -1;
+    if (cfg->test_faults)
+        log_warn("main", "executor.test_faults is on: POST /v1/measure accepts \"test_fault\" "
+                 "(hang, crash, poison) - for tests only, never in production");
     exec_info(d->exec, &d->app.exec_info);
     d->app.exec = d->exec; /* HTTP threads ask it for memory figures (thread-safe ops) */
     const struct exec_info *xi = &d->app.exec_info;
-    /* exec_open has logged why it chose this one (d->app.executor_why) */
-    log_info("main", "executor: %s on %s%s%s", xi->name, xi->device,
-             xi->runtime_version[0] ? ", CUDA runtime " : "", xi->runtime_version);
+    /* the worker's exec_open has logged why it chose this one (d->app.executor_why) */
+    log_info("main", "executor: %s on %s%s%s, in worker process %ld", xi->name, xi->device,
+             xi->runtime_version[0] ? ", CUDA runtime " : "", xi->runtime_version,
+             (long)worker_pid(d->exec));
     return 0;
 }
 
@@ -624,6 +642,9 @@ static int run(struct daemon *d, const sigset_t *stop_set)
 
 int main(int argc, char **argv)
 {
+    /* The executor's worker process is this program started again (worker.h). */
+    if (worker_mode_requested(argc, argv))
+        return worker_child_main(argc, argv);
     struct daemon *d = calloc(1, sizeof *d);
     if (!d) {
         fprintf(stderr, "jetprofd: out of memory\n");

@@ -15,6 +15,10 @@
  * called outside it, so a callback may take its own locks (or free its waiter)
  * without deadlocking against runner_add_waiter. A small ring of recently ended
  * jobs closes the race between inserting a job and registering its waiter.
+ *
+ * A job row whose params_json carries "test_fault" (only POST /v1/measure with
+ * executor.test_faults on writes one) arms that fault in the worker process
+ * for the job (worker_set_test_fault); the fault is cleared when it ends.
  */
 #include "runner.h"
 
@@ -29,6 +33,7 @@
 
 #include "../common/clock.h"
 #include "../common/log.h"
+#include "worker.h"
 
 #define LOG_MODULE "runner"
 #define RECENT_JOBS 256          /* ended jobs remembered for late waiters */
@@ -296,10 +301,11 @@ static void pause_ms(struct runner *r, int64_t ms, bool wakeable)
  * The job's row as a kernel_config. params_json must hold exactly the
  * catalogue's parameters, each an integer. 0, or -1 with the reason.
  */
-static int job_config(const struct db_job *job, struct kernel_config *cfg, char *err,
-                      size_t errlen)
+static int job_config(const struct db_job *job, struct kernel_config *cfg, char *fault,
+                      size_t faultlen, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
+    fault[0] = '\0';
     cfg->kernel = catalog_find(job->kernel);
     if (!cfg->kernel) {
         set_err(err, errlen, "unknown kernel '%s'", job->kernel);
@@ -324,6 +330,15 @@ static int job_config(const struct db_job *job, struct kernel_config *cfg, char 
     const char *key;
     json_t *value;
     json_object_foreach(params, key, value) {
+        /* A test fault for the worker (executor.test_faults; api_measure.c put it there). */
+        if (strcmp(key, WORKER_TEST_FAULT_MEMBER) == 0) {
+            if (!json_is_string(value)) {
+                set_err(err, errlen, "params_json member '%s' is not a string", key);
+                goto out;
+            }
+            snprintf(fault, faultlen, "%s", json_string_value(value));
+            continue;
+        }
         if (catalog_param_index(cfg->kernel, key) < 0) {
             set_err(err, errlen, "params_json has '%s', which is not a parameter of %s", key,
                     cfg->kernel->name);
@@ -415,7 +430,9 @@ static bool run_job(struct runner *r, const struct db_job *job)
     set_current_job(r, job->id);
     log_info(LOG_MODULE, "job %lld: %s (attempt %d)", (long long)job->id, job->config_key,
              job->attempts);
-    if (job_config(job, &cfg, reason, sizeof reason) == 0) {
+    char fault[16];
+    if (job_config(job, &cfg, fault, sizeof fault, reason, sizeof reason) == 0 &&
+        (!fault[0] || worker_set_test_fault(r->mctx->exec, fault, reason, sizeof reason) == 0)) {
         m = calloc(1, sizeof *m);
         if (!m) {
             snprintf(reason, sizeof reason, "out of memory for the measurement");
@@ -429,6 +446,8 @@ static bool run_job(struct runner *r, const struct db_job *job)
             r->mctx->deadline_ns = 0;
             m->job_id = job->id;
         }
+        if (fault[0])
+            worker_set_test_fault(r->mctx->exec, NULL, NULL, 0);
     }
 
     enum db_job_state state;

@@ -1,0 +1,352 @@
+/*
+ * test_daemon_worker.c - the executor in a worker process (daemon/worker.c),
+ * with the CPU executor in the child. The child is this test binary started
+ * again in worker mode (main() below dispatches like jetprofd's does).
+ *
+ * Covered: prepare/run/read_output through the proxy give exactly the direct
+ * CPU executor's output, and memory_needed is the CPU executor's figure; a run
+ * past the deadline is killed with the time-limit reason while memory figures
+ * keep answering from another thread; a crash (SIGSEGV) and a poisoned context
+ * fail with how the child ended; every failure starts a fresh worker that
+ * measures again; a child killed while idle is replaced without failing the
+ * next prepare; a deadline already passed refuses the request without killing;
+ * faults are refused when off, unknown, or not on a proxy; a program that
+ * cannot be executed is an open error. After every test no child of this
+ * process is left, running or zombie.
+ *
+ * Deadlines here are seconds long and waits are bounded, never asserted short:
+ * a loaded machine is slow, not wrong. One informational line reports the
+ * round trip a run costs through the worker (not asserted).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "cudakern/catalog.h"
+#include "cudakern/exec.h"
+#include "daemon/worker.h"
+
+#define NS_PER_S 1000000000LL
+#define HANG_DEADLINE_S 2 /* the hang test's job limit */
+
+static int64_t deadline_ns; /* what the runner's measure_ctx.deadline_ns would be */
+
+static struct executor *open_worker(bool test_faults)
+{
+    struct worker_options opt = {
+        .deadline_ns = &deadline_ns,
+        .job_timeout_s = HANG_DEADLINE_S,
+        .test_faults = test_faults,
+    };
+    struct executor *ex = NULL;
+    char why[256] = "", err[512] = "";
+    deadline_ns = 0;
+    if (worker_executor_open("cpu", "", &opt, &ex, why, sizeof why, err, sizeof err) != 0)
+        fail_msg("worker_executor_open: %s", err);
+    assert_non_null(ex);
+    assert_true(worker_is_proxy(ex));
+    assert_non_null(strstr(why, "cpu"));
+    assert_true(worker_pid(ex) > 0);
+    return ex;
+}
+
+static struct kernel_config small_config(void)
+{
+    struct kernel_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.kernel = catalog_find("linear_relu");
+    assert_non_null(cfg.kernel);
+    cfg.dtype = DTYPE_FP32;
+    cfg.params[0] = 4;  /* batch */
+    cfg.params[1] = 16; /* in */
+    cfg.params[2] = 8;  /* out */
+    return cfg;
+}
+
+/* No child of this process is left: none running, none a zombie. */
+static void assert_no_children(void)
+{
+    errno = 0;
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+}
+
+/* prepare + run + read_output through ex; 0 or -1 with err. */
+static int measure_once(struct executor *ex, float *out, size_t count, char *err, size_t errlen)
+{
+    struct kernel_config cfg = small_config();
+    double elapsed_us = -1.0;
+    if (exec_prepare(ex, &cfg, 42, err, errlen) != 0)
+        return -1;
+    if (exec_run(ex, 3, &elapsed_us, err, errlen) != 0)
+        return -1;
+    if (!(elapsed_us >= 0.0)) {
+        snprintf(err, errlen, "elapsed_us %g", elapsed_us);
+        return -1;
+    }
+    return exec_read_output(ex, out, count, err, errlen);
+}
+
+static void test_matches_direct_cpu(void **state)
+{
+    (void)state;
+    struct kernel_config cfg = small_config();
+    size_t n = catalog_output_elements(&cfg);
+    assert_true(n == 32);
+    float direct_out[32], proxy_out[32];
+    char err[512] = "";
+
+    struct executor *direct = NULL;
+    assert_int_equal(exec_cpu_open(&direct, err, sizeof err), 0);
+    double us;
+    assert_int_equal(exec_prepare(direct, &cfg, 42, err, sizeof err), 0);
+    assert_int_equal(exec_run(direct, 3, &us, err, sizeof err), 0);
+    assert_int_equal(exec_read_output(direct, direct_out, n, err, sizeof err), 0);
+
+    struct executor *ex = open_worker(false);
+    struct exec_info info;
+    exec_info(ex, &info);
+    assert_string_equal(info.name, "cpu");
+    assert_false(info.is_gpu);
+    assert_true(info.mem_total_bytes > 0);
+
+    memset(proxy_out, 0, sizeof proxy_out);
+    if (measure_once(ex, proxy_out, n, err, sizeof err) != 0)
+        fail_msg("through the worker: %s", err);
+    assert_memory_equal(direct_out, proxy_out, sizeof direct_out);
+
+    /* The same memory figure as the CPU executor's own; free memory answers. */
+    assert_true(exec_memory_needed(ex, &cfg) == exec_memory_needed(direct, &cfg));
+    uint64_t free_bytes = 0;
+    assert_int_equal(exec_memory_free(ex, &free_bytes), 0);
+    assert_true(free_bytes > 0);
+
+    /* The child's errors come back as errors, and the child stays. */
+    pid_t pid = worker_pid(ex);
+    float one;
+    assert_int_equal(exec_read_output(ex, &one, 1, err, sizeof err), 0);
+    exec_release(ex);
+    assert_int_not_equal(exec_run(ex, 1, &us, err, sizeof err), 0);
+    assert_true(err[0] != '\0');
+    assert_int_equal(worker_pid(ex), pid);
+    assert_int_equal(worker_starts(ex), 1);
+    assert_int_not_equal(exec_read_output(ex, direct_out, (size_t)1 << 30, err, sizeof err), 0);
+    assert_non_null(strstr(err, "elements"));
+
+    /* Round trip of a one-launch run through the worker against a direct one. */
+    assert_int_equal(exec_prepare(ex, &cfg, 42, err, sizeof err), 0);
+    enum { ROUNDS = 200 };
+    int64_t best_direct = INT64_MAX, best_proxy = INT64_MAX;
+    for (int i = 0; i < ROUNDS; i++) {
+        int64_t t0 = clock_mono_ns();
+        assert_int_equal(exec_run(direct, 1, &us, err, sizeof err), 0);
+        int64_t t1 = clock_mono_ns();
+        assert_int_equal(exec_run(ex, 1, &us, err, sizeof err), 0);
+        int64_t t2 = clock_mono_ns();
+        if (t1 - t0 < best_direct)
+            best_direct = t1 - t0;
+        if (t2 - t1 < best_proxy)
+            best_proxy = t2 - t1;
+    }
+    print_message("worker round trip: a one-launch run takes %.1f us through the worker, "
+                  "%.1f us direct (best of %d)\n",
+                  best_proxy / 1e3, best_direct / 1e3, ROUNDS);
+
+    exec_close(direct);
+    exec_close(ex);
+    assert_no_children();
+}
+
+/* Runs one launch with the armed fault, on a thread, so the test can ask for
+ * memory figures meanwhile. */
+struct run_call {
+    struct executor *ex;
+    int rc;
+    char err[512];
+};
+
+static void *run_thread(void *arg)
+{
+    struct run_call *c = arg;
+    double us;
+    c->rc = exec_run(c->ex, 1, &us, c->err, sizeof c->err);
+    return NULL;
+}
+
+static void test_hang_killed_at_deadline(void **state)
+{
+    (void)state;
+    struct executor *ex = open_worker(true);
+    char err[512] = "";
+    struct kernel_config cfg = small_config();
+    pid_t first = worker_pid(ex);
+
+    assert_int_equal(worker_set_test_fault(ex, "hang", err, sizeof err), 0);
+    deadline_ns = clock_mono_ns() + HANG_DEADLINE_S * NS_PER_S;
+    assert_int_equal(exec_prepare(ex, &cfg, 42, err, sizeof err), 0);
+    struct run_call call = {.ex = ex, .rc = 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_thread, &call), 0);
+    /* While the run hangs, the memory figures still answer (the query thread). */
+    clock_sleep_until_ns(clock_mono_ns() + NS_PER_S / 5);
+    uint64_t free_bytes = 0;
+    assert_int_equal(exec_memory_free(ex, &free_bytes), 0);
+    assert_true(free_bytes > 0);
+    assert_true(exec_memory_needed(ex, &cfg) > 0);
+    pthread_join(t, NULL);
+    int64_t ended = clock_mono_ns();
+
+    assert_int_equal(call.rc, -1);
+    assert_non_null(strstr(call.err, "worker killed"));
+    assert_non_null(strstr(call.err, "exceeded the job's time limit of 2 s"));
+    assert_true(ended >= deadline_ns); /* not before the deadline */
+    /* The hung child is gone and reaped; a fresh one runs. */
+    assert_int_equal(kill(first, 0), -1);
+    assert_true(worker_pid(ex) > 0);
+    assert_int_not_equal(worker_pid(ex), first);
+    assert_int_equal(worker_starts(ex), 2);
+
+    assert_int_equal(worker_set_test_fault(ex, NULL, err, sizeof err), 0);
+    deadline_ns = 0;
+    float out[32];
+    if (measure_once(ex, out, 32, err, sizeof err) != 0)
+        fail_msg("after the kill: %s", err);
+    exec_close(ex);
+    assert_no_children();
+}
+
+static void test_crash_and_poison(void **state)
+{
+    (void)state;
+    struct executor *ex = open_worker(true);
+    char err[512] = "";
+    float out[32];
+
+    pid_t first = worker_pid(ex);
+    assert_int_equal(worker_set_test_fault(ex, "crash", err, sizeof err), 0);
+    assert_int_equal(measure_once(ex, out, 32, err, sizeof err), -1);
+    assert_non_null(strstr(err, "worker died during the run: signal 11 (SIGSEGV)"));
+    assert_int_not_equal(worker_pid(ex), first);
+    assert_int_equal(worker_starts(ex), 2);
+
+    pid_t second = worker_pid(ex);
+    assert_int_equal(worker_set_test_fault(ex, "poison", err, sizeof err), 0);
+    assert_int_equal(measure_once(ex, out, 32, err, sizeof err), -1);
+    assert_non_null(strstr(err, "context is poisoned"));
+    assert_non_null(strstr(err, "exit status 3"));
+    assert_int_not_equal(worker_pid(ex), second);
+    assert_int_equal(worker_starts(ex), 3);
+
+    assert_int_equal(worker_set_test_fault(ex, "", err, sizeof err), 0);
+    if (measure_once(ex, out, 32, err, sizeof err) != 0)
+        fail_msg("after crash and poison: %s", err);
+    exec_close(ex);
+    assert_no_children();
+}
+
+static void test_idle_death_and_passed_deadline(void **state)
+{
+    (void)state;
+    struct executor *ex = open_worker(false);
+    char err[512] = "";
+    float out[32];
+
+    /* Killed between jobs: the next prepare starts a fresh worker and succeeds. */
+    pid_t first = worker_pid(ex);
+    assert_int_equal(kill(first, SIGKILL), 0);
+    int64_t until = clock_mono_ns() + 10 * NS_PER_S;
+    while (kill(first, 0) == 0 && clock_mono_ns() < until) {
+        /* a zombie still answers kill(0): wait until waitpid could see it */
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (waitid(P_PID, (id_t)first, &info, WEXITED | WNOWAIT | WNOHANG) == 0 && info.si_pid)
+            break;
+        clock_sleep_until_ns(clock_mono_ns() + 10000000LL);
+    }
+    if (measure_once(ex, out, 32, err, sizeof err) != 0)
+        fail_msg("after the idle child was killed: %s", err);
+    assert_int_not_equal(worker_pid(ex), first);
+    assert_int_equal(worker_starts(ex), 2);
+
+    /* A deadline already passed: refused without sending, the child kept. */
+    pid_t pid = worker_pid(ex);
+    deadline_ns = clock_mono_ns() - 1;
+    double us;
+    assert_int_equal(exec_run(ex, 1, &us, err, sizeof err), -1);
+    assert_non_null(strstr(err, "time limit"));
+    assert_int_equal(worker_pid(ex), pid);
+    deadline_ns = 0;
+    assert_int_equal(exec_run(ex, 1, &us, err, sizeof err), 0);
+    exec_close(ex);
+    assert_no_children();
+}
+
+static void test_fault_switch_and_errors(void **state)
+{
+    (void)state;
+    char err[512] = "", why[256] = "";
+    struct executor *ex = open_worker(false);
+    assert_int_equal(worker_set_test_fault(ex, "hang", err, sizeof err), -1);
+    assert_non_null(strstr(err, "executor.test_faults"));
+    exec_close(ex);
+
+    ex = open_worker(true);
+    assert_int_equal(worker_set_test_fault(ex, "melt", err, sizeof err), -1);
+    assert_non_null(strstr(err, "melt"));
+    assert_true(worker_test_fault_known("poison"));
+    assert_false(worker_test_fault_known("melt"));
+    assert_false(worker_test_fault_known(NULL));
+    exec_close(ex);
+
+    struct executor *direct = NULL;
+    assert_int_equal(exec_cpu_open(&direct, err, sizeof err), 0);
+    assert_false(worker_is_proxy(direct));
+    assert_int_equal(worker_set_test_fault(direct, "hang", err, sizeof err), -1);
+    assert_int_equal(worker_pid(direct), 0);
+    exec_close(direct);
+
+    struct worker_options opt = {.program = "/nonexistent/jetprofd", .job_timeout_s = 1};
+    ex = (struct executor *)&opt; /* must be overwritten */
+    assert_int_equal(worker_executor_open("cpu", "", &opt, &ex, why, sizeof why, err, sizeof err),
+                     -1);
+    assert_null(ex);
+    assert_non_null(strstr(err, "could not execute"));
+    assert_int_equal(worker_executor_open("gpu", "", &opt, &ex, why, sizeof why, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "unknown executor 'gpu'"));
+
+    /* cuda on a machine without a usable plugin: the child's own error. */
+    struct worker_options self = {.job_timeout_s = 1};
+    assert_int_equal(worker_executor_open("cuda", "/nonexistent/libjetprof_cuda.so", &self, &ex,
+                                          why, sizeof why, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "executor cuda"));
+    assert_no_children();
+}
+
+int main(int argc, char **argv)
+{
+    if (worker_mode_requested(argc, argv))
+        return worker_child_main(argc, argv);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matches_direct_cpu),
+        cmocka_unit_test(test_hang_killed_at_deadline),
+        cmocka_unit_test(test_crash_and_poison),
+        cmocka_unit_test(test_idle_death_and_passed_deadline),
+        cmocka_unit_test(test_fault_switch_and_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
