@@ -187,6 +187,11 @@ static const struct key keys[] = {
            "window; empty: no marker"),
     {.section = "sensor", .name = "gpio_line", .type = KEY_UNSIGNED, FIELD_INIT(gpio_line),
      .def = "0", .imin = 0, .imax = 1023, .doc = "line offset of the marker on gpio_chip (0..1023)"},
+    {.section = "sensor", .name = "realtime_priority", .type = KEY_UNSIGNED,
+     FIELD_INIT(realtime_priority), .def = "10", .imin = 0, .imax = 99,
+     .doc = "SCHED_FIFO priority of the sampler thread, so other work cannot delay reads past "
+            "the next conversion; 0 = normal scheduling; needs CAP_SYS_NICE or LimitRTPRIO, "
+            "else a warning (0..99)"},
     {.section = "sensor", .name = "stream_interval_ms", .type = KEY_UNSIGNED,
      FIELD_INIT(stream_interval_ms), .def = "100", .imin = 0, .imax = 60000,
      .doc = "GET /v1/power/stream sends the latest sample this often, ms; 0 sends every sample "

@@ -66,6 +66,7 @@ struct config {
     char gpio_chip[CONFIG_STR_MAX];  /* measurement-window marker; "" = none */
     unsigned gpio_line;              /* line offset on gpio_chip */
     unsigned stream_interval_ms;     /* /v1/power/stream event interval; 0 = every sample */
+    unsigned realtime_priority;      /* sampler thread SCHED_FIFO priority; 0 = off; default 10 */
     /* [executor] */
     char executor[CONFIG_STR_MAX];   /* auto | cpu | cuda */
     char cuda_lib[CONFIG_STR_MAX];   /* path of libjetprof_cuda.so; "" = next to the binary */

@@ -43,6 +43,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "config.h"
+#include "device_state.h"
 #include "http.h"
 #include "measure.h"
 #include "runner.h"
@@ -63,6 +64,7 @@ struct daemon {
     struct sampler *sampler;
     struct gpio_marker *marker;
     struct executor *exec;
+    struct device_state *device_state;
     struct measure_ctx mctx;
     struct runner *runner;
     bool runner_started;
@@ -327,6 +329,14 @@ static int start_sampler(struct daemon *d, char *err, size_t errlen)
     d->app.sampler = d->sampler;
     log_info("main", "sampler: started, ring of %llu samples (%u s at %u us)",
              (unsigned long long)ring, cfg->ring_seconds, period_us);
+    if (cfg->realtime_priority > 0) {
+        char why[256];
+        if (sampler_set_realtime(d->sampler, (int)cfg->realtime_priority, why, sizeof why) == 0)
+            log_info("main", "sampler: SCHED_FIFO priority %u", cfg->realtime_priority);
+        else
+            log_warn("main", "sampler: keeps normal scheduling, so a busy machine can delay "
+                             "reads and lower the sample ratio: %s", why);
+    }
     return 0;
 }
 
@@ -443,6 +453,17 @@ static int start_runner(struct daemon *d, char *err, size_t errlen)
     m->marker = d->marker;
     d->app.mctx = m;
     m->sysfs_root = cfg->sysfs_root;
+    /* Opened once, so NVML (desktop GPUs) stays loaded between measurements. The
+     * nvpmodel files are read below "/" (tests of device_state use fixtures). */
+    struct device_state_sources src = {.sysfs_root = cfg->sysfs_root, .state_root = "/",
+                                       .nvml = true, .nvml_lib = cfg->nvml_lib,
+                                       .nvml_device = cfg->nvml_device};
+    char why[256];
+    if (device_state_open(&src, &d->device_state, why, sizeof why) != 0) {
+        log_warn("main", "device state: %s; measurements record what sysfs shows", why);
+        d->device_state = NULL;
+    }
+    m->device_state = d->device_state;
     if (runner_create(cfg->db, m, cfg->job_timeout_s, &d->runner, err, errlen) != 0)
         return -1;
     d->app.runner = d->runner;
@@ -507,6 +528,10 @@ static void teardown(struct daemon *d)
     if (d->runner) {
         runner_destroy(d->runner);
         d->runner = d->app.runner = NULL;
+    }
+    if (d->device_state) {
+        device_state_close(d->device_state);
+        d->device_state = d->mctx.device_state = NULL;
     }
     if (d->marker) {
         gpio_marker_close(d->marker);

@@ -64,7 +64,8 @@ struct measure_ctx {
      * (at <step>)"), shortens windows to fit, and fails at once ("job would
      * exceed its time limit ...: <what> needs about X s, Y s are left") when
      * even the shortest protocol left cannot fit. A single launch that runs
-     * long cannot be preempted: that needs the worker process (a later issue). */
+     * long is preempted by the worker process (worker.c), which reads this
+     * deadline and kills a run that passes it. */
     int64_t deadline_ns;
     /* When set, the device state is read through it (nvpmodel power mode,
      * jetson_clocks, NVML clocks; see device_state.h) instead of from

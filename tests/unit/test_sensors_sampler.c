@@ -467,6 +467,31 @@ static void test_read_errors_counted(void **state)
     stop_ok(l);
 }
 
+/* SCHED_FIFO for the sampler thread: out-of-range priorities are refused with
+ * the range; a valid one is taken, or refused with the hint that says how to
+ * grant it (not root, no CAP_SYS_NICE, no RLIMIT_RTPRIO). */
+static void test_realtime(void **state)
+{
+    struct live *l = *state;
+    struct sampler *sp = start_ok(l, 1000);
+    char err[256] = "";
+    assert_int_equal(sampler_set_realtime(sp, 0, err, sizeof err), -1);
+    assert_non_null(strstr(err, "outside SCHED_FIFO's range [1, 99]"));
+    assert_int_equal(sampler_set_realtime(sp, 100, err, sizeof err), -1);
+    err[0] = '\0';
+    if (sampler_set_realtime(sp, 10, err, sizeof err) == 0) {
+        /* Taken (root here): the thread keeps delivering fresh samples. */
+        struct sensor_sample latest;
+        int64_t t = clock_mono_ns();
+        assert_int_equal(sampler_wait_for(sp, t, 2000), 0);
+        assert_int_equal(sampler_latest(sp, &latest), 0);
+        assert_true(latest.t_ns >= t);
+    } else {
+        assert_non_null(strstr(err, "LimitRTPRIO"));
+    }
+    stop_ok(l);
+}
+
 static void test_start_errors(void **state)
 {
     struct live *l = *state;
@@ -926,6 +951,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_live_sampler, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_ring_wraps, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_read_errors_counted, live_setup, live_teardown),
+        cmocka_unit_test_setup_teardown(test_realtime, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_start_errors, live_setup, live_teardown),
         cmocka_unit_test_setup_teardown(test_sim_reconfigure, live_setup, live_teardown),
         cmocka_unit_test(test_pure_window_has_no_faults),
