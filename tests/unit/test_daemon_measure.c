@@ -414,6 +414,14 @@ static void test_linear_relu(void **state)
     check_consistent(f, &cfg, &m, 3);
     assert_string_equal(m.params_json, "{\"batch\":8,\"in\":32,\"out\":16}");
     assert_string_equal(m.config_key, "linear_relu:fp32:batch=8,in=32,out=16");
+    /* Phase timings: every phase took time that is part of the total, and the
+     * windows (the measured part) are the largest share of a short kernel's run. */
+    const struct measure_phases *ph = &f->ctx.last_phases;
+    assert_true(ph->windows_ms > 0.0 && ph->warmup_ms > 0.0 && ph->setup_ms >= 0.0);
+    assert_true(ph->setup_ms + ph->idle_ms + ph->warmup_ms + ph->windows_ms + ph->remeasure_ms +
+                    ph->record_ms <=
+                ph->total_ms * 1.001 + 0.01);
+    assert_true(ph->windows_ms >= ph->warmup_ms);
     assert_string_equal(m.energy_rail, "VDD_IN");
     /* what the caller and the db own is left alone */
     assert_int_equal(m.job_id, 77);
