@@ -131,7 +131,7 @@ enum api_match api_route_match(const char *method, const char *path, const struc
         id[0] = '\0';
     for (size_t i = 0; i < api_route_count; i++) {
         const struct api_route *r = &api_routes[i];
-        char seg[64];
+        char seg[64] = ""; /* stays empty for patterns without "{id}" */
         if (!pattern_match(r->pattern, path, seg, sizeof(seg)))
             continue;
         if (strcmp(r->method, m) == 0) {

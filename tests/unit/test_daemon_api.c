@@ -457,6 +457,37 @@ static void test_json_errors(void **state)
 
 /* ---------------------------------------------------------------- routes */
 
+/* Leaves non-zero bytes where api_route_match's locals will live, so reading an
+ * uninitialised buffer shows (it did: a route without "{id}" copied one). */
+static __attribute__((noinline)) void dirty_stack(void)
+{
+    volatile char junk[4096];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = 'x';
+}
+
+static __attribute__((noinline)) enum api_match match_after_dirty_stack(const char *path,
+                                                                          char *id, size_t idlen)
+{
+    const struct api_route *r;
+    char allow[64];
+    dirty_stack();
+    return api_route_match("GET", path, &r, id, idlen, allow, sizeof(allow));
+}
+
+/* A route without "{id}" leaves id empty, whatever was on the stack. */
+static void test_route_match_id_empty(void **state)
+{
+    (void)state;
+    char id[128];
+    memset(id, 'y', sizeof(id));
+    assert_int_equal(match_after_dirty_stack("/v1/health", id, sizeof(id)), API_MATCH_OK);
+    assert_string_equal(id, "");
+    assert_int_equal(match_after_dirty_stack("/v1/measurements/42", id, sizeof(id)),
+                     API_MATCH_OK);
+    assert_string_equal(id, "42");
+}
+
 static void test_route_match(void **state)
 {
     (void)state;
@@ -1585,6 +1616,7 @@ int main(void)
         cmocka_unit_test(test_memory_check),
         cmocka_unit_test(test_json_errors),
         cmocka_unit_test(test_route_match),
+        cmocka_unit_test(test_route_match_id_empty),
         cmocka_unit_test(test_bearer),
         cmocka_unit_test(test_problem_json),
         cmocka_unit_test(test_query_parsing),
