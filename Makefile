@@ -133,17 +133,26 @@ $(CUDA_LIB): cudakern/exec_cuda.cu cudakern/catalog.c cudakern/kernel_data.c cud
 	    $(OBJ)/cudakern/plugin/catalog.o $(OBJ)/cudakern/plugin/kernel_data.o -lcublasLt
 cuda: $(CUDA_LIB)
 
-# ---- make test-gpu: the CUDA executor against the CPU oracle (tests/gpu/test_gpu.c) ----
-# Builds anywhere; where no GPU (or no plugin) can be opened it prints
-# "SKIP: no usable GPU: <reason>" and exits 0. See docs/gpu-testing.md.
+# ---- make test-gpu: the CUDA executor on a real GPU (docs/gpu-testing.md) ----
+# 1. tests/gpu/test_gpu.c: every kernel against the CPU oracle, then the worker
+#    process's failure paths on CUDA (it is its own worker program: daemon/worker.c
+#    linked from the daemon archive, which pulls in worker.o and what it needs only);
+# 2. tests/gpu/test_daemon_gpu.sh: jetprofd with --executor cuda --sensor nvml, a full
+#    measurement and the same failure paths over HTTP.
+# Builds anywhere; where no GPU, plugin or NVML can be used each part prints
+# "SKIP: <reason>" and exits 0.
 GPU_TEST := $(OUT)/gpu-tests/test_gpu
-$(GPU_TEST): tests/gpu/test_gpu.c $(LIB_CUDAKERN) $(LIB_COMMON)
+$(GPU_TEST): tests/gpu/test_gpu.c $(LIB_DAEMON) $(LIB_CUDAKERN) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIB_CUDAKERN) $(LIB_COMMON) -lpthread -ldl -lm
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIB_DAEMON) $(LIB_CUDAKERN) $(LIB_COMMON) \
+	    -lpthread -ldl -lm
 
 test-gpu:
-	@$(MAKE) --no-print-directory $(GPU_TEST) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB)) SAN=$(SAN)
+	@$(MAKE) --no-print-directory $(GPU_TEST) $(JETPROFD) $(JETPROF) \
+	    $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB)) SAN=$(SAN)
 	$(GPU_TEST) $(CUDA_LIB)
+	JETPROFD=$(JETPROFD) JETPROF=$(JETPROF) CUDA_LIB=$(CUDA_LIB) SAN=$(SAN) \
+	    tests/gpu/test_daemon_gpu.sh
 
 # ---- tests ----
 # tests/unit/test_<module>_*.c links only <module> and what DESIGN.md lets it depend on,

@@ -1548,6 +1548,51 @@ static int init_device(struct cuda_exec *c, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- test-only: a real illegal memory access (daemon/worker.c, "illegal_access") ---- */
+
+/* Writes through p, which the host passes at run time so the compiler cannot
+ * see it is invalid (a constant null store may be compiled into a trap, a
+ * different error than the one this fault exists to produce). */
+static __global__ void illegal_write_kernel(volatile unsigned *p) { *p = 0x4a505752u; }
+
+/* An address no allocation can have: inside the first page of the GPU's
+ * virtual address space, which CUDA never maps (discrete GPUs and Tegra), and
+ * below the host's mmap_min_addr, so not even systems where kernels may reach
+ * host memory (HMM, ATS) can have it mapped. */
+#define ILLEGAL_DEVICE_ADDRESS ((uintptr_t)0x100)
+
+/*
+ * Optional export, found with dlsym by the worker process only when
+ * executor.test_faults is on and a job asks for the "illegal_access" fault;
+ * nothing else calls it. Launches one thread that writes through an invalid
+ * device pointer on the executor's stream and synchronises: the write faults
+ * (cudaErrorIllegalAddress), cuda_check marks the executor poisoned, and the
+ * error text says "CUDA context is poisoned", which makes the worker report
+ * poisoned and exit. 0 only if the write did not fault (a test failure for the
+ * caller); -1 with err otherwise.
+ */
+extern "C" __attribute__((visibility("default"))) int
+jetprof_cuda_test_illegal_access(struct executor *ex, char *err, size_t errlen)
+{
+    if (!ex || ex->ops != &cuda_ops) {
+        set_err(err, errlen, "jetprof_cuda_test_illegal_access: not a CUDA executor");
+        return -1;
+    }
+    struct cuda_exec *c = cuda_of(ex);
+    if (check_usable(c, err, errlen) < 0)
+        return -1;
+    volatile unsigned *bad = (volatile unsigned *)ILLEGAL_DEVICE_ADDRESS;
+    illegal_write_kernel<<<1, 1, 0, c->stream>>>(bad);
+    if (cuda_check(c, cudaGetLastError(), "launching the illegal-write kernel", err, errlen) < 0)
+        return -1;
+    /* Short texts: the job's failure reason (256 bytes) carries this, the
+     * worker's and the runner's words around it. */
+    if (cuda_check(c, cudaStreamSynchronize(c->stream), "illegal-write kernel", err, errlen) < 0)
+        return -1;
+    set_err(err, errlen, "illegal-write kernel: the write through an invalid pointer did not fault");
+    return 0;
+}
+
 /* ---- plugin entry points (dlsym'd by exec.c) ---- */
 
 extern "C" __attribute__((visibility("default"))) unsigned jetprof_cuda_abi_version(void)

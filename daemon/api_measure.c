@@ -12,7 +12,9 @@
  * queued because the daemon is stopping (503).
  *
  * Test faults: with executor.test_faults on (test-only), the body may carry
- * "test_fault": "hang" | "crash" | "poison". It is checked here, taken out of
+ * "test_fault": "hang" | "crash" | "poison" | "illegal_access" (the last on the
+ * CUDA executor only: the runner's worker_set_test_fault refuses it on cpu,
+ * failing the job with that reason). It is checked here, taken out of
  * the body before the catalogue check, and stored in the job's params_json
  * under the same name, where the runner finds it and arms it in the worker
  * process (worker.h). With the switch off it is an unknown member like any.
@@ -371,8 +373,8 @@ void api_measure_post(struct api_request *req, struct api_response *res)
             char val[80];
             value_text(fv, val, sizeof(val));
             api_error_set(&e, 422,
-                          "member '%s' = %s: expected \"hang\", \"crash\" or \"poison\" "
-                          "(executor.test_faults is on)",
+                          "member '%s' = %s: expected \"hang\", \"crash\", \"poison\" or "
+                          "\"illegal_access\" (executor.test_faults is on)",
                           WORKER_TEST_FAULT_MEMBER, val);
             api_error_param(&e, WORKER_TEST_FAULT_MEMBER);
             api_respond_error(res, &e, req->path);

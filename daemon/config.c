@@ -204,7 +204,8 @@ static const struct key keys[] = {
            "path of libjetprof_cuda.so; empty: ../lib/jetprof/ next to the jetprofd binary"),
     {.section = "executor", .name = "test_faults", .type = KEY_BOOL, FIELD_INIT(test_faults),
      .def = "false",
-     .doc = "test-only: POST /v1/measure accepts \"test_fault\": hang, crash or poison, which "
+     .doc = "test-only: POST /v1/measure accepts \"test_fault\": hang, crash, poison or "
+            "illegal_access (CUDA only), which "
             "the worker process acts out; never turn on in production"},
     /* [measure] */
     {.section = "measure", .name = "warmup_launches", .type = KEY_UNSIGNED,

@@ -378,7 +378,7 @@ static int open_executor(struct daemon *d, char *err, size_t errlen)
         return -1;
     if (cfg->test_faults)
         log_warn("main", "executor.test_faults is on: POST /v1/measure accepts \"test_fault\" "
-                 "(hang, crash, poison) - for tests only, never in production");
+                 "(hang, crash, poison, illegal_access) - for tests only, never in production");
     exec_info(d->exec, &d->app.exec_info);
     d->app.exec = d->exec; /* HTTP threads ask it for memory figures (thread-safe ops) */
     const struct exec_info *xi = &d->app.exec_info;

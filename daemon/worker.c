@@ -42,8 +42,9 @@
  *   the deadline passes while waiting: SIGKILL, "worker killed: ...";
  *   EOF or a failed write: the child died; waitpid says how;
  *   a reply with status poisoned (the executor's error says "context is
- *   poisoned", exec_cuda.cu's wording, or the poison test fault): the child
- *   exits by itself with WORKER_EXIT_POISONED.
+ *   poisoned", exec_cuda.cu's wording, or the poison test fault, or the real
+ *   fault the illegal_access test fault provokes): the child exits by itself
+ *   with WORKER_EXIT_POISONED.
  * Every child is reaped with waitpid: no zombies.
  *
  * Locks: `lock` guards pid, the fds and the cached figures; `query_lock`
@@ -54,6 +55,7 @@
  */
 #include "worker.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -103,7 +105,13 @@
 
 /* ---- test faults (executor.test_faults only) ---- */
 
-enum fault { FAULT_NONE = 0, FAULT_HANG, FAULT_CRASH, FAULT_POISON };
+enum fault { FAULT_NONE = 0, FAULT_HANG, FAULT_CRASH, FAULT_POISON, FAULT_ILLEGAL_ACCESS };
+
+/* The CUDA plugin's optional test entry point behind "illegal_access" (see
+ * worker.h); looked up with dlsym on the executor's dl_handle, so a plugin
+ * without it still loads and only this fault is unavailable. */
+#define ILLEGAL_ACCESS_SYMBOL "jetprof_cuda_test_illegal_access"
+typedef int (*illegal_access_fn)(struct executor *ex, char *err, size_t errlen);
 
 static const struct {
     const char *name;
@@ -112,6 +120,9 @@ static const struct {
     {"hang", FAULT_HANG},     /* run never returns: the deadline kill */
     {"crash", FAULT_CRASH},   /* run dies of SIGSEGV: a crashing kernel */
     {"poison", FAULT_POISON}, /* run reports a poisoned context: a sticky CUDA error */
+    /* run makes a real kernel write through an invalid device pointer: the
+     * sticky cudaErrorIllegalAddress itself (CUDA executor only) */
+    {"illegal_access", FAULT_ILLEGAL_ACCESS},
 };
 #define FAULT_COUNT (sizeof fault_table / sizeof fault_table[0])
 
@@ -898,7 +909,16 @@ int worker_set_test_fault(struct executor *ex, const char *fault, char *err, siz
         return -1;
     }
     if (!worker_test_fault_known(fault)) {
-        set_err(err, errlen, "unknown test fault '%s' (hang, crash or poison)", fault);
+        set_err(err, errlen, "unknown test fault '%s' (hang, crash, poison or illegal_access)",
+                fault);
+        return -1;
+    }
+    if (fault_parse(fault) == FAULT_ILLEGAL_ACCESS && strcmp(w->exec_name, "cuda") != 0) {
+        /* w->exec_name is the first child's choice: what every child opens. */
+        set_err(err, errlen,
+                "test fault 'illegal_access' refused: illegal_access needs the CUDA executor "
+                "(this worker runs the %s executor)",
+                w->exec_name);
         return -1;
     }
     snprintf(w->fault, sizeof w->fault, "%s", fault);
@@ -989,8 +1009,13 @@ static void *query_main(void *arg)
     return NULL;
 }
 
-/* Carries out the test fault armed at prepare, at the run. Returns only for poison. */
-static void act_on_fault(struct child *c, struct wire_reply *rep)
+/*
+ * Carries out the test fault armed at prepare, at the run. hang and crash do
+ * not return. true when the fault took the run's place: rep then holds the
+ * outcome (poison: status poisoned; illegal_access: the plugin's error in
+ * rep->err, which marks the context poisoned when the fault was real).
+ */
+static bool act_on_fault(struct child *c, struct wire_reply *rep)
 {
     switch (c->fault) {
     case FAULT_HANG:
@@ -1018,10 +1043,34 @@ static void act_on_fault(struct child *c, struct wire_reply *rep)
         rep->status = STATUS_POISONED;
         set_err(rep->err, sizeof rep->err,
                 "run: test fault 'poison': the CUDA context is poisoned (simulated sticky error)");
-        return;
-    case FAULT_NONE:
-        return;
+        return true;
+    case FAULT_ILLEGAL_ACCESS: {
+        /* prepare refused this fault on an executor without a plugin handle. */
+        void *sym = c->ex->dl_handle ? dlsym(c->ex->dl_handle, ILLEGAL_ACCESS_SYMBOL) : NULL;
+        if (!sym) {
+            set_err(rep->err, sizeof rep->err,
+                    "run: test fault 'illegal_access': the CUDA plugin has no %s (built "
+                    "before it was added?)",
+                    ILLEGAL_ACCESS_SYMBOL);
+            return true;
+        }
+        illegal_access_fn provoke;
+        memcpy(&provoke, &sym, sizeof provoke); /* object pointer -> function pointer */
+        log_warn(LOG_MODULE, "worker %ld: test fault 'illegal_access': a kernel writes through "
+                 "an invalid device pointer", (long)getpid());
+        char text[ERR_MAX] = "";
+        if (provoke(c->ex, text, sizeof text) == 0)
+            set_err(rep->err, sizeof rep->err,
+                    "run: test fault 'illegal_access': the invalid write did not fault");
+        else
+            set_err(rep->err, sizeof rep->err, "run: test fault 'illegal_access': %s",
+                    text[0] ? text : "failed without a reason");
+        return true;
     }
+    case FAULT_NONE:
+        return false;
+    }
+    return false;
 }
 
 /* Serves one control request; false when the child should end (quit, poisoned,
@@ -1060,6 +1109,16 @@ static bool serve_one(struct child *c, const struct wire_request *req, int *exit
             set_err(rep.err, sizeof rep.err, "unknown test fault '%s'", fault);
             break;
         }
+        if (c->fault == FAULT_ILLEGAL_ACCESS && !c->ex->dl_handle) {
+            struct exec_info info;
+            exec_info(c->ex, &info);
+            c->fault = FAULT_NONE;
+            set_err(rep.err, sizeof rep.err,
+                    "test fault 'illegal_access' refused: illegal_access needs the CUDA "
+                    "executor (this worker runs the %s executor)",
+                    info.name);
+            break;
+        }
         if (config_from_wire(&req->cfg, &cfg, rep.err, sizeof rep.err) != 0)
             break;
         rc = exec_prepare(c->ex, &cfg, req->seed, rep.err, sizeof rep.err);
@@ -1067,8 +1126,7 @@ static bool serve_one(struct child *c, const struct wire_request *req, int *exit
         break;
     }
     case OP_RUN: {
-        act_on_fault(c, &rep);
-        if (rep.status == STATUS_POISONED)
+        if (act_on_fault(c, &rep))
             break;
         if (req->count > UINT_MAX) {
             set_err(rep.err, sizeof rep.err, "run: %" PRIu64 " launches is too many",

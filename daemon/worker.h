@@ -33,7 +33,8 @@
 #include "../cudakern/exec.h"
 
 /* The params_json member that carries a test fault from POST /v1/measure to
- * the runner (executor.test_faults only): "hang", "crash" or "poison". */
+ * the runner (executor.test_faults only): "hang", "crash", "poison" or
+ * "illegal_access". */
 #define WORKER_TEST_FAULT_MEMBER "test_fault"
 
 struct worker_options {
@@ -65,12 +66,21 @@ bool worker_is_proxy(const struct executor *ex);
 
 /*
  * The test fault the next prepare hands the child (fault = "hang", "crash",
- * "poison"; NULL or "" clears it). The child acts on it at the next run: it
- * sleeps forever, dies of SIGSEGV, or reports its context poisoned. 0, or -1
- * with err (not a worker proxy, faults not enabled, unknown fault).
+ * "poison", "illegal_access"; NULL or "" clears it). The child acts on it at
+ * the next run: it sleeps forever, dies of SIGSEGV, reports its context
+ * poisoned, or (illegal_access, CUDA executor only) calls the plugin's
+ * optional export
+ *     int jetprof_cuda_test_illegal_access(struct executor *ex, char *err,
+ *                                          size_t errlen);
+ * (dlsym on the executor's dl_handle), which launches a kernel that writes
+ * through an invalid device pointer on the executor's stream, synchronises and
+ * returns -1 with CUDA's error and "CUDA context is poisoned": a real sticky
+ * error, after which the child reports poisoned and exits like any poisoned
+ * context. 0, or -1 with err (not a worker proxy, faults not enabled, unknown
+ * fault, "illegal_access needs the CUDA executor" when the worker runs cpu).
  */
 int worker_set_test_fault(struct executor *ex, const char *fault, char *err, size_t errlen);
-/* "hang", "crash", "poison" -> true. */
+/* "hang", "crash", "poison", "illegal_access" -> true. */
 bool worker_test_fault_known(const char *fault);
 
 /* The child's pid, 0 when none is running (tests, diagnostics). */

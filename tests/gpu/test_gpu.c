@@ -22,6 +22,24 @@
  * that needs the most memory must be refused by memory_needed > memory_free
  * before anything is prepared (the daemon's admission check).
  *
+ * Then the worker process's failure paths on the CUDA executor (daemon/worker.c,
+ * the executor proxy jetprofd uses; here the worker program is this binary,
+ * started again through /proc/self/exe, hence the worker-mode dispatch at the
+ * top of main), with test faults on and a WORKER_LIMIT_S job deadline:
+ *   - a run in the worker matches the oracle;
+ *   - "hang": the run is killed at the deadline and fails with the time-limit
+ *     reason; the hung child is gone and a fresh one runs the next job;
+ *   - "illegal_access": the child's CUDA plugin launches a kernel that writes
+ *     through an invalid device pointer (a real cudaErrorIllegalAddress, not
+ *     the simulated "poison"); the run fails with "CUDA context is poisoned",
+ *     the child exits (status 3), and a fresh child's next prepare and run
+ *     succeed and match the oracle;
+ *   - out of memory: the largest configuration is refused by the proxy's
+ *     memory_needed > memory_free, the figures the daemon's 422 gives, equal
+ *     to the plugin's own.
+ * The daemon-level checks (jetprofd, NVML power, the same faults over HTTP)
+ * are tests/gpu/test_daemon_gpu.sh, run by `make test-gpu` after this.
+ *
  * Comparison: element i passes when |gpu_i - cpu_i| <= atol * scale + rtol *
  * |cpu_i|, scale = max(1, max_i |cpu_i|); NaN or infinity fails. The table
  * gives max_abs = max |gpu - cpu|, max_rel = max |gpu - cpu| / |cpu| over the
@@ -29,22 +47,34 @@
  * tolerance any element used (PASS iff <= 1). The tolerances and why they are
  * what they are: the tolerance table below. Exit status 1 on any failure.
  */
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "cudakern/catalog.h"
 #include "cudakern/exec.h"
+#include "daemon/worker.h"
 
 #define DEFAULT_PLUGIN "lib/jetprof/libjetprof_cuda.so"
 #define SEED 20260401u
 #define CONFIGS 4
 #define REPLAY_LAUNCHES 300u /* > 256: one replayed chunk graph plus a 44-launch tail */
+/* The worker checks: the job's time limit for the hang, and the configuration
+ * each worker run measures (small, odd sizes; checked against the oracle). */
+#define WORKER_LIMIT_S 3u
+#define WORKER_KERNEL "linear_relu"
+#define WORKER_CONFIG "batch=17,in=64,out=33"
+#define WORKER_LAUNCHES 10u
 
 /*
  * Tolerances per kernel and dtype: {atol (times scale), rtol}.
@@ -367,14 +397,18 @@ out:
 /*
  * The admission check: the configuration of the catalogue needing the most
  * CUDA memory (every parameter at its maximum) must be refused by
- * memory_needed > memory_free, without being prepared.
+ * memory_needed > memory_free, without being prepared. *worst_out and
+ * *needed_out receive it and its figure (worst_out->kernel NULL when none).
  */
-static void check_out_of_memory(struct executor *gpu)
+static void check_out_of_memory(struct executor *gpu, struct kernel_config *worst_out,
+                                uint64_t *needed_out)
 {
     cases++;
     struct kernel_config worst;
     uint64_t worst_needed = 0;
     memset(&worst, 0, sizeof(worst));
+    memset(worst_out, 0, sizeof(*worst_out));
+    *needed_out = 0;
     for (size_t i = 0; i < catalog_count(); i++) {
         const struct catalog_kernel *k = catalog_at(i);
         struct kernel_config cfg;
@@ -394,6 +428,8 @@ static void check_out_of_memory(struct executor *gpu)
         fail_line("out-of-memory check: no catalogue configuration to try");
         return;
     }
+    *worst_out = worst;
+    *needed_out = worst_needed;
     uint64_t free_bytes = 0;
     if (exec_memory_free(gpu, &free_bytes) < 0) {
         fail_line("out-of-memory check: memory_free cannot be read");
@@ -409,8 +445,214 @@ static void check_out_of_memory(struct executor *gpu)
            (unsigned long long)worst_needed, (unsigned long long)free_bytes);
 }
 
+
+/* ---- the worker process's failure paths (daemon/worker.c) ---- */
+
+/* One named worker check: PASS, or FAIL with the reason (fmt). */
+static bool worker_check(bool ok, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool worker_check(bool ok, const char *name, const char *fmt, ...)
+{
+    cases++;
+    if (ok) {
+        printf("worker: %-68s PASS\n", name);
+        return true;
+    }
+    char why[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    printf("worker: %-68s FAIL\n", name);
+    printf("FAIL: worker: %s: %s\n", name, why);
+    failures++;
+    return false;
+}
+
+/* prepare, WORKER_LAUNCHES launches and read_output on ex; 0 or -1 with err. */
+static int worker_job(struct executor *ex, const struct kernel_config *cfg, float *out, size_t n,
+                      char *err, size_t errlen)
+{
+    double us = 0;
+    int rc = exec_prepare(ex, cfg, SEED, err, errlen);
+    if (rc == 0)
+        rc = run_on(ex, WORKER_LAUNCHES, out, n, &us, err, errlen);
+    exec_release(ex);
+    return rc;
+}
+
+/* A process with this pid exists (a reaped child does not). */
+static bool process_exists(pid_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH);
+}
+
+/*
+ * Runs an armed fault through the proxy with the job deadline set as the
+ * runner sets it: prepare must succeed, the run must fail. err receives the
+ * run's error; *past_deadline whether the failure came after the deadline.
+ */
+static int worker_faulted_run(struct executor *wx, int64_t *deadline_ns,
+                              const struct kernel_config *cfg, bool *past_deadline, char *err,
+                              size_t errlen)
+{
+    double us = 0;
+    *deadline_ns = clock_mono_ns() + (int64_t)WORKER_LIMIT_S * 1000000000LL;
+    int rc = exec_prepare(wx, cfg, SEED, err, errlen);
+    if (rc < 0) {
+        *deadline_ns = 0;
+        return -1; /* prepare failed: err says why */
+    }
+    rc = exec_run(wx, WORKER_LAUNCHES, &us, err, errlen);
+    *past_deadline = clock_mono_ns() >= *deadline_ns;
+    *deadline_ns = 0;
+    exec_release(wx);
+    return rc < 0 ? 1 : 0; /* 1: the run failed, as it must */
+}
+
+static void check_worker(const char *plugin, struct executor *cpu,
+                         const struct kernel_config *worst, uint64_t worst_needed)
+{
+    char err[1024] = "", why[512] = "";
+    const struct catalog_kernel *k = catalog_find(WORKER_KERNEL);
+    const struct tolerance *tol = k ? tolerance_for(k->op) : NULL;
+    struct kernel_config cfg;
+    if (!k || !tol || parse_config(k, DTYPE_FP32, WORKER_CONFIG, &cfg, err, sizeof(err)) < 0) {
+        worker_check(false, "test configuration", "%s %s: %s", WORKER_KERNEL, WORKER_CONFIG,
+                     err[0] ? err : "kernel or tolerance missing");
+        return;
+    }
+    const size_t n = catalog_output_elements(&cfg);
+    float *ref = calloc(n, sizeof(float));
+    float *got = calloc(n, sizeof(float));
+    struct executor *wx = NULL;
+    int64_t deadline_ns = 0;
+    if (!ref || !got) {
+        worker_check(false, "allocation", "cannot allocate 2 x %zu floats", n);
+        goto out;
+    }
+    double us = 0;
+    if (exec_prepare(cpu, &cfg, SEED, err, sizeof(err)) < 0 ||
+        run_on(cpu, 1, ref, n, &us, err, sizeof(err)) < 0) {
+        exec_release(cpu);
+        worker_check(false, "CPU oracle for the worker runs", "%s", err);
+        goto out;
+    }
+    exec_release(cpu);
+
+    /* The proxy as jetprofd opens it: the worker program is this binary. */
+    struct worker_options opt = {.program = NULL,
+                                 .deadline_ns = &deadline_ns,
+                                 .job_timeout_s = WORKER_LIMIT_S,
+                                 .test_faults = true};
+    if (!worker_check(worker_executor_open("cuda", plugin, &opt, &wx, why, sizeof(why), err,
+                                           sizeof(err)) == 0,
+                      "opens the CUDA executor in a worker process", "%s", err))
+        goto out;
+    struct exec_info info;
+    exec_info(wx, &info);
+    if (!worker_check(strcmp(info.name, "cuda") == 0 && worker_pid(wx) > 0,
+                      "the worker runs the cuda executor", "executor '%s', pid %ld", info.name,
+                      (long)worker_pid(wx)))
+        goto out;
+
+    struct comparison cmp;
+    memset(&cmp, 0, sizeof(cmp));
+    memset(got, 0, n * sizeof(float));
+    int rc = worker_job(wx, &cfg, got, n, err, sizeof(err));
+    if (rc == 0)
+        compare(got, ref, n, tol->atol[DTYPE_FP32], tol->rtol[DTYPE_FP32], &cmp);
+    worker_check(rc == 0 && cmp.ok, "a run in the worker matches the oracle", "%s",
+                 rc < 0 ? err : "output differs from the CPU oracle");
+
+    /* hang: killed at the job's deadline. */
+    pid_t before = worker_pid(wx);
+    unsigned starts = worker_starts(wx);
+    bool late = false;
+    err[0] = '\0';
+    rc = worker_set_test_fault(wx, "hang", err, sizeof(err));
+    if (rc == 0)
+        rc = worker_faulted_run(wx, &deadline_ns, &cfg, &late, err, sizeof(err));
+    else
+        rc = -1;
+    worker_set_test_fault(wx, NULL, NULL, 0);
+    char limit_text[64];
+    snprintf(limit_text, sizeof(limit_text), "exceeded the job's time limit of %u s",
+             WORKER_LIMIT_S);
+    worker_check(rc == 1 && strstr(err, "worker killed") && strstr(err, limit_text) && late,
+                 "hang: the run is killed at the job's time limit",
+                 "rc %d (1 = the run failed), after the deadline: %s, error: %s", rc,
+                 late ? "yes" : "no", err);
+    worker_check(!process_exists(before) && worker_pid(wx) > 0 && worker_pid(wx) != before &&
+                     worker_starts(wx) == starts + 1,
+                 "hang: the hung worker is gone, a fresh one runs",
+                 "old pid %ld %s, current pid %ld, starts %u -> %u", (long)before,
+                 process_exists(before) ? "still exists" : "gone", (long)worker_pid(wx), starts,
+                 worker_starts(wx));
+    memset(got, 0, n * sizeof(float));
+    rc = worker_job(wx, &cfg, got, n, err, sizeof(err));
+    if (rc == 0)
+        compare(got, ref, n, tol->atol[DTYPE_FP32], tol->rtol[DTYPE_FP32], &cmp);
+    worker_check(rc == 0 && cmp.ok, "hang: the next run in the fresh worker succeeds", "%s",
+                 rc < 0 ? err : "output differs from the CPU oracle");
+
+    /* illegal_access: a real sticky CUDA error poisons the child's context. */
+    before = worker_pid(wx);
+    starts = worker_starts(wx);
+    err[0] = '\0';
+    rc = worker_set_test_fault(wx, "illegal_access", err, sizeof(err));
+    if (rc == 0)
+        rc = worker_faulted_run(wx, &deadline_ns, &cfg, &late, err, sizeof(err));
+    else
+        rc = -1;
+    worker_set_test_fault(wx, NULL, NULL, 0);
+    worker_check(rc == 1 && strstr(err, "CUDA context is poisoned") && strstr(err, "cudaError") &&
+                     !strstr(err, "simulated") && strstr(err, "exit status 3") && !late,
+                 "illegal_access: a real CUDA fault poisons the worker",
+                 "rc %d (1 = the run failed), error: %s", rc, err);
+    if (rc == 1)
+        printf("worker:   (%s)\n", err);
+    worker_check(!process_exists(before) && worker_pid(wx) > 0 && worker_pid(wx) != before &&
+                     worker_starts(wx) == starts + 1,
+                 "illegal_access: the poisoned worker exited, a fresh one runs",
+                 "old pid %ld %s, current pid %ld, starts %u -> %u", (long)before,
+                 process_exists(before) ? "still exists" : "gone", (long)worker_pid(wx), starts,
+                 worker_starts(wx));
+    memset(got, 0, n * sizeof(float));
+    rc = worker_job(wx, &cfg, got, n, err, sizeof(err));
+    if (rc == 0)
+        compare(got, ref, n, tol->atol[DTYPE_FP32], tol->rtol[DTYPE_FP32], &cmp);
+    worker_check(rc == 0 && cmp.ok,
+                 "illegal_access: the next prepare and run on CUDA succeed", "%s",
+                 rc < 0 ? err : "output differs from the CPU oracle");
+
+    /* Out of memory: refused by the proxy's figures before anything runs. */
+    if (worst->kernel) {
+        uint64_t free_bytes = 0;
+        int free_rc = exec_memory_free(wx, &free_bytes);
+        uint64_t needed = exec_memory_needed(wx, worst);
+        worker_check(free_rc == 0 && needed == worst_needed && needed > free_bytes &&
+                         free_bytes > 0,
+                     "out of memory: the largest configuration is refused via the worker",
+                     "memory_free rc %d, %llu bytes free; memory_needed %llu (the plugin "
+                     "says %llu)",
+                     free_rc, (unsigned long long)free_bytes, (unsigned long long)needed,
+                     (unsigned long long)worst_needed);
+    }
+
+out:
+    exec_close(wx);
+    free(ref);
+    free(got);
+}
+
 int main(int argc, char **argv)
 {
+    /* This program is also the worker process of check_worker's proxy. */
+    if (worker_mode_requested(argc, argv))
+        return worker_child_main(argc, argv);
+
     const char *plugin = argc > 1 ? argv[1] : DEFAULT_PLUGIN;
     jp_log_set_level(JP_LOG_WARN);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -455,10 +697,19 @@ int main(int argc, char **argv)
                 check_case(cpu, gpu, &cfg, config_labels[j], tol);
             }
     }
-    check_out_of_memory(gpu);
+    struct kernel_config worst;
+    uint64_t worst_needed = 0;
+    check_out_of_memory(gpu, &worst, &worst_needed);
+    /* The parent's own context is not needed for the worker checks. */
+    exec_close(gpu);
+
+    /* The worker child opens the plugin by this path from its own start. */
+    char plugin_abs[PATH_MAX];
+    if (!realpath(plugin, plugin_abs))
+        snprintf(plugin_abs, sizeof(plugin_abs), "%s", plugin);
+    check_worker(plugin_abs, cpu, &worst, worst_needed);
 
     exec_close(cpu);
-    exec_close(gpu);
     printf("%u cases, %u failed: %s\n", cases, failures, failures ? "FAIL" : "PASS");
     return failures ? 1 : 0;
 }

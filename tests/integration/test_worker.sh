@@ -4,8 +4,10 @@
 # (executor.test_faults) and a 3 s job limit: a run that hangs is killed at the
 # limit and its job fails with that reason; a crash (SIGSEGV) and a poisoned
 # context fail their jobs with how the worker ended; /v1/health answers 200
-# throughout; a fresh worker takes the next measurement; the daemon has one
-# worker child and no zombie; it stops cleanly and leaves no worker behind.
+# throughout; "illegal_access" (a real CUDA fault, tests/gpu/test_daemon_gpu.sh
+# on a GPU) is refused on the CPU executor with a clear reason, without
+# touching the worker; a fresh worker takes the next measurement; the daemon has
+# one worker child and no zombie; it stops cleanly and leaves no worker behind.
 # With the switch off, "test_fault" is the usual 422 unknown member.
 . "$(dirname "$0")/lib.sh"
 
@@ -62,9 +64,19 @@ http POST /v1/measure "{$KERNEL,\"test_fault\":\"poison\"}"
 problem_check "poison: job failed (500), the worker ended" 500 "poisoned" "exit status 3"
 check "health answers 200 after the poisoned context" health_ok
 
+# ---- illegal_access needs the CUDA executor: refused here, the worker untouched ----
+BEFORE_REFUSAL=$(worker_children)
+http POST /v1/measure "{$KERNEL,\"test_fault\":\"illegal_access\"}"
+problem_check "illegal_access on the cpu executor: job failed (500), refused with the reason" 500 \
+  "illegal_access needs the CUDA executor" "runs the cpu executor"
+check "illegal_access refused: the same worker still runs" \
+  eval '[ -n "$BEFORE_REFUSAL" ] && [ "$(worker_children)" = "$BEFORE_REFUSAL" ]'
+check "health answers 200 after the refusal" health_ok
+
 # ---- a bad fault value ----
 http POST /v1/measure "{$KERNEL,\"test_fault\":\"melt\"}"
-problem_check "an unknown test_fault value is 422 naming it" 422 "test_fault" "melt" "hang"
+problem_check "an unknown test_fault value is 422 naming it" 422 "test_fault" "melt" "hang" \
+  "illegal_access"
 check "the 422 names the member" json_true 'j.get("parameter") == "test_fault"'
 
 # ---- the next measurement succeeds in a fresh worker ----
@@ -72,8 +84,8 @@ http POST /v1/measure "{$KERNEL}"
 check "the next measurement succeeds (201)" [ "$STATUS" = 201 ]
 check "it was measured on the cpu executor" json_true 'j["executor"] == "cpu"'
 http GET /v1/health
-check "health: ok, 3 failed jobs, 1 done" \
-  json_true 'j["status"] in ("ok", "degraded") and j["jobs"]["failed"] == 3 and j["jobs"]["done"] == 1'
+check "health: ok, 4 failed jobs, 1 done" \
+  json_true 'j["status"] in ("ok", "degraded") and j["jobs"]["failed"] == 4 and j["jobs"]["done"] == 1'
 check "one worker process, a new one, and no zombie" \
   eval '[ "$(worker_children | wc -l)" = 1 ] && [ "$(worker_children)" != "$FIRST_WORKER" ] &&
     [ "$(zombie_children)" = 0 ]'
