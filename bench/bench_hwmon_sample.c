@@ -20,10 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_machine.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "sensors/sensor.h"
@@ -45,29 +45,6 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     (void)flag;
     (void)ftw;
     return remove(path);
-}
-
-static void cpu_model(char *out, size_t outlen)
-{
-    snprintf(out, outlen, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f == NULL)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0 || strncmp(line, "Model", 5) == 0) {
-            const char *colon = strchr(line, ':');
-            if (colon) {
-                colon++;
-                while (*colon == ' ' || *colon == '\t')
-                    colon++;
-                snprintf(out, outlen, "%s", colon);
-                out[strcspn(out, "\n")] = '\0';
-                break;
-            }
-        }
-    }
-    fclose(f);
 }
 
 int main(int argc, char **argv)
@@ -145,13 +122,7 @@ int main(int argc, char **argv)
         sum += (double)ns[i];
     int64_t median = ns[reads / 2];
 
-    struct utsname u;
-    if (uname(&u) != 0)
-        memset(&u, 0, sizeof u);
-    char cpu[256];
-    cpu_model(cpu, sizeof cpu);
-    printf("machine: %s %s %s, %s, %ld online CPUs\n", u.sysname, u.release, u.machine, cpu,
-           sysconf(_SC_NPROCESSORS_ONLN));
+    bench_print_machine();
     printf("command:");
     for (int i = 0; i < argc; i++)
         printf(" %s", argv[i]);

@@ -31,9 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
+#include "bench_machine.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "cudakern/catalog.h"
@@ -96,29 +96,6 @@ struct rig {
     char usable_key[BENCH_CONFIG_COUNT][160];
     unsigned usable_count;
 };
-
-static void cpu_model(char *out, size_t outlen)
-{
-    snprintf(out, outlen, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f == NULL)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0 || strncmp(line, "Model", 5) == 0) {
-            const char *colon = strchr(line, ':');
-            if (colon) {
-                colon++;
-                while (*colon == ' ' || *colon == '\t')
-                    colon++;
-                snprintf(out, outlen, "%s", colon);
-                out[strcspn(out, "\n")] = '\0';
-                break;
-            }
-        }
-    }
-    fclose(f);
-}
 
 /* The 1-minute load average: other work on the machine moves latency CVs. */
 static double load_1min(void)
@@ -371,13 +348,7 @@ int main(int argc, char **argv)
         return 2;
     jp_log_set_level(verbose ? JP_LOG_INFO : JP_LOG_WARN);
 
-    struct utsname u;
-    if (uname(&u) != 0)
-        memset(&u, 0, sizeof u);
-    char cpu[256];
-    cpu_model(cpu, sizeof cpu);
-    printf("machine: %s %s %s, %s, %ld online CPUs\n", u.sysname, u.release, u.machine, cpu,
-           sysconf(_SC_NPROCESSORS_ONLN));
+    bench_print_machine();
     printf("command:");
     for (int i = 0; i < argc; i++)
         printf(" %s", argv[i]);

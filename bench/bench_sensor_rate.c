@@ -36,10 +36,10 @@ static int rt_priority = 10; /* sampler_set_realtime, as jetprofd by default */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_machine.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "sensors/ina3221.h"
@@ -272,11 +272,6 @@ int main(int argc, char **argv)
     }
     jp_log_set_level(JP_LOG_WARN);
 
-    struct utsname u;
-    char machine[400] = "unknown";
-    if (uname(&u) == 0)
-        snprintf(machine, sizeof machine, "%s %s %s %s", u.sysname, u.nodename, u.release,
-                 u.machine);
     char command[512] = "";
     size_t used = 0;
     for (int i = 0; i < argc && used < sizeof command; i++) {
@@ -289,7 +284,7 @@ int main(int argc, char **argv)
     clock_utc_iso8601(when, sizeof when);
     printf("bench_sensor_rate: fresh-sample rate of the ina3221-i2c backend through the "
            "sampler thread, on the emulated INA3221\n");
-    printf("machine: %s, %ld CPUs online\n", machine, sysconf(_SC_NPROCESSORS_ONLN));
+    bench_print_machine();
     printf("command: %s\n", command);
     printf("date:    %s\n", when);
     rt_priority = rt ? 10 : 0;

@@ -1,0 +1,50 @@
+/*
+ * bench_machine.h - the "machine:" line every benchmark prints, so a figure is
+ * never quoted without the machine it came from (BENCHMARKS.md). Header-only:
+ * each bench is one program built from one .c file.
+ */
+#ifndef JETPROF_BENCH_MACHINE_H
+#define JETPROF_BENCH_MACHINE_H
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+/* "model name" from /proc/cpuinfo (x86), "Model" (arm64), else "unknown CPU". */
+static inline void bench_cpu_model(char *out, size_t outlen)
+{
+    snprintf(out, outlen, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f == NULL)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0 && strncmp(line, "Model", 5) != 0)
+            continue;
+        const char *colon = strchr(line, ':');
+        if (colon == NULL)
+            continue;
+        colon++;
+        while (*colon == ' ' || *colon == '\t')
+            colon++;
+        snprintf(out, outlen, "%s", colon);
+        out[strcspn(out, "\n")] = '\0';
+        break;
+    }
+    fclose(f);
+}
+
+/* "machine: Linux 6.18.44 x86_64, AMD EPYC, 2 online CPUs" */
+static inline void bench_print_machine(void)
+{
+    struct utsname u;
+    if (uname(&u) != 0)
+        memset(&u, 0, sizeof u);
+    char cpu[256];
+    bench_cpu_model(cpu, sizeof cpu);
+    printf("machine: %s %s %s, %s, %ld online CPUs\n", u.sysname, u.release, u.machine, cpu,
+           sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+#endif
