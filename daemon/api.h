@@ -114,6 +114,7 @@ struct api_response {
     const char *content_type; /* default "application/json"; problems set their own */
     char location[96];        /* "Location" header when not empty */
     unsigned retry_after_s;   /* "Retry-After" header when > 0 */
+    char content_disposition[128]; /* "Content-Disposition" header when not empty */
     bool suspended;           /* set by api_wait_for_job: answer comes later */
     /* A streamed body instead of json/text (owned: http.c calls stream_free). */
     api_stream_read_fn stream_read;
@@ -190,6 +191,13 @@ void api_power_get(struct api_request *req, struct api_response *res);
 void api_power_stream(struct api_request *req, struct api_response *res);
 void api_sensor_sampling_put(struct api_request *req, struct api_response *res);
 void api_metrics_get(struct api_request *req, struct api_response *res);
+void api_jobs_post(struct api_request *req, struct api_response *res);
+void api_jobs_list(struct api_request *req, struct api_response *res);
+void api_jobs_get(struct api_request *req, struct api_response *res);
+void api_jobs_delete(struct api_request *req, struct api_response *res);
+void api_batches_get(struct api_request *req, struct api_response *res);
+void api_batches_delete(struct api_request *req, struct api_response *res);
+void api_export_sqlite(struct api_request *req, struct api_response *res);
 
 /* ---- pure parts, exposed for tests ---- */
 
@@ -231,9 +239,18 @@ int api_params_json(const struct kernel_config *cfg, char *buf, size_t buflen);
 
 /* GET /v1/measurements query parameters. */
 struct api_measurement_query {
-    struct db_measurement_filter filter; /* kernel/dtype/quality point into the query */
+    struct db_measurement_filter filter; /* kernel/dtype/quality point into the query;
+                                            since points to since below */
     bool csv;
+    bool jsonl;       /* format=jsonl: one Measurement object per line */
+    bool limit_given; /* jsonl and csv stream every matching row unless limit is given */
+    char since[32];   /* ?since= normalised to "YYYY-MM-DDTHH:MM:SS.mmmZ" */
 };
+/* An ISO-8601 time (YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS[.fff]] with Z, +HH:MM or
+ * -HH:MM; no zone = UTC) as the database writes created_at, in UTC with
+ * milliseconds (a finer fraction rounds up, so ">=" keeps its meaning).
+ * 0, or -1 when it is not such a time. */
+int api_parse_iso8601(const char *s, char *out, size_t outlen);
 /* 0, or -1 with e (400, "parameter" naming the query parameter). */
 int api_parse_measurement_query(const struct api_query_param *q, size_t n,
                                 struct api_measurement_query *out, struct api_error *e);

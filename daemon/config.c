@@ -247,6 +247,9 @@ static const struct key keys[] = {
     {.section = "measure", .name = "max_attempts", .type = KEY_UNSIGNED,
      FIELD_INIT(max_attempts), .def = "3", .imin = 1, .imax = 100,
      .doc = "a job interrupted (daemon stopped or crashed) this often fails (1..100)"},
+    {.section = "measure", .name = "max_batch_jobs", .type = KEY_UNSIGNED,
+     FIELD_INIT(max_batch_jobs), .def = "100000", .imin = 1, .imax = 10000000,
+     .doc = "POST /v1/jobs queues at most this many configurations per batch (1..10000000)"},
     /* [log] */
     {.section = "log", .name = "level", .type = KEY_ENUM, FIELD_INIT(log_level), .def = "info",
      .choices = "error|warn|info|debug", .flag = "log-level", .metavar = "LEVEL",

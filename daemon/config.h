@@ -85,6 +85,7 @@ struct config {
     unsigned max_launches;           /* calibration ceiling, default 1000000 */
     unsigned job_timeout_s;          /* a job running longer fails, default 600 */
     unsigned max_attempts;           /* a job interrupted this often fails, default 3 */
+    unsigned max_batch_jobs;         /* most jobs one POST /v1/jobs may queue, default 100000 */
     /* [log] */
     char log_level[16];              /* error | warn | info | debug */
 

@@ -652,6 +652,9 @@ static enum MHD_Result send_response(struct http_request *r, struct api_response
         snprintf(retry, sizeof(retry), "%u", res->retry_after_s);
         ok = add_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry) == MHD_YES;
     }
+    if (ok && res->content_disposition[0])
+        ok = add_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, res->content_disposition) ==
+             MHD_YES;
     if (ok && allow)
         ok = add_header(resp, MHD_HTTP_HEADER_ALLOW, allow) == MHD_YES;
     if (ok && www_auth)

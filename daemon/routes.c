@@ -18,5 +18,12 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/power/stream", api_power_stream, false, API_BODY_NONE},
     {"PUT", "/v1/sensor/sampling", api_sensor_sampling_put, true, API_BODY_JSON},
     {"GET", "/metrics", api_metrics_get, false, API_BODY_NONE},
+    {"POST", "/v1/jobs", api_jobs_post, true, API_BODY_JSON},
+    {"GET", "/v1/jobs", api_jobs_list, false, API_BODY_NONE},
+    {"GET", "/v1/jobs/{id}", api_jobs_get, false, API_BODY_NONE},
+    {"DELETE", "/v1/jobs/{id}", api_jobs_delete, true, API_BODY_NONE},
+    {"GET", "/v1/batches/{id}", api_batches_get, false, API_BODY_NONE},
+    {"DELETE", "/v1/batches/{id}", api_batches_delete, true, API_BODY_NONE},
+    {"GET", "/v1/export.sqlite", api_export_sqlite, false, API_BODY_NONE},
 };
 const size_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -16,6 +16,18 @@
  * without deadlocking against runner_add_waiter. A small ring of recently ended
  * jobs closes the race between inserting a job and registering its waiter.
  *
+ * Holistic cost: a batch is charged the board's energy (the board-input rail's
+ * energy counter of the sampler, or the sum of rails where the board has no
+ * input rail) and the wall time from its first job's start to its last job's
+ * end, idle between its jobs included (the settle, the queue overhead: what the
+ * board really spent on the dataset). The runner keeps one mark (time, energy)
+ * for the batch whose job ran last; at each job end the span since the mark is
+ * added (db_batch_account) and the mark moves to now. A job of another batch
+ * (or an ad-hoc measurement) in between starts a new mark, so nothing is
+ * charged twice. Each batch also gets a progress line at info level at most
+ * every PROGRESS_INTERVAL_NS and when it finishes; single batch jobs log at
+ * debug only (an overnight sweep would otherwise fill the journal).
+ *
  * A job row whose params_json carries "test_fault" (only POST /v1/measure with
  * executor.test_faults on writes one) arms that fault in the worker process
  * for the job (worker_set_test_fault); the fault is cleared when it ends.
@@ -39,6 +51,20 @@
 #define RECENT_JOBS 256          /* ended jobs remembered for late waiters */
 #define IDLE_POLL_MS 1000        /* the queue is looked at this often without a wake */
 #define STORAGE_BACKOFF_MS 5000  /* pause after a failed write */
+#define PROGRESS_INTERVAL_NS (60LL * 1000000000LL) /* progress line per batch */
+#define PROGRESS_BATCHES 8       /* batches whose last progress line is remembered */
+
+/* The point the next db_batch_account of `batch_id` counts from. */
+struct cost_mark {
+    int64_t batch_id; /* 0: no mark */
+    int64_t t_ns;     /* CLOCK_MONOTONIC */
+    double energy_j;  /* the sampler's board-input (or sum) total then */
+};
+
+struct progress_slot {
+    int64_t batch_id;
+    int64_t logged_ns; /* when the last progress line went out (0 = never) */
+};
 
 struct recent_job {
     int64_t job_id;
@@ -66,6 +92,11 @@ struct runner {
     bool recover_pending;
     int64_t recover_job_id; /* the job whose write failed */
     struct runner_status status;
+    /* Holistic cost and progress; only the runner thread touches them. */
+    struct cost_mark mark;
+    struct progress_slot progress[PROGRESS_BATCHES];
+    unsigned progress_next;
+    bool energy_warned;
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -418,6 +449,147 @@ static bool job_changed_underneath(struct runner *r, int64_t job_id, const char 
     return true;
 }
 
+/* ---- holistic cost and progress ---- */
+
+/* The board's energy total now: the board-input rail's counter, or the sum of
+ * all rails where the board has none. false when the sampler cannot say. */
+static bool board_energy_j(struct runner *r, double *out)
+{
+    double totals[SENSOR_MAX_RAILS] = {0};
+    unsigned rails = 0;
+    if (!r->mctx->sampler || sampler_energy_totals(r->mctx->sampler, totals, &rails) != 0 ||
+        rails == 0 || rails > SENSOR_MAX_RAILS)
+        return false;
+    int input = r->mctx->sensor ? r->mctx->sensor->board_input_rail : -1;
+    if (input >= 0 && (unsigned)input < rails) {
+        *out = totals[input];
+        return true;
+    }
+    double sum = 0;
+    for (unsigned i = 0; i < rails; i++)
+        sum += totals[i];
+    *out = sum;
+    return true;
+}
+
+/* A job of batch_id starts: unless the mark already follows this batch (its
+ * previous job ended last, so the gap since is the batch's idle time), the
+ * batch's cost starts counting now. */
+static void cost_job_start(struct runner *r, int64_t batch_id)
+{
+    if (batch_id <= 0) {
+        r->mark.batch_id = 0; /* an ad-hoc job is nobody's batch cost */
+        return;
+    }
+    if (r->mark.batch_id == batch_id)
+        return;
+    double e;
+    if (!board_energy_j(r, &e)) {
+        r->mark.batch_id = 0;
+        if (!r->energy_warned)
+            log_warn(LOG_MODULE, "no energy counter from the sampler: batch energy and wall "
+                     "time are not recorded");
+        r->energy_warned = true;
+        return;
+    }
+    r->mark = (struct cost_mark){.batch_id = batch_id, .t_ns = clock_mono_ns(), .energy_j = e};
+    /* Nothing to add yet, but started_at becomes the first job's start (set
+     * once, on the first call) rather than its end. */
+    char err[256];
+    if (db_batch_account(r->db, batch_id, 0, 0, err, sizeof err) != 0)
+        log_warn(LOG_MODULE, "batch %lld: recording its start failed: %s", (long long)batch_id,
+                 err);
+}
+
+static void format_duration(double s, char *buf, size_t buflen)
+{
+    if (!(s >= 0) || s > 1e9) {
+        snprintf(buf, buflen, "unknown");
+        return;
+    }
+    long long t = (long long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, buflen, "%lldh%02lldm", t / 3600, t / 60 % 60);
+    else if (t >= 60)
+        snprintf(buf, buflen, "%lldm%02llds", t / 60, t % 60);
+    else
+        snprintf(buf, buflen, "%llds", t);
+}
+
+/* The progress line of a batch: at most one per PROGRESS_INTERVAL_NS while it
+ * runs, and one when it has finished. */
+static void batch_progress(struct runner *r, int64_t batch_id)
+{
+    int64_t now = clock_mono_ns();
+    struct progress_slot *slot = NULL;
+    for (unsigned i = 0; i < PROGRESS_BATCHES; i++)
+        if (r->progress[i].batch_id == batch_id)
+            slot = &r->progress[i];
+    if (!slot) {
+        slot = &r->progress[r->progress_next];
+        r->progress_next = (r->progress_next + 1) % PROGRESS_BATCHES;
+        /* The first job of a batch starts its interval: a line a minute in. */
+        *slot = (struct progress_slot){.batch_id = batch_id, .logged_ns = now};
+    }
+    struct db_batch b;
+    char e[256];
+    if (db_batch_get(r->db, batch_id, &b, e, sizeof e) != 1) {
+        log_debug(LOG_MODULE, "batch %lld: no progress figures: %s", (long long)batch_id, e);
+        return;
+    }
+    int64_t done = b.counts[DB_JOB_DONE], failed = b.counts[DB_JOB_FAILED],
+            canceled = b.counts[DB_JOB_CANCELED];
+    int64_t left = b.counts[DB_JOB_QUEUED] + b.counts[DB_JOB_RUNNING];
+    int64_t total = done + failed + canceled + left;
+    bool finished = left == 0;
+    if (!finished && now - slot->logged_ns < PROGRESS_INTERVAL_NS)
+        return;
+    slot->logged_ns = now;
+    double per_min = b.wall_s > 0 ? (double)(done + failed) * 60.0 / b.wall_s : 0;
+    if (finished) {
+        char took[32];
+        format_duration(b.wall_s, took, sizeof took);
+        log_info(LOG_MODULE,
+                 "batch %lld finished: %lld/%lld done, %lld failed, %lld canceled in %s"
+                 " (%.1f/min), %.1f J",
+                 (long long)batch_id, (long long)done, (long long)total, (long long)failed,
+                 (long long)canceled, took, per_min, b.energy_j);
+        slot->batch_id = 0;
+        return;
+    }
+    char eta[32];
+    format_duration(per_min > 0 ? (double)left / per_min * 60.0 : -1, eta, sizeof eta);
+    log_info(LOG_MODULE,
+             "batch %lld: %lld/%lld done, %lld failed, %.1f/min, ETA %s, %.1f J so far",
+             (long long)batch_id, (long long)done, (long long)total, (long long)failed, per_min,
+             eta, b.energy_j);
+}
+
+/* A job of batch_id ended (its state written): the span since the mark -
+ * this job and the idle before it - is added to the batch, then progress. */
+static void cost_job_end(struct runner *r, int64_t batch_id)
+{
+    if (batch_id <= 0)
+        return;
+    double e;
+    if (r->mark.batch_id == batch_id && board_energy_j(r, &e)) {
+        int64_t now = clock_mono_ns();
+        double energy_j = e - r->mark.energy_j, wall_s = (double)(now - r->mark.t_ns) / 1e9;
+        char err[256];
+        if (energy_j < 0)
+            energy_j = 0; /* the counter only grows; guard against a restarted sampler */
+        if (db_batch_account(r->db, batch_id, energy_j, wall_s, err, sizeof err) == 0) {
+            r->mark.t_ns = now;
+            r->mark.energy_j = e;
+        } else {
+            /* The mark stays: the next job end of the batch adds this span too. */
+            log_warn(LOG_MODULE, "batch %lld: recording %.3f J over %.3f s failed: %s",
+                     (long long)batch_id, energy_j, wall_s, err);
+        }
+    }
+    batch_progress(r, batch_id);
+}
+
 /* Runs one claimed job to its end. false when its result could not be written
  * (the job is back in the queue and the caller backs off). */
 static bool run_job(struct runner *r, const struct db_job *job)
@@ -428,8 +600,11 @@ static bool run_job(struct runner *r, const struct db_job *job)
     bool ok = false;
 
     set_current_job(r, job->id);
-    log_info(LOG_MODULE, "job %lld: %s (attempt %d)", (long long)job->id, job->config_key,
-             job->attempts);
+    cost_job_start(r, job->batch_id);
+    /* Batch jobs at debug: the batch's progress line says how it goes. */
+    enum jp_log_level job_level = job->batch_id > 0 ? JP_LOG_DEBUG : JP_LOG_INFO;
+    jp_log(job_level, LOG_MODULE, "job %lld: %s (attempt %d)", (long long)job->id,
+           job->config_key, job->attempts);
     char fault[16];
     if (job_config(job, &cfg, fault, sizeof fault, reason, sizeof reason) == 0 &&
         (!fault[0] || worker_set_test_fault(r->mctx->exec, fault, reason, sizeof reason) == 0)) {
@@ -457,8 +632,8 @@ static bool run_job(struct runner *r, const struct db_job *job)
         wrote = db_job_finish(r->db, job->id, m, &measurement_id, e, sizeof e) == 0;
         state = DB_JOB_DONE;
         if (wrote)
-            log_info(LOG_MODULE, "job %lld: done, measurement %lld", (long long)job->id,
-                     (long long)measurement_id);
+            jp_log(job_level, LOG_MODULE, "job %lld: done, measurement %lld",
+                   (long long)job->id, (long long)measurement_id);
     } else {
         wrote = db_job_fail(r->db, job->id, reason, e, sizeof e) == 0;
         state = DB_JOB_FAILED;
@@ -470,6 +645,7 @@ static bool run_job(struct runner *r, const struct db_job *job)
     set_current_job(r, 0);
     if (wrote) {
         note_written(r, state);
+        cost_job_end(r, job->batch_id);
         job_ended(r, job->id, state);
     } else if (!job_changed_underneath(r, job->id, e)) {
         storage_failed(r, job->id, ok ? "storing the measurement" : "recording the failure", e);

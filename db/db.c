@@ -134,6 +134,15 @@ static const char *const migrations[] = {
     "  blob BLOB NOT NULL"
     ");"
     "CREATE INDEX models_kernel_target ON models(kernel, target, device_id);",
+    /* 1 -> 2: batch progress and holistic cost (board-input energy over the
+     * batch's wall time, idle included), duplicates skipped at insert, and an
+     * index for the duplicate check by config_key. */
+    "ALTER TABLE batches ADD COLUMN started_at TEXT;"
+    "ALTER TABLE batches ADD COLUMN finished_at TEXT;"
+    "ALTER TABLE batches ADD COLUMN energy_j REAL;"
+    "ALTER TABLE batches ADD COLUMN wall_s REAL;"
+    "ALTER TABLE batches ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX jobs_config_key ON jobs(config_key, state);",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))

@@ -105,6 +105,64 @@ int db_jobs_recover(struct db *db, int *requeued, int *failed, char *err, size_t
 /* Counts per state, indexed by enum db_job_state. */
 int db_job_counts(struct db *db, int64_t counts[5], char *err, size_t errlen);
 
+/* ---- batches: a list of configurations or a sweep, queued together ----
+ * (batches.c; the jobs of a batch carry its id). Energy and wall time are the
+ * runner's holistic cost: the board-input energy integrated over the batch's
+ * wall time, idle included, added with db_batch_account. */
+struct db_batch {
+    int64_t id;
+    char created_at[32];
+    char kind[16];          /* "configs", "grid", "random", "list" */
+    char dtype[8];          /* the batch's default dtype */
+    int repeats;            /* 0 = the daemon's default */
+    int64_t device_id;      /* 0 when unknown */
+    int64_t duplicates;     /* configurations skipped at insert (already measured or queued) */
+    int64_t counts[5];      /* jobs per state, indexed by enum db_job_state */
+    char started_at[32];    /* "" until the runner first accounts for it */
+    char finished_at[32];   /* "" while a job of the batch is queued or running */
+    bool accounted;         /* energy_j and wall_s hold values (db_batch_account ran) */
+    double energy_j;        /* board-input energy spent on the batch so far, J */
+    double wall_s;          /* wall time spent on the batch so far, s */
+    double jobs_span_s;     /* first job start to last job end of finished jobs; 0 if none */
+};
+
+/*
+ * One transaction: a batch row (kind, spec_json = the request, dtype, repeats,
+ * device_id 0 = NULL) and a queued job for each of jobs[0..n) (fields as for
+ * db_job_insert; batch_id is set). Unless repeat_existing, a job whose
+ * config_key is already measured, queued or running - also earlier in the same
+ * list - is skipped and counted in *duplicates. *batch_id, *inserted set.
+ * On any failure nothing is written.
+ */
+int db_batch_insert(struct db *db, const char *kind, const char *spec_json, const char *dtype,
+                    int repeats, int64_t device_id, struct db_job *jobs, size_t n,
+                    bool repeat_existing, int64_t *batch_id, size_t *inserted,
+                    size_t *duplicates, char *err, size_t errlen);
+/* 1 found (out filled, counts included), 0 no such batch, -1 error. */
+int db_batch_get(struct db *db, int64_t id, struct db_batch *out, char *err, size_t errlen);
+/* Cancels every queued job of the batch (running ones finish). 1 found with
+ * *canceled set, 0 no such batch, -1 error. */
+int db_batch_cancel(struct db *db, int64_t id, int64_t *canceled, char *err, size_t errlen);
+/* Adds to the batch's energy and wall time; sets started_at on the first call
+ * and finished_at once no job of the batch is queued or running. 0, or -1
+ * (also for an unknown batch) with err. */
+int db_batch_account(struct db *db, int64_t batch_id, double energy_j_delta,
+                     double wall_s_delta, char *err, size_t errlen);
+
+/* GET /v1/jobs: jobs in id order. */
+struct db_job_filter {
+    int state;        /* enum db_job_state, or -1 = any */
+    int64_t batch_id; /* 0 = any */
+    int64_t after_id; /* jobs with id > after_id */
+    int64_t limit;    /* 1..10000 */
+};
+/* *out is a malloc'd array of *count jobs (caller frees; NULL when none). 0 or -1. */
+int db_jobs_list(struct db *db, const struct db_job_filter *f, struct db_job **out,
+                 size_t *count, char *err, size_t errlen);
+/* queued -> canceled. 1 canceled, 0 no such job, 2 not queued (out says its
+ * state), -1 error. out (may be NULL) is the job after the call. */
+int db_job_cancel(struct db *db, int64_t id, struct db_job *out, char *err, size_t errlen);
+
 /* ---- measurements ---- */
 struct db_rail_reading {
     char rail[DB_RAIL_NAME_MAX];
@@ -168,6 +226,9 @@ struct db_measurement_filter {
     const char *quality;
     int64_t after_id;    /* rows with id > after_id */
     int64_t limit;       /* 1..10000 */
+    int64_t batch_id;    /* > 0: only measurements of that batch's jobs */
+    const char *since;   /* NULL = any; else created_at >= since, in db's
+                            "YYYY-MM-DDTHH:MM:SS.mmmZ" form (compared as text) */
 };
 /* Calls row(json, ctx) for each matching measurement in id order (json is borrowed).
  * A non-zero return from row stops the walk. Returns the number of rows or -1. */
@@ -175,7 +236,7 @@ int db_measurements_each(struct db *db, const struct db_measurement_filter *f,
                          int (*row)(json_t *m, void *ctx), void *ctx, char *err,
                          size_t errlen);
 
-/* CSV of the same rows (RFC 4180; header first). Columns: id, uid, created_at,
+/* CSV of the same rows (RFC 4180; header first). Columns: id, uid, fingerprint, created_at,
  * kernel, dtype, one column per catalogue parameter name in the result, executor,
  * sensor, simulated, launches, repeats, latency_us, latency_us_min,
  * latency_us_max, latency_cv, energy_rail, energy_uj, dynamic_energy_uj, power_mw,
@@ -183,5 +244,33 @@ int db_measurements_each(struct db *db, const struct db_measurement_filter *f,
  * sample_ratio.<rail>. Returns malloc'd text (caller frees) or NULL with err. */
 char *db_measurements_csv(struct db *db, const struct db_measurement_filter *f, size_t *len,
                           char *err, size_t errlen);
+
+/* The CSV streamed page by page (GET /v1/measurements?format=csv): the header
+ * must go out before the first row, so the parameter and rail columns are fixed
+ * up front by one aggregate query each over the rows f selects (after_id and
+ * limit ignored): every name those rows use, in order of first use. Each row is
+ * then rendered under that layout (every row fits: its names are in it).
+ * Every "fingerprint" column is the device's (NULL device: empty). */
+struct db_csv_layout;
+int db_csv_layout_make(struct db *db, const struct db_measurement_filter *f,
+                       struct db_csv_layout **out, char *err, size_t errlen);
+void db_csv_layout_free(struct db_csv_layout *l);
+/* The highest measurement id when the layout was made: rows past it may use
+ * names the header lacks, so a stream stops there. */
+int64_t db_csv_layout_last_id(const struct db_csv_layout *l);
+/* malloc'd text with CRLF line ends (caller frees); NULL when out of memory. */
+char *db_csv_layout_header(const struct db_csv_layout *l, size_t *len);
+char *db_csv_layout_row(const struct db_csv_layout *l, json_t *m, size_t *len);
+
+/* ---- export (db/export.c) ---- */
+
+/* A consistent snapshot of the database at src_path written to dest_path (an
+ * existing empty file or none) with SQLite's online backup API, from a
+ * connection of its own, in one step: one read transaction, so writers carry on
+ * (WAL) and the copy is the database as of one instant. The copy is switched
+ * to rollback-journal mode, so it is one self-contained file.
+ * *pages (may be NULL) receives the page count. 0, or -1 with err. */
+int db_export_snapshot(const char *src_path, const char *dest_path, int *pages, char *err,
+                       size_t errlen);
 
 #endif

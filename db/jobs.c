@@ -5,13 +5,15 @@
  * The runner thread is the only consumer (db_job_claim_next); HTTP threads insert.
  * Claiming is one BEGIN IMMEDIATE transaction so two claimers can never take the
  * same job. A job is marked done only by db_job_finish (measurements.c), together
- * with its measurement. After a crash, db_jobs_recover at start puts interrupted
+ * with its measurement. HTTP threads also list jobs and cancel queued ones
+ * (db_jobs_list, db_job_cancel). After a crash, db_jobs_recover at start puts interrupted
  * jobs back in the queue, or fails them when they keep getting interrupted.
  */
 #include "db/db_internal.h"
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/clock.h"
@@ -321,4 +323,126 @@ int db_job_counts(struct db *db, int64_t counts[5], char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+int db_jobs_list(struct db *db, const struct db_job_filter *f, struct db_job **out,
+                 size_t *count, char *err, size_t errlen)
+{
+    *out = NULL;
+    *count = 0;
+    if (f->limit < 1 || f->limit > 10000) {
+        db_err(db, err, errlen, "job list limit %lld is outside [1, 10000]", (long long)f->limit);
+        return -1;
+    }
+    if (f->state >= STATE_COUNT) {
+        db_err(db, err, errlen, "job list: state %d is not a job state", f->state);
+        return -1;
+    }
+    sqlite3_stmt *st;
+    if (db_prepare(db,
+                   "SELECT " JOB_COLUMNS " FROM jobs WHERE id > ?1"
+                   " AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR batch_id = ?3)"
+                   " ORDER BY id LIMIT ?4",
+                   &st, err, errlen) != 0)
+        return -1;
+    int bind = sqlite3_bind_int64(st, 1, f->after_id) |
+               (f->state >= 0 ? sqlite3_bind_text(st, 2, state_names[f->state], -1, SQLITE_STATIC)
+                              : sqlite3_bind_null(st, 2)) |
+               (f->batch_id > 0 ? sqlite3_bind_int64(st, 3, f->batch_id)
+                                : sqlite3_bind_null(st, 3)) |
+               sqlite3_bind_int64(st, 4, f->limit);
+    if (bind != SQLITE_OK) {
+        db_err_sqlite(db, err, errlen, "binding the job list filter");
+        sqlite3_finalize(st);
+        return -1;
+    }
+    struct db_job *jobs = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct db_job *grown = realloc(jobs, ncap * sizeof *jobs);
+            if (grown == NULL) {
+                db_err(db, err, errlen, "listing jobs: out of memory");
+                goto fail;
+            }
+            jobs = grown;
+            cap = ncap;
+        }
+        if (job_from_row(db, st, &jobs[n], err, errlen) != 0)
+            goto fail;
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        db_err_sqlite(db, err, errlen, "listing jobs");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = jobs;
+    *count = n;
+    return 0;
+
+fail:
+    sqlite3_finalize(st);
+    free(jobs);
+    return -1;
+}
+
+int db_job_cancel(struct db *db, int64_t id, struct db_job *out, char *err, size_t errlen)
+{
+    char now[32];
+    clock_utc_iso8601(now, sizeof now);
+    struct db_job job;
+    sqlite3_stmt *st = NULL;
+    if (db_begin(db, err, errlen) != 0)
+        return -1;
+    int found = job_load(db, id, &job, err, errlen);
+    if (found < 0)
+        goto fail;
+    if (found == 0 || job.state != DB_JOB_QUEUED) {
+        db_rollback(db);
+        if (found == 1 && out != NULL)
+            *out = job;
+        return found == 0 ? 0 : 2;
+    }
+    if (db_prepare(db,
+                   "UPDATE jobs SET state = 'canceled', finished_at = ?2, error = 'canceled'"
+                   " WHERE id = ?1 AND state = 'queued'",
+                   &st, err, errlen) != 0)
+        goto fail;
+    int bind = sqlite3_bind_int64(st, 1, id) | sqlite3_bind_text(st, 2, now, -1, SQLITE_TRANSIENT);
+    if (bind != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(db->conn) != 1) {
+        db_err_sqlite(db, err, errlen, "canceling job %lld", (long long)id);
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    /* The batch's last outstanding job canceled: the batch is finished. */
+    if (job.batch_id > 0) {
+        if (db_prepare(db,
+                       "UPDATE batches SET finished_at = ?2 WHERE id = ?1 AND finished_at IS NULL"
+                       " AND started_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs"
+                       "   WHERE batch_id = ?1 AND state IN ('queued', 'running'))",
+                       &st, err, errlen) != 0)
+            goto fail;
+        bind = sqlite3_bind_int64(st, 1, job.batch_id) |
+               sqlite3_bind_text(st, 2, now, -1, SQLITE_TRANSIENT);
+        if (bind != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) {
+            db_err_sqlite(db, err, errlen, "marking batch %lld finished", (long long)job.batch_id);
+            goto fail;
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    if (out != NULL && job_load(db, id, out, err, errlen) != 1)
+        goto fail;
+    if (db_commit(db, err, errlen) != 0)
+        return -1;
+    return 1;
+
+fail:
+    sqlite3_finalize(st);
+    db_rollback(db);
+    return -1;
 }

@@ -34,6 +34,7 @@ enum col_kind {
     COL_INT_NULL, /* INTEGER or NULL -> integer or null */
     COL_REAL,     /* REAL -> JSON real (null if SQLite holds NULL) */
     COL_TEXT,     /* TEXT -> JSON string */
+    COL_TEXT_NULL,/* TEXT or NULL -> string or null */
     COL_BOOL,     /* 0/1 -> JSON boolean */
     COL_OBJECT,   /* TEXT holding a JSON object -> that object */
     COL_ARRAY,    /* TEXT holding a JSON array -> that array */
@@ -52,6 +53,10 @@ static const struct col measurement_columns[] = {
     {"uid", "uid", COL_TEXT},
     {"job_id", "job_id", COL_INT_NULL},
     {"device_id", "device_id", COL_INT_NULL},
+    /* The device's identity travels with every row, so datasets from many
+     * boards merge without confusion (device ids are per database). */
+    {"(SELECT fingerprint FROM devices WHERE devices.id = measurements.device_id)",
+     "fingerprint", COL_TEXT_NULL},
     {"created_at", "created_at", COL_TEXT},
     {"kernel", "kernel", COL_TEXT},
     {"dtype", "dtype", COL_TEXT},
@@ -445,6 +450,11 @@ static int put_column(struct db *db, json_t *obj, const struct col *c, sqlite3_s
         v = json_string(text ? (const char *)text : "");
         break;
     }
+    case COL_TEXT_NULL: {
+        const unsigned char *text = sqlite3_column_text(st, idx);
+        v = text ? json_string((const char *)text) : json_null();
+        break;
+    }
     case COL_BOOL:
         v = json_boolean(sqlite3_column_int(st, idx) != 0);
         break;
@@ -586,6 +596,33 @@ done:
 
 /* ---- filtered walk ---- */
 
+/* The filter's conditions as " AND ..." with fixed parameter numbers (?2 kernel,
+ * ?3 dtype, ?4 quality, ?6 batch, ?7 since; ?1 and ?5 belong to the caller).
+ * Only fixed fragments are pasted; the values are bound by filter_bind. */
+static void filter_where(const struct db_measurement_filter *f, char *buf, size_t buflen)
+{
+    snprintf(buf, buflen, "%s%s%s%s%s", f->kernel ? " AND kernel = ?2" : "",
+             f->dtype ? " AND dtype = ?3" : "", f->quality ? " AND quality = ?4" : "",
+             f->batch_id > 0 ? " AND job_id IN (SELECT id FROM jobs WHERE batch_id = ?6)" : "",
+             f->since ? " AND created_at >= ?7" : "");
+}
+
+static int filter_bind(sqlite3_stmt *st, const struct db_measurement_filter *f)
+{
+    int bind = SQLITE_OK;
+    if (f->kernel)
+        bind |= sqlite3_bind_text(st, 2, f->kernel, -1, SQLITE_TRANSIENT);
+    if (f->dtype)
+        bind |= sqlite3_bind_text(st, 3, f->dtype, -1, SQLITE_TRANSIENT);
+    if (f->quality)
+        bind |= sqlite3_bind_text(st, 4, f->quality, -1, SQLITE_TRANSIENT);
+    if (f->batch_id > 0)
+        bind |= sqlite3_bind_int64(st, 6, f->batch_id);
+    if (f->since)
+        bind |= sqlite3_bind_text(st, 7, f->since, -1, SQLITE_TRANSIENT);
+    return bind;
+}
+
 int db_measurements_each(struct db *db, const struct db_measurement_filter *f,
                          int (*row)(json_t *m, void *ctx), void *ctx, char *err,
                          size_t errlen)
@@ -606,25 +643,18 @@ int db_measurements_each(struct db *db, const struct db_measurement_filter *f,
                (long long)f->after_id);
         return -1;
     }
-    char cols[1024], sql[1600];
+    char cols[1024], where[512], sql[2048];
     column_list(measurement_columns, MEASUREMENT_COLUMN_COUNT, cols, sizeof cols);
-    /* Only fixed fragments are pasted; the values are bound below. */
-    snprintf(sql, sizeof sql, "SELECT %s FROM measurements WHERE id > ?1%s%s%s ORDER BY id LIMIT ?5",
-             cols, f->kernel ? " AND kernel = ?2" : "", f->dtype ? " AND dtype = ?3" : "",
-             f->quality ? " AND quality = ?4" : "");
+    filter_where(f, where, sizeof where);
+    snprintf(sql, sizeof sql, "SELECT %s FROM measurements WHERE id > ?1%s ORDER BY id LIMIT ?5",
+             cols, where);
 
     sqlite3_stmt *st = NULL, *rails = NULL;
     int count = -1;
     if (db_prepare(db, sql, &st, err, errlen) != 0 || prepare_rails(db, &rails, err, errlen) != 0)
         goto done;
-    int bind = sqlite3_bind_int64(st, 1, f->after_id) | sqlite3_bind_int64(st, 5, f->limit);
-    if (f->kernel)
-        bind |= sqlite3_bind_text(st, 2, f->kernel, -1, SQLITE_TRANSIENT);
-    if (f->dtype)
-        bind |= sqlite3_bind_text(st, 3, f->dtype, -1, SQLITE_TRANSIENT);
-    if (f->quality)
-        bind |= sqlite3_bind_text(st, 4, f->quality, -1, SQLITE_TRANSIENT);
-    if (bind != SQLITE_OK) {
+    if ((sqlite3_bind_int64(st, 1, f->after_id) | sqlite3_bind_int64(st, 5, f->limit) |
+         filter_bind(st, f)) != SQLITE_OK) {
         db_err_sqlite(db, err, errlen, "binding the measurement filter");
         goto done;
     }
@@ -744,7 +774,8 @@ static void csv_value(struct sbuf *b, const json_t *v, bool first)
     }
 }
 
-static const char *const csv_head_columns[] = {"id", "uid", "created_at", "kernel", "dtype"};
+static const char *const csv_head_columns[] = {"id",         "uid",    "fingerprint",
+                                                "created_at", "kernel", "dtype"};
 static const char *const csv_tail_columns[] = {
     "executor", "sensor", "simulated", "launches", "repeats", "latency_us", "latency_us_min",
     "latency_us_max", "latency_cv", "energy_rail", "energy_uj", "dynamic_energy_uj",
@@ -800,6 +831,50 @@ static json_t *rail_of(json_t *m, const char *rail)
     return NULL;
 }
 
+/* The header line: fixed columns, then one per parameter name in params, then
+ * csv_rail_columns per rail name in rails (both objects used as ordered sets). */
+static void csv_header(struct sbuf *b, json_t *params, json_t *rails)
+{
+    bool first = true;
+    for (size_t i = 0; i < COUNT(csv_head_columns); i++, first = false)
+        csv_field(b, csv_head_columns[i], first);
+    const char *key;
+    json_t *unused;
+    json_object_foreach(params, key, unused)
+        csv_field(b, key, false);
+    for (size_t i = 0; i < COUNT(csv_tail_columns); i++)
+        csv_field(b, csv_tail_columns[i], false);
+    json_object_foreach(rails, key, unused) {
+        for (size_t i = 0; i < COUNT(csv_rail_columns); i++) {
+            char name[128];
+            snprintf(name, sizeof name, "%s.%s", csv_rail_columns[i], key);
+            csv_field(b, name, false);
+        }
+    }
+    sb_append(b, "\r\n", 2);
+}
+
+/* One row under csv_header(params, rails); absent values are empty fields. */
+static void csv_row(struct sbuf *b, json_t *m, json_t *params, json_t *rails)
+{
+    bool first = true;
+    for (size_t c = 0; c < COUNT(csv_head_columns); c++, first = false)
+        csv_value(b, json_object_get(m, csv_head_columns[c]), first);
+    json_t *mp = json_object_get(m, "params");
+    const char *key;
+    json_t *unused;
+    json_object_foreach(params, key, unused)
+        csv_value(b, json_object_get(mp, key), false);
+    for (size_t c = 0; c < COUNT(csv_tail_columns); c++)
+        csv_value(b, json_object_get(m, csv_tail_columns[c]), false);
+    json_object_foreach(rails, key, unused) {
+        json_t *r = rail_of(m, key);
+        for (size_t c = 0; c < COUNT(csv_rail_columns); c++)
+            csv_value(b, r ? json_object_get(r, csv_rail_columns[c]) : NULL, false);
+    }
+    sb_append(b, "\r\n", 2);
+}
+
 char *db_measurements_csv(struct db *db, const struct db_measurement_filter *f, size_t *len,
                           char *err, size_t errlen)
 {
@@ -819,44 +894,11 @@ char *db_measurements_csv(struct db *db, const struct db_measurement_filter *f, 
         goto done;
     }
 
-    /* header */
-    bool first = true;
-    for (size_t i = 0; i < COUNT(csv_head_columns); i++, first = false)
-        csv_field(&b, csv_head_columns[i], first);
-    const char *key;
-    json_t *unused;
-    json_object_foreach(params, key, unused)
-        csv_field(&b, key, false);
-    for (size_t i = 0; i < COUNT(csv_tail_columns); i++)
-        csv_field(&b, csv_tail_columns[i], false);
-    json_object_foreach(rails, key, unused) {
-        for (size_t i = 0; i < COUNT(csv_rail_columns); i++) {
-            char name[128];
-            snprintf(name, sizeof name, "%s.%s", csv_rail_columns[i], key);
-            csv_field(&b, name, false);
-        }
-    }
-    sb_append(&b, "\r\n", 2);
-
-    /* rows */
+    csv_header(&b, params, rails);
     size_t i;
     json_t *m;
-    json_array_foreach(rows, i, m) {
-        first = true;
-        for (size_t c = 0; c < COUNT(csv_head_columns); c++, first = false)
-            csv_value(&b, json_object_get(m, csv_head_columns[c]), first);
-        json_t *mp = json_object_get(m, "params");
-        json_object_foreach(params, key, unused)
-            csv_value(&b, json_object_get(mp, key), false);
-        for (size_t c = 0; c < COUNT(csv_tail_columns); c++)
-            csv_value(&b, json_object_get(m, csv_tail_columns[c]), false);
-        json_object_foreach(rails, key, unused) {
-            json_t *r = rail_of(m, key);
-            for (size_t c = 0; c < COUNT(csv_rail_columns); c++)
-                csv_value(&b, r ? json_object_get(r, csv_rail_columns[c]) : NULL, false);
-        }
-        sb_append(&b, "\r\n", 2);
-    }
+    json_array_foreach(rows, i, m)
+        csv_row(&b, m, params, rails);
     if (b.oom) {
         db_err(db, err, errlen, "out of memory building CSV");
         goto done;
@@ -872,4 +914,136 @@ done:
     json_decref(params);
     json_decref(rails);
     return result;
+}
+
+/* ---- streamed CSV: the columns are fixed before the first row ---- */
+
+struct db_csv_layout {
+    json_t *params; /* ordered sets: name -> true */
+    json_t *rails;
+    int64_t last_id; /* the highest measurement id before the names were read */
+};
+
+/* Adds the first column of every row of sql (bound with f) to set. */
+static int layout_names(struct db *db, const char *sql, const struct db_measurement_filter *f,
+                        json_t *set, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    if (db_prepare(db, sql, &st, err, errlen) != 0)
+        return -1;
+    int rc = SQLITE_OK;
+    if (filter_bind(st, f) != SQLITE_OK) {
+        db_err_sqlite(db, err, errlen, "binding the measurement filter");
+        sqlite3_finalize(st);
+        return -1;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *name = sqlite3_column_text(st, 0);
+        if (name != NULL && json_object_set_new(set, (const char *)name, json_true()) != 0) {
+            db_err(db, err, errlen, "out of memory building the CSV columns");
+            sqlite3_finalize(st);
+            return -1;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        db_err_sqlite(db, err, errlen, "reading the CSV columns");
+        return -1;
+    }
+    return 0;
+}
+
+int db_csv_layout_make(struct db *db, const struct db_measurement_filter *f,
+                       struct db_csv_layout **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (f == NULL) {
+        db_err(db, err, errlen, "measurement query without a filter");
+        return -1;
+    }
+    struct db_csv_layout *l = calloc(1, sizeof *l);
+    if (l == NULL || (l->params = json_object()) == NULL || (l->rails = json_object()) == NULL) {
+        db_csv_layout_free(l);
+        db_err(db, err, errlen, "out of memory building the CSV columns");
+        return -1;
+    }
+    /* The highest id first: rows committed after it may only add names, so the
+     * columns cover every row up to it. */
+    sqlite3_stmt *max = NULL;
+    if (db_prepare(db, "SELECT COALESCE(MAX(id), 0) FROM measurements", &max, err, errlen) != 0) {
+        db_csv_layout_free(l);
+        return -1;
+    }
+    if (sqlite3_step(max) != SQLITE_ROW) {
+        db_err_sqlite(db, err, errlen, "reading the highest measurement id");
+        sqlite3_finalize(max);
+        db_csv_layout_free(l);
+        return -1;
+    }
+    l->last_id = sqlite3_column_int64(max, 0);
+    sqlite3_finalize(max);
+
+    char where[512], sql[1024];
+    filter_where(f, where, sizeof where);
+    /* One aggregate query each: every name the matching rows use, in the order
+     * of first use (lowest measurement id, then position within it), so the
+     * header can go out before the first row without reading the rows twice. */
+    snprintf(sql, sizeof sql,
+             "SELECT p.key FROM measurements, json_each(measurements.params_json) AS p"
+             " WHERE 1%s GROUP BY p.key ORDER BY MIN(measurements.id), MIN(p.id)",
+             where);
+    int rc = layout_names(db, sql, f, l->params, err, errlen);
+    if (rc == 0) {
+        snprintf(sql, sizeof sql,
+                 "SELECT r.rail FROM measurements JOIN rail_readings AS r"
+                 " ON r.measurement_id = measurements.id WHERE 1%s GROUP BY r.rail"
+                 " ORDER BY MIN(measurements.id), MIN(r.rowid)",
+                 where);
+        rc = layout_names(db, sql, f, l->rails, err, errlen);
+    }
+    if (rc != 0) {
+        db_csv_layout_free(l);
+        return -1;
+    }
+    *out = l;
+    return 0;
+}
+
+int64_t db_csv_layout_last_id(const struct db_csv_layout *l)
+{
+    return l->last_id;
+}
+
+void db_csv_layout_free(struct db_csv_layout *l)
+{
+    if (l == NULL)
+        return;
+    json_decref(l->params);
+    json_decref(l->rails);
+    free(l);
+}
+
+/* The sbuf's text handed to the caller, or NULL when it ran out of memory. */
+static char *sb_take(struct sbuf *b, size_t *len)
+{
+    if (b->oom || b->data == NULL) {
+        free(b->data);
+        return NULL;
+    }
+    *len = b->len;
+    return b->data;
+}
+
+char *db_csv_layout_header(const struct db_csv_layout *l, size_t *len)
+{
+    struct sbuf b = {0};
+    csv_header(&b, l->params, l->rails);
+    return sb_take(&b, len);
+}
+
+char *db_csv_layout_row(const struct db_csv_layout *l, json_t *m, size_t *len)
+{
+    struct sbuf b = {0};
+    csv_row(&b, m, l->params, l->rails);
+    return sb_take(&b, len);
 }

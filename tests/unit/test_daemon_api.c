@@ -687,7 +687,7 @@ static void test_query_parsing(void **state)
                        "query parameter 'after' = '1e3': expected an integer >= 0 (a measurement "
                        "id)");
     expect_query_error("format", "xml",
-                       "query parameter 'format' = 'xml': expected one of json, csv");
+                       "query parameter 'format' = 'xml': expected one of json, jsonl, csv");
     expect_query_error("quality", "good",
                        "query parameter 'quality' = 'good': expected one of ok, suspect");
     expect_query_error("dtype", "fp64",
@@ -698,7 +698,41 @@ static void test_query_parsing(void **state)
                        "add_relu, attention, tokenizer, concat");
     expect_query_error("sort", "id",
                        "unknown query parameter 'sort'; accepted: kernel, dtype, quality, "
-                       "after, limit, format");
+                       "after, limit, format, batch, since");
+    {
+        /* format=jsonl, batch and since (normalised to the database's UTC form) */
+        const char *p[][2] = {{"format", "jsonl"},
+                              {"batch", "7"},
+                              {"since", "2026-11-22T23:59:01.1234+01:30"}};
+        assert_int_equal(query(p, 3, &mq, &e), 0);
+        assert_true(mq.jsonl);
+        assert_false(mq.csv);
+        assert_false(mq.limit_given);
+        assert_int_equal(mq.filter.batch_id, 7);
+        assert_string_equal(mq.filter.since, "2026-11-22T22:29:01.124Z");
+    }
+    expect_query_error("batch", "0",
+                       "query parameter 'batch' = '0': expected an integer >= 1 (a batch id)");
+    expect_query_error("since", "2026-13-01",
+                       "query parameter 'since' = '2026-13-01': expected an ISO-8601 time: "
+                       "YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS[.fff]] with Z or +HH:MM");
+    {
+        char t[32];
+        assert_int_equal(api_parse_iso8601("2026-03-01", t, sizeof(t)), 0);
+        assert_string_equal(t, "2026-03-01T00:00:00.000Z");
+        assert_int_equal(api_parse_iso8601("2026-03-01T00:30Z", t, sizeof(t)), 0);
+        assert_string_equal(t, "2026-03-01T00:30:00.000Z");
+        assert_int_equal(api_parse_iso8601("2026-03-01T00:30:00-01:00", t, sizeof(t)), 0);
+        assert_string_equal(t, "2026-03-01T01:30:00.000Z");
+        assert_int_equal(api_parse_iso8601("2026-12-31T23:59:59.9999Z", t, sizeof(t)), 0);
+        assert_string_equal(t, "2027-01-01T00:00:00.000Z");
+        const char *bad[] = {"", "2026", "2026-02-29", "2026-01-01T24:00Z", "2026-01-01T10:00:00.Z",
+                             "2026-01-01T10:00:00+0100", "2026-01-01Z", "2026-01-01T10:00:00Zx",
+                             "yesterday", "2026-1-01"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+            if (api_parse_iso8601(bad[i], t, sizeof(t)) == 0)
+                fail_msg("'%s' parsed as %s", bad[i], t);
+    }
     /* Bytes a client sent are quoted safely. */
     expect_query_error("limit", "1\n\xff",
                        "query parameter 'limit' = '1\\x0a\\xff': expected an integer in [1, "
@@ -1341,7 +1375,12 @@ static void test_server_measure(void **state)
     char ct[64];
     assert_true(reply_header(&r, "Content-Type", ct, sizeof(ct)));
     assert_string_equal(ct, "text/csv");
-    assert_int_equal(strncmp(r.body, "id,", 3), 0);
+    /* streamed: chunked, the header line first in the first chunk */
+    assert_true(reply_header(&r, "Transfer-Encoding", ct, sizeof(ct)));
+    assert_string_equal(ct, "chunked");
+    const char *first_chunk = strstr(r.body, "\r\n");
+    assert_non_null(first_chunk);
+    assert_int_equal(strncmp(first_chunk + 2, "id,uid,fingerprint,", 19), 0);
     assert_non_null(strstr(r.body, "linear_relu"));
     reply_free(&r);
 }

@@ -26,6 +26,7 @@ struct fixture {
     char path[128];
     struct db *db;
     int64_t device_id;
+    char fingerprint[65];
 };
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -64,6 +65,7 @@ static int setup(void **state)
         free(fx);
         return -1;
     }
+    memcpy(fx->fingerprint, dev.fingerprint, sizeof fx->fingerprint);
     *state = fx;
     return 0;
 }
@@ -393,7 +395,7 @@ static void test_measurement_json(void **state)
         enum jtype type;
     } members[] = {
         {"id", J_INT}, {"uid", J_STR}, {"job_id", J_INT}, {"device_id", J_INT},
-        {"created_at", J_STR}, {"kernel", J_STR}, {"dtype", J_STR}, {"params", J_OBJ},
+        {"fingerprint", J_STR}, {"created_at", J_STR}, {"kernel", J_STR}, {"dtype", J_STR}, {"params", J_OBJ},
         {"config_key", J_STR}, {"executor", J_STR}, {"sensor", J_STR}, {"simulated", J_BOOL},
         {"launches", J_INT}, {"repeats", J_INT}, {"window_ms", J_NUM}, {"settle_ms", J_NUM},
         {"latency_us", J_NUM}, {"latency_us_min", J_NUM}, {"latency_us_max", J_NUM},
@@ -408,6 +410,8 @@ static void test_measurement_json(void **state)
 
     assert_int_equal(json_integer_value(json_object_get(m, "id")), id);
     assert_int_equal(json_integer_value(json_object_get(m, "device_id")), fx->device_id);
+    assert_int_equal(strlen(fx->fingerprint), 64);
+    assert_string_equal(json_string_value(json_object_get(m, "fingerprint")), fx->fingerprint);
     assert_true(json_is_true(json_object_get(m, "simulated")));
     assert_true(json_is_false(json_object_get(m, "remeasured")));
     assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "params"), "batch")),
@@ -569,7 +573,7 @@ static void test_each_filters(void **state)
 /* ---- CSV ---- */
 
 static const char fixed_header[] =
-    "id,uid,created_at,kernel,dtype,executor,sensor,simulated,launches,repeats,latency_us,"
+    "id,uid,fingerprint,created_at,kernel,dtype,executor,sensor,simulated,launches,repeats,latency_us,"
     "latency_us_min,latency_us_max,latency_cv,energy_rail,energy_uj,dynamic_energy_uj,"
     "power_mw,quality\r\n";
 
@@ -660,7 +664,7 @@ static void test_csv_columns_and_quoting(void **state)
     assert_non_null(line2);
     *line2 = '\0';
     assert_string_equal(csv,
-                        "id,uid,created_at,kernel,dtype,batch,in,out,rows,cols,executor,sensor,"
+                        "id,uid,fingerprint,created_at,kernel,dtype,batch,in,out,rows,cols,executor,sensor,"
                         "simulated,launches,repeats,latency_us,latency_us_min,latency_us_max,"
                         "latency_cv,energy_rail,energy_uj,dynamic_energy_uj,power_mw,quality,"
                         "power_mw.VDD_IN,idle_power_mw.VDD_IN,energy_uj.VDD_IN,"
@@ -679,34 +683,35 @@ static void test_csv_columns_and_quoting(void **state)
     *end = '\0';
     assert_string_equal(end + 2, ""); /* exactly two data rows */
 
-    enum { NCOLS = 24 + 12 };
-    static char fields[48][128];
+    enum { NCOLS = 25 + 12 };
+    static char fields[49][128];
     assert_int_equal(split_csv_line(line2, fields, 48), NCOLS);
     char want_id[32];
     snprintf(want_id, sizeof want_id, "%lld", (long long)id1);
     assert_string_equal(fields[0], want_id);
     assert_string_equal(fields[1], "a,\"b\"");
-    assert_string_equal(fields[3], "linear");
-    assert_string_equal(fields[5], "64");   /* batch */
-    assert_string_equal(fields[7], "512");  /* out */
-    assert_string_equal(fields[8], "");     /* rows: not a linear parameter */
-    assert_string_equal(fields[12], "true"); /* simulated */
-    assert_string_equal(fields[15], "8712.3");
-    assert_string_equal(fields[23], "ok");
-    assert_string_equal(fields[24], "7310.2"); /* power_mw.VDD_IN */
-    assert_string_equal(fields[28], "3100.5"); /* power_mw.GPU "x",y */
-    assert_string_equal(fields[32], "");       /* no VDD_SOC on this one */
-    assert_string_equal(fields[35], "");
+    assert_string_equal(fields[2], fx->fingerprint);
+    assert_string_equal(fields[4], "linear");
+    assert_string_equal(fields[6], "64");   /* batch */
+    assert_string_equal(fields[8], "512");  /* out */
+    assert_string_equal(fields[9], "");     /* rows: not a linear parameter */
+    assert_string_equal(fields[13], "true"); /* simulated */
+    assert_string_equal(fields[16], "8712.3");
+    assert_string_equal(fields[24], "ok");
+    assert_string_equal(fields[25], "7310.2"); /* power_mw.VDD_IN */
+    assert_string_equal(fields[29], "3100.5"); /* power_mw.GPU "x",y */
+    assert_string_equal(fields[33], "");       /* no VDD_SOC on this one */
+    assert_string_equal(fields[36], "");
 
     assert_int_equal(split_csv_line(line3, fields, 48), NCOLS);
-    assert_string_equal(fields[3], "layernorm");
-    assert_string_equal(fields[4], "fp16");
-    assert_string_equal(fields[5], "");
-    assert_string_equal(fields[8], "8");
-    assert_string_equal(fields[9], "64");
-    assert_string_equal(fields[23], "suspect");
-    assert_string_equal(fields[28], "");
-    assert_string_equal(fields[35], "0.85"); /* sample_ratio.VDD_SOC */
+    assert_string_equal(fields[4], "layernorm");
+    assert_string_equal(fields[5], "fp16");
+    assert_string_equal(fields[6], "");
+    assert_string_equal(fields[9], "8");
+    assert_string_equal(fields[10], "64");
+    assert_string_equal(fields[24], "suspect");
+    assert_string_equal(fields[29], "");
+    assert_string_equal(fields[36], "0.85"); /* sample_ratio.VDD_SOC */
     free(csv);
 
     /* Filtered to layernorm: only its parameters and rails. */
