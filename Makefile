@@ -47,8 +47,9 @@ WARN      := -Wall -Wextra -Werror
 CFLAGS    ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP -I. $(PKG_CFLAGS)
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
-# libi2c (i2c-tools) has no pkg-config file.
-SYS_LIBS  := -li2c -lpthread -ldl -lm
+# libi2c (i2c-tools) and libxgboost have no pkg-config file. XGBoost is only
+# used to train (predict/train.c, in jetprofd); predictions evaluate the trees in C.
+SYS_LIBS  := -li2c -lxgboost -lpthread -ldl -lm
 
 # ---- CUDA detection ----
 NVCC := $(shell command -v nvcc 2>/dev/null || { test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc; })
@@ -119,7 +120,8 @@ $(JETPROFD): $(OBJ)/daemon/main.o $(MODULE_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(SYS_LIBS)
 
-$(JETPROF): $(call objs,$(CLIENT_SRC)) $(LIB_CUDAKERN) $(LIB_COMMON)
+CLIENT_LIBS := $(if $(strip $(PREDICT_SRC)),$(LIB_PREDICT)) $(LIB_CUDAKERN) $(LIB_COMMON)
+$(JETPROF): $(call objs,$(CLIENT_SRC)) $(CLIENT_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CURL_LIBS) $(SYS_LIBS)
 

@@ -16,6 +16,7 @@
 #include "../sensors/sampler.h"
 #include "../sensors/sensor.h"
 #include "config.h"
+#include "models_state.h"
 #include "runner.h"
 
 #define JETPROF_VERSION "0.1.0"
@@ -51,6 +52,9 @@ struct app {
      * server stops, so open streams end cleanly; streams_active counts them
      * (api_power.c) against server.max_streams. */
     atomic_bool stopping;
+    /* The predictors and the prediction cache (models_state.h); NULL in tests
+     * that need none. Training on the runner replaces its model set. */
+    struct models_state *models;
     atomic_uint streams_active;
 };
 

@@ -34,6 +34,7 @@
  */
 #include "runner.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -85,6 +86,7 @@ struct runner {
     bool stopping;
     bool stopped;
     struct runner_waiter *waiters;
+    struct runner_task *tasks, *tasks_tail; /* FIFO, run between jobs */
     struct recent_job recent[RECENT_JOBS];
     unsigned recent_next, recent_count;
     /* Set after a failed write left a job running in the database; cleared when
@@ -678,6 +680,21 @@ static void *runner_main(void *arg)
             }
         }
 
+        /* Tasks (training) between jobs: never during a window. */
+        pthread_mutex_lock(&r->lock);
+        struct runner_task *task = r->tasks;
+        if (task) {
+            r->tasks = task->next;
+            if (!r->tasks)
+                r->tasks_tail = NULL;
+            task->next = NULL;
+        }
+        pthread_mutex_unlock(&r->lock);
+        if (task) {
+            task->run(r->db, task->ctx);
+            continue;
+        }
+
         struct db_job job;
         int got = db_job_claim_next(r->db, &job, e, sizeof e);
         if (got < 0) {
@@ -755,8 +772,36 @@ void runner_stop(struct runner *r)
     r->stopped = true;
     struct runner_waiter *pending = r->waiters;
     r->waiters = NULL;
+    struct runner_task *tasks = r->tasks;
+    r->tasks = r->tasks_tail = NULL;
     pthread_mutex_unlock(&r->lock);
     call_waiters(pending, DB_JOB_QUEUED);
+    while (tasks) {
+        struct runner_task *next = tasks->next;
+        tasks->next = NULL;
+        tasks->run(NULL, tasks->ctx); /* canceled */
+        tasks = next;
+    }
+}
+
+int runner_submit_task(struct runner *r, struct runner_task *t)
+{
+    assert(t && t->run);
+    pthread_mutex_lock(&r->lock);
+    if (r->stopping || r->stopped) {
+        pthread_mutex_unlock(&r->lock);
+        return -1;
+    }
+    t->next = NULL;
+    if (r->tasks_tail)
+        r->tasks_tail->next = t;
+    else
+        r->tasks = t;
+    r->tasks_tail = t;
+    r->wake_pending = true;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    return 0;
 }
 
 void runner_destroy(struct runner *r)

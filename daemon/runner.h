@@ -46,6 +46,22 @@ bool runner_remove_waiter(struct runner *r, struct runner_waiter *w);
 void runner_stop(struct runner *r);
 void runner_destroy(struct runner *r);
 
+/*
+ * Work that must not overlap a measurement window (training): run() is called
+ * on the runner thread, with the runner's own database connection, after the
+ * job in progress ends and before the next one is claimed, tasks in the order
+ * submitted. When the runner stops first, run() is called from runner_stop
+ * with db NULL (canceled). The caller keeps the struct alive until run() has
+ * been called; run() must not call back into the runner.
+ */
+struct runner_task {
+    void (*run)(struct db *db, void *ctx);
+    void *ctx;
+    struct runner_task *next; /* owned by the runner's list */
+};
+/* 0, or -1 when the runner is stopping or stopped (nothing will run it). */
+int runner_submit_task(struct runner *r, struct runner_task *t);
+
 struct runner_status {
     bool running_job;
     int64_t current_job_id;

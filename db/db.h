@@ -273,4 +273,12 @@ char *db_csv_layout_row(const struct db_csv_layout *l, json_t *m, size_t *len);
 int db_export_snapshot(const char *src_path, const char *dest_path, int *pages, char *err,
                        size_t errlen);
 
+/* ---- models and training data (db/models.c) ---- */
+
+/* The newest measurement of config_key on devices like device_id (same board_model,
+ * gpu_name, executor, sensor_backend and simulated flag): 1 and *measurement_id, 0 when
+ * there is none, -1 on error. For POST /v1/predict's "measured". */
+int db_measurement_find_latest(struct db *db, const char *config_key, int64_t device_id,
+                               int64_t *measurement_id, char *err, size_t errlen);
+
 #endif

@@ -1,0 +1,52 @@
+/*
+ * estimate.h - a graph's latency and energy: graph_plan_build, then one
+ * prediction per kernel, summed. The answer object is built here so that
+ * POST /v1/estimate and `jetprof estimate --offline` print identical JSON for
+ * identical models.
+ *
+ * Answer (docs/api/openapi.yaml, schema Estimate):
+ *   {"format": "native", "dtype": "fp32", "batch": 64, "merge": true,
+ *    "simulated": bool, "graph_nodes": 12,
+ *    "kernels": [{"kernel": "linear_relu", "dtype": "fp32",
+ *                 "params": {"batch": 64, "in": 256, "out": 512},
+ *                 "config_key": "...", "nodes": ["fc1", "relu1"], "depth": 1,
+ *                 "merged": 1, "latency_us": x, "latency_us_spread": x,
+ *                 "power_mw": {"VDD_IN": x, ...}, "energy_uj": {"VDD_IN": x, ...}}, ...],
+ *    "totals": {"kernels": n, "latency_us": sum, "latency_us_spread": sqrt(sum of squares),
+ *               "energy_uj": {"board_input": x, "gpu": x or null, "rails": {"VDD_IN": x, ...}},
+ *               "board_input_rail": "VDD_IN" | "sum", "gpu_rail": "..." | null}}
+ * board_input energy is the board-input rail's, or the sum of all rails when the
+ * board has none ("board_input_rail": "sum").
+ */
+#ifndef JETPROF_PREDICT_ESTIMATE_H
+#define JETPROF_PREDICT_ESTIMATE_H
+
+#include <jansson.h>
+
+#include "graph.h"
+#include "models.h"
+
+/* Predicts one configuration: 0, or -1 with err (no model for its kernel type). */
+typedef int (*estimate_predict_fn)(void *ctx, const struct kernel_config *cfg,
+                                   struct kernel_prediction *out, char *err, size_t errlen);
+
+struct estimate_options {
+    struct graph_options graph;
+    struct model_set_info info; /* rails and the simulated label */
+};
+
+/* The answer for one graph, or NULL with *err: the graph's own errors (422/400),
+ * 409 naming the kernel types without a model (all of them, in one sentence, with
+ * the measurements to collect), 500 when out of memory. */
+json_t *estimate_graph(const json_t *graph, const struct estimate_options *opt,
+                       estimate_predict_fn predict, void *ctx, struct graph_error *err);
+
+/* The JSON of one kernel prediction as /v1/predict and the kernels above use:
+ * latency_us, latency_us_spread, power_mw {}, power_mw_spread {}, energy_uj {}. Adds the fields to obj. */
+int estimate_prediction_fields(json_t *obj, const struct kernel_prediction *p);
+
+/* A model_set as an estimate_predict_fn (ctx is the set). */
+int estimate_predict_with_set(void *ctx, const struct kernel_config *cfg,
+                              struct kernel_prediction *out, char *err, size_t errlen);
+
+#endif
