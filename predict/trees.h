@@ -27,6 +27,13 @@ struct tree_ensemble;
 int trees_load_xgboost_json(const char *json, size_t len, struct tree_ensemble **out,
                             char *err, size_t errlen);
 
+/* The same from an already parsed model (a jansson json_t), for callers that
+ * hold it inside a larger document (models.c: a blob's "members"): printing it
+ * back to text only to parse it again would double the load time of a set. */
+struct json_t;
+int trees_load_xgboost_value(const struct json_t *model, struct tree_ensemble **out, char *err,
+                             size_t errlen);
+
 /* The model's prediction for one row of feature_count features. Features past
  * the model's num_feature are ignored; a model needing more than given reads NaN. */
 double trees_predict(const struct tree_ensemble *t, const float *features,
