@@ -89,6 +89,10 @@ struct api_request {
     int64_t wait_job_id;
     enum db_job_state wait_state; /* DONE, FAILED, CANCELED, or QUEUED = daemon stopping */
     struct http_request *http;
+    /* Set on the second call after api_defer(): the ctx given to it. wait_state is
+     * DB_JOB_DONE when api_deferred_resume() woke the request, DB_JOB_QUEUED when
+     * the server stopped first. */
+    void *deferred_ctx;
 };
 
 /*
@@ -142,6 +146,23 @@ enum api_wait_result {
 enum api_wait_result api_wait_for_job(struct api_request *req, struct api_response *res,
                                       int64_t job_id);
 
+/*
+ * Answering later, for work that is not a job (training, on the runner thread
+ * between jobs): api_defer() suspends the connection and returns a handle;
+ * whoever finishes the work calls api_deferred_resume() once, from any thread,
+ * and http.c calls the handler again with `resumed` set and req->deferred_ctx =
+ * ctx. The request owns ctx from a successful api_defer() on: ctx_release(ctx)
+ * is called exactly once when the request ends, whether or not the handler ran
+ * again (a client that went away, the server stopping). NULL when the request
+ * cannot wait (the server is stopping, no HTTP connection as in unit tests):
+ * the handler answers now and keeps ctx. Sets res->suspended on success.
+ */
+struct api_deferred;
+struct api_deferred *api_defer(struct api_request *req, struct api_response *res, void *ctx,
+                               void (*ctx_release)(void *ctx));
+/* Wakes the request (if it is still there) and gives up the handle. NULL is a no-op. */
+void api_deferred_resume(struct api_deferred *d);
+
 /* ---- routes ---- */
 
 typedef void (*api_handler_fn)(struct api_request *req, struct api_response *res);
@@ -149,6 +170,7 @@ typedef void (*api_handler_fn)(struct api_request *req, struct api_response *res
 enum api_body {
     API_BODY_NONE, /* any body is read and dropped */
     API_BODY_JSON, /* required, parsed with JSON_REJECT_DUPLICATES */
+    API_BODY_JSON_OPTIONAL, /* as API_BODY_JSON, but an empty body is allowed (body NULL) */
 };
 
 struct api_route {
@@ -198,6 +220,19 @@ void api_jobs_delete(struct api_request *req, struct api_response *res);
 void api_batches_get(struct api_request *req, struct api_response *res);
 void api_batches_delete(struct api_request *req, struct api_response *res);
 void api_export_sqlite(struct api_request *req, struct api_response *res);
+void api_models_train(struct api_request *req, struct api_response *res);   /* api_models.c */
+void api_models_list(struct api_request *req, struct api_response *res);
+void api_models_export(struct api_request *req, struct api_response *res);
+void api_predict_post(struct api_request *req, struct api_response *res);   /* api_predict.c */
+void api_estimate_post(struct api_request *req, struct api_response *res);  /* api_estimate.c */
+
+/* The newest models of devices like app->device_id, read with db into a new
+ * model_set (rails from app->sensor, simulated from app->device) that replaces
+ * app->models' set; no models gives an empty state. A model whose blob does not
+ * load is skipped with a warning. At start (main.c) and after every training.
+ * *loaded (may be NULL) = models in the new set. 0, or -1 with err (nothing
+ * replaced). */
+int api_models_load(struct app *app, struct db *db, size_t *loaded, char *err, size_t errlen);
 
 /* ---- pure parts, exposed for tests ---- */
 

@@ -250,6 +250,35 @@ static const struct key keys[] = {
     {.section = "measure", .name = "max_batch_jobs", .type = KEY_UNSIGNED,
      FIELD_INIT(max_batch_jobs), .def = "100000", .imin = 1, .imax = 10000000,
      .doc = "POST /v1/jobs queues at most this many configurations per batch (1..10000000)"},
+    /* [predict] */
+    {.section = "predict", .name = "cache_entries", .type = KEY_UNSIGNED,
+     FIELD_INIT(cache_entries), .def = "65536", .imin = 0, .imax = 16777216,
+     .doc = "predictions cached by configuration (POST /v1/predict, /v1/estimate); emptied "
+            "when models change; 0 = no cache (0..16777216)"},
+    {.section = "predict", .name = "train_seed", .type = KEY_UNSIGNED, FIELD_INIT(train_seed),
+     .def = "42", .imin = 0, .imax = 4294967295u,
+     .doc = "training: seed of the held-out split, the bootstrap resamples and XGBoost, so the "
+            "same data gives the same models (0..4294967295)"},
+    {.section = "predict", .name = "train_rounds", .type = KEY_UNSIGNED,
+     FIELD_INIT(train_rounds), .def = "200", .imin = 1, .imax = 10000,
+     .doc = "training: boosting rounds (trees) per booster (1..10000)"},
+    {.section = "predict", .name = "train_max_depth", .type = KEY_UNSIGNED,
+     FIELD_INIT(train_max_depth), .def = "6", .imin = 1, .imax = 16,
+     .doc = "training: maximum depth of each tree (1..16)"},
+    {.section = "predict", .name = "train_eta", .type = KEY_DOUBLE, FIELD_INIT(train_eta),
+     .def = "0.1", .dmin = 0.001, .dmax = 1,
+     .doc = "training: learning rate (shrinkage per round) (0.001..1)"},
+    {.section = "predict", .name = "train_ensemble", .type = KEY_UNSIGNED,
+     FIELD_INIT(train_ensemble), .def = "5", .imin = 1, .imax = 16,
+     .doc = "training: boosters per model, each on a bootstrap resample; their spread is the "
+            "prediction's uncertainty (1..16)"},
+    {.section = "predict", .name = "train_holdout", .type = KEY_DOUBLE,
+     FIELD_INIT(train_holdout), .def = "0.2", .dmin = 0.05, .dmax = 0.5,
+     .doc = "training: share of the rows held out to score the model (RMSE, MAPE, Kendall tau) "
+            "(0.05..0.5)"},
+    {.section = "predict", .name = "max_graph_nodes", .type = KEY_UNSIGNED,
+     FIELD_INIT(max_graph_nodes), .def = "10000", .imin = 1, .imax = 1000000,
+     .doc = "POST /v1/estimate refuses a graph with more nodes than this (1..1000000)"},
     /* [log] */
     {.section = "log", .name = "level", .type = KEY_ENUM, FIELD_INIT(log_level), .def = "info",
      .choices = "error|warn|info|debug", .flag = "log-level", .metavar = "LEVEL",

@@ -86,6 +86,15 @@ struct config {
     unsigned job_timeout_s;          /* a job running longer fails, default 600 */
     unsigned max_attempts;           /* a job interrupted this often fails, default 3 */
     unsigned max_batch_jobs;         /* most jobs one POST /v1/jobs may queue, default 100000 */
+    /* [predict] */
+    unsigned cache_entries;          /* prediction cache, configurations; 0 = none; default 65536 */
+    unsigned train_seed;             /* split, bootstrap and XGBoost seed, default 42 */
+    unsigned train_rounds;           /* boosting rounds per booster, default 200 */
+    unsigned train_max_depth;        /* tree depth, default 6 */
+    double train_eta;                /* learning rate, default 0.1 */
+    unsigned train_ensemble;         /* boosters per model (bagging), default 5 */
+    double train_holdout;            /* share of rows held out for the metrics, default 0.2 */
+    unsigned max_graph_nodes;        /* nodes one POST /v1/estimate graph may have, default 10000 */
     /* [log] */
     char log_level[16];              /* error | warn | info | debug */
 

@@ -83,6 +83,19 @@ struct http_request {
     int64_t job_id;
     struct runner_waiter waiter;
     struct http_request *prev, *next;
+    /* answering later (api_defer): the handle shared with the resumer, and the
+     * handler's context, released when the request ends */
+    struct api_deferred *deferred;
+    void *deferred_ctx;
+    void (*deferred_release)(void *ctx);
+};
+
+/* api_defer's handle: one reference for the request, one for the resumer; r is
+ * cleared under the lock when the request goes, so a late resume touches nothing. */
+struct api_deferred {
+    pthread_mutex_t lock;
+    unsigned refs;
+    struct http_request *r;
 };
 
 /* The route table is in routes.c. */
@@ -542,11 +555,32 @@ static void list_remove_locked(struct http_server *srv, struct http_request *r)
     pthread_cond_broadcast(&srv->changed);
 }
 
+static void deferred_unref(struct api_deferred *d)
+{
+    pthread_mutex_lock(&d->lock);
+    bool last = --d->refs == 0;
+    pthread_mutex_unlock(&d->lock);
+    if (last) {
+        pthread_mutex_destroy(&d->lock);
+        free(d);
+    }
+}
+
 static void request_free(struct http_request *r)
 {
     struct http_server *srv = r->srv;
     if (r->waiter_added && srv->app->runner)
         runner_remove_waiter(srv->app->runner, &r->waiter);
+    if (r->deferred) {
+        /* Waits for a resume in progress on another thread to be done with r. */
+        pthread_mutex_lock(&r->deferred->lock);
+        r->deferred->r = NULL;
+        pthread_mutex_unlock(&r->deferred->lock);
+        deferred_unref(r->deferred);
+        r->deferred = NULL;
+    }
+    if (r->deferred_release)
+        r->deferred_release(r->deferred_ctx);
     pthread_mutex_lock(&srv->lock);
     list_remove_locked(srv, r);
     pthread_mutex_unlock(&srv->lock);
@@ -752,7 +786,7 @@ static void request_take_body(struct http_request *r, const char *data, size_t s
 {
     uint64_t limit = r->srv->app->cfg->max_body_bytes;
     r->body_seen += size;
-    if (r->early.status || !r->route || r->route->body != API_BODY_JSON)
+    if (r->early.status || !r->route || r->route->body == API_BODY_NONE)
         return; /* drained, not stored */
     if (r->body_seen > limit) {
         api_error_set(&r->early, 413,
@@ -834,7 +868,10 @@ static enum MHD_Result run_handler(struct http_request *r)
         req.wait_job_id = r->job_id;
         req.wait_state = r->finished ? r->final_state : DB_JOB_QUEUED;
         pthread_mutex_unlock(&r->lock);
-    } else if (r->route->body == API_BODY_JSON) {
+        req.deferred_ctx = r->deferred_ctx;
+    } else if (r->route->body == API_BODY_JSON_OPTIONAL && r->body_len == 0) {
+        req.body = NULL; /* allowed: the handler takes its defaults */
+    } else if (r->route->body != API_BODY_NONE) {
         struct api_error e = {0};
         if (r->body_len == 0) {
             api_error_set(&e, 400,
@@ -971,6 +1008,72 @@ enum api_wait_result api_wait_for_job(struct api_request *req, struct api_respon
     pthread_mutex_unlock(&r->lock);
     res->suspended = true;
     return API_WAIT_SUSPENDED;
+}
+
+/* ---- answering later ---- */
+
+struct api_deferred *api_defer(struct api_request *req, struct api_response *res, void *ctx,
+                               void (*ctx_release)(void *ctx))
+{
+    struct http_request *r = req->http;
+    if (!r || r->deferred || r->waiter_added)
+        return NULL;
+    struct http_server *srv = r->srv;
+    struct api_deferred *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    if (pthread_mutex_init(&d->lock, NULL) != 0) {
+        free(d);
+        return NULL;
+    }
+    d->refs = 2;
+    d->r = r;
+
+    /* In the waiting list, so http_stop() answers it rather than stopping MHD
+     * with a suspended connection. */
+    pthread_mutex_lock(&srv->lock);
+    if (srv->stopping) {
+        pthread_mutex_unlock(&srv->lock);
+        pthread_mutex_destroy(&d->lock);
+        free(d);
+        return NULL;
+    }
+    r->next = srv->waiting;
+    r->prev = NULL;
+    if (srv->waiting)
+        srv->waiting->prev = r;
+    srv->waiting = r;
+    r->in_list = true;
+    pthread_mutex_unlock(&srv->lock);
+
+    /* http_stop() may have answered it already (past its grace period): then
+     * there is nothing to suspend and nobody must resume it. */
+    pthread_mutex_lock(&r->lock);
+    if (r->finished) {
+        pthread_mutex_unlock(&r->lock);
+        pthread_mutex_destroy(&d->lock);
+        free(d);
+        return NULL;
+    }
+    r->deferred = d;
+    r->deferred_ctx = ctx;
+    r->deferred_release = ctx_release;
+    MHD_suspend_connection(r->conn);
+    r->suspended = true;
+    pthread_mutex_unlock(&r->lock);
+    res->suspended = true;
+    return d;
+}
+
+void api_deferred_resume(struct api_deferred *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->lock);
+    if (d->r)
+        (void)finish_wait(d->r, DB_JOB_DONE);
+    pthread_mutex_unlock(&d->lock);
+    deferred_unref(d);
 }
 
 /* ---- start and stop ---- */

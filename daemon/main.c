@@ -4,7 +4,8 @@
  * Start-up builds struct app (app.h) one step at a time, logging one line per
  * step: configuration, signals, database (recovering jobs a crash left
  * running), sensor, sampler, executor, the device fingerprint, the runner, the
- * HTTP server, then READY=1 to systemd. Every step that fails logs what failed
+ * predictors (the newest models of this device, from the database), the HTTP
+ * server, then READY=1 to systemd. Every step that fails logs what failed
  * and why and unwinds what was started, so the sensor always gets its original
  * configuration back. Shutdown (SIGINT/SIGTERM) runs the same unwinding in the
  * order that loses nothing: the runner finishes the job in progress and answers
@@ -38,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "app.h"
 #include "board.h"
 #include "common/clock.h"
@@ -46,6 +48,7 @@
 #include "device_state.h"
 #include "http.h"
 #include "measure.h"
+#include "models_state.h"
 #include "runner.h"
 #include "sensors/gpio_marker.h"
 #include "worker.h"
@@ -68,6 +71,7 @@ struct daemon {
     struct measure_ctx mctx;
     struct runner *runner;
     bool runner_started;
+    struct models_state *models;
     struct http_server *http;
     unsigned port; /* bound */
     bool port_file_written;
@@ -475,6 +479,32 @@ static int start_runner(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+/* The predictors and their cache; training replaces the set later (api_models.c). */
+static int load_models(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->cfg;
+    if (models_state_create(cfg->cache_entries, &d->models, err, errlen) != 0)
+        return -1;
+    d->app.models = d->models;
+    struct db *db = db_pool_acquire(d->pool);
+    if (!db) {
+        snprintf(err, errlen, "no database connection available from the pool");
+        return -1;
+    }
+    size_t loaded = 0;
+    int rc = api_models_load(&d->app, db, &loaded, err, errlen);
+    db_pool_release(d->pool, db);
+    if (rc != 0)
+        return -1;
+    if (loaded)
+        log_info("main", "models: %zu loaded for this device (prediction cache of %u entries)",
+                 loaded, cfg->cache_entries);
+    else
+        log_info("main", "models: none yet for this device (measure with POST /v1/jobs, then "
+                 "POST /v1/models/train)");
+    return 0;
+}
+
 static int start_http(struct daemon *d, char *err, size_t errlen)
 {
     const struct config *cfg = &d->cfg;
@@ -528,6 +558,11 @@ static void teardown(struct daemon *d)
     if (d->runner) {
         runner_destroy(d->runner);
         d->runner = d->app.runner = NULL;
+    }
+    if (d->models) {
+        /* After the runner: a training task may still have been replacing the set. */
+        models_state_destroy(d->models);
+        d->models = d->app.models = NULL;
     }
     if (d->device_state) {
         device_state_close(d->device_state);
@@ -645,6 +680,8 @@ static int run(struct daemon *d, const sigset_t *stop_set)
         return fail_start(d, "device registration", err);
     if (start_runner(d, err, sizeof err) != 0)
         return fail_start(d, "runner", err);
+    if (load_models(d, err, sizeof err) != 0)
+        return fail_start(d, "models", err);
     if (start_http(d, err, sizeof err) != 0)
         return fail_start(d, "http", err);
     if (cfg->port_file[0]) {

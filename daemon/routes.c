@@ -25,5 +25,10 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/batches/{id}", api_batches_get, false, API_BODY_NONE},
     {"DELETE", "/v1/batches/{id}", api_batches_delete, true, API_BODY_NONE},
     {"GET", "/v1/export.sqlite", api_export_sqlite, false, API_BODY_NONE},
+    {"POST", "/v1/models/train", api_models_train, true, API_BODY_JSON_OPTIONAL},
+    {"GET", "/v1/models", api_models_list, false, API_BODY_NONE},
+    {"GET", "/v1/models/export", api_models_export, false, API_BODY_NONE},
+    {"POST", "/v1/predict", api_predict_post, false, API_BODY_JSON},
+    {"POST", "/v1/estimate", api_estimate_post, false, API_BODY_JSON},
 };
 const size_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -281,4 +281,78 @@ int db_export_snapshot(const char *src_path, const char *dest_path, int *pages, 
 int db_measurement_find_latest(struct db *db, const char *config_key, int64_t device_id,
                                int64_t *measurement_id, char *err, size_t errlen);
 
+/*
+ * "Devices like" a device (every function below): the devices rows with the same
+ * board_model, gpu_name, executor, sensor_backend and simulated flag. A change of
+ * sampling makes a new device row of the same board; its data and models stay
+ * usable. Newest = highest id.
+ */
+
+/* One stored predictor (a models row) and what GET /v1/models shows with it. */
+struct db_model {
+    int64_t id;              /* set by db_models_insert */
+    char kernel[32];
+    char target[48];         /* "latency_us" or "power_mw:<rail>" */
+    int64_t device_id;       /* the device it was trained on; 0 = NULL */
+    char fingerprint[65];    /* read: that device's ("" when NULL); ignored by insert */
+    bool simulated;          /* read: that device's data is simulated (sim sensor or CPU
+                                executor); ignored by insert */
+    char metrics_json[1024]; /* a JSON object */
+    char training_hash[65];  /* SHA-256 hex of what the model was trained from */
+    char created_at[32];     /* set by db_models_insert ("YYYY-MM-DDTHH:MM:SS.mmmZ") */
+    /* The jetprof-model/1 JSON text. db_models_insert reads it (borrowed); the
+     * readers fill it (malloc'd, NUL-terminated, freed by db_models_free) only
+     * when asked with_blob, else NULL. */
+    char *blob;
+    size_t blob_len;
+};
+
+/* One transaction: inserts models[0..n) (kernel, target, device_id, metrics_json,
+ * training_hash, blob: all required, metrics_json a JSON object, blob a JSON
+ * object), setting each id and one created_at for all. On any failure nothing
+ * is written. 0, or -1 with err naming the model. */
+int db_models_insert(struct db *db, struct db_model *models, size_t n, char *err,
+                     size_t errlen);
+
+/* The newest model of every (kernel, target) on devices like device_id, ordered by
+ * kernel then target. *out is a malloc'd array of *count (NULL when none); free
+ * with db_models_free. 0 or -1. */
+int db_models_newest(struct db *db, int64_t device_id, bool with_blob, struct db_model **out,
+                     size_t *count, char *err, size_t errlen);
+void db_models_free(struct db_model *models, size_t count);
+
+/* A measurement as training data: the configuration (params_json + dtype rebuild
+ * the kernel_config), the latency and each rail's window-mean power. */
+struct db_training_rail {
+    char rail[DB_RAIL_NAME_MAX];
+    double power_mw;
+};
+struct db_training_row {
+    int64_t measurement_id;
+    char uid[40];
+    char dtype[8];
+    char params_json[256];
+    double latency_us;
+    unsigned rail_count;
+    struct db_training_rail rails[DB_MAX_RAILS]; /* in the order the measurement stored them */
+};
+
+/* Usable rows of one kernel type on devices like device_id: latency_us > 0 and,
+ * unless quality is NULL (any), that quality ("ok"). Ordered by uid, so the same
+ * rows come back in the same order from any database that holds them. *out is a
+ * malloc'd array of *count (NULL when none; caller frees). 0 or -1. */
+int db_training_rows(struct db *db, const char *kernel, int64_t device_id, const char *quality,
+                     struct db_training_row **out, size_t *count, char *err, size_t errlen);
+
+/* How many usable rows (as db_training_rows) each kernel type has, for every kernel
+ * type with at least one, ordered by kernel. *out is malloc'd (NULL when none;
+ * caller frees). 0 or -1. */
+struct db_training_count {
+    char kernel[32];
+    int64_t rows;
+};
+int db_training_counts(struct db *db, int64_t device_id, const char *quality,
+                       struct db_training_count **out, size_t *count, char *err,
+                       size_t errlen);
+
 #endif
