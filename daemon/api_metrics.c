@@ -12,6 +12,10 @@
  *   jetprof_sampler_samples_total, _read_errors_total, _overruns_total (counters),
  *   jetprof_sampler_achieved_rate_hertz, _expected_rate_hertz (gauges)
  *   jetprof_jobs{state}                                      jobs per state (gauge)
+ *   jetprof_prediction_cache_hits_total, _misses_total (counters),
+ *   jetprof_prediction_cache_entries, jetprof_prediction_cache_capacity,
+ *   jetprof_models, jetprof_model_generation (gauges)        the predictors and their
+ *                                                            cache (models_state.h)
  *
  * Rail series appear once the first sample is in; jetprof_jobs is left out when
  * the database cannot be read (and the failure logged), rather than reported as
@@ -154,6 +158,32 @@ static void job_metrics(FILE *f, struct app *app)
                 counts[states[i]]);
 }
 
+static void model_metrics(FILE *f, struct app *app)
+{
+    if (!app->models)
+        return;
+    struct models_state_stats st;
+    models_state_get_stats(app->models, &st);
+    family(f, "jetprof_prediction_cache_hits_total", "counter",
+           "Predictions answered from the prediction cache since start.");
+    fprintf(f, "jetprof_prediction_cache_hits_total %" PRIu64 "\n", st.cache_hits);
+    family(f, "jetprof_prediction_cache_misses_total", "counter",
+           "Predictions computed by the models because the cache did not hold them.");
+    fprintf(f, "jetprof_prediction_cache_misses_total %" PRIu64 "\n", st.cache_misses);
+    family(f, "jetprof_prediction_cache_entries", "gauge",
+           "Kernel configurations in the prediction cache now.");
+    fprintf(f, "jetprof_prediction_cache_entries %zu\n", st.cache_entries);
+    family(f, "jetprof_prediction_cache_capacity", "gauge",
+           "Most kernel configurations the prediction cache holds (0 = no cache).");
+    fprintf(f, "jetprof_prediction_cache_capacity %zu\n", st.cache_capacity);
+    family(f, "jetprof_models", "gauge",
+           "Predictors (kernel type and target pairs) in use for this device.");
+    fprintf(f, "jetprof_models %zu\n", st.models);
+    family(f, "jetprof_model_generation", "gauge",
+           "Times the predictors in use were replaced (loaded at start or trained) since start.");
+    fprintf(f, "jetprof_model_generation %" PRIu64 "\n", st.generation);
+}
+
 void api_metrics_get(struct api_request *req, struct api_response *res)
 {
     struct app *app = req->app;
@@ -172,6 +202,7 @@ void api_metrics_get(struct api_request *req, struct api_response *res)
     if (app->sensor)
         sensor_metrics(f, app);
     job_metrics(f, app);
+    model_metrics(f, app);
     bool failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed || !text) {
         free(text);

@@ -49,4 +49,11 @@ int estimate_prediction_fields(json_t *obj, const struct kernel_prediction *p);
 int estimate_predict_with_set(void *ctx, const struct kernel_config *cfg,
                               struct kernel_prediction *out, char *err, size_t errlen);
 
+/* The 409 sentence for kernel types without a model (count >= 1), worded once
+ * for estimate_graph, POST /v1/predict and a batch of estimates: "no model for
+ * kernel type 'softmax' on this device: measure at least 20 softmax
+ * configurations (POST /v1/jobs) and train (POST /v1/models/train)". */
+void estimate_missing_models_detail(const char *const *kernels, size_t count, char *buf,
+                                    size_t buflen);
+
 #endif
