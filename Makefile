@@ -4,7 +4,8 @@
 #   make run          install missing packages, build, start jetprofd on ./var/jetprof.db
 #   make test         install missing packages, build, run unit + integration tests
 #   make test SAN=1   the same under AddressSanitizer + UBSan (separate tree: build/san)
-#   make bench        benchmark programs under bench/
+#   make bench        benchmark programs under bench/ (+ python3-sklearn for the
+#                     estimate baseline: scripts/install-deps --bench)
 #   make install      PREFIX=/usr/local DESTDIR=
 #   make clean
 #
@@ -192,9 +193,15 @@ $(OUT)/bench/%: bench/%.c $(MODULE_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(MODULE_LIBS) $(PKG_LIBS) $(SYS_LIBS)
 
-bench: deps
+# bench_estimate needs a daemon with a dataset and trained models:
+# bench/bench_estimate.sh sets that up, runs it and the scikit-learn baseline
+# (python3-sklearn, installed only here by install-deps --bench).
+bench:
+	@scripts/install-deps --bench
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
-	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+	@for b in $(filter-out %/bench_estimate,$(BENCH_BINS)); do echo "== $$b"; $$b || exit 1; done
+	@echo "== bench/bench_estimate.sh"
+	@JETPROFD=$(JETPROFD) BENCH_ESTIMATE=$(OUT)/bench/bench_estimate bench/bench_estimate.sh
 
 # ---- run ----
 run: deps

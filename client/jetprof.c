@@ -1,19 +1,28 @@
 /*
  * jetprof.c - the jetprof command-line client: curl-like ad-hoc use of a
  * jetprofd daemon (health, device, kernel catalogue, one measurement, the
- * dataset, any GET).
+ * dataset, any GET), its predictors (train, list, export, predict) and graph
+ * estimates, online (POST /v1/estimate) or offline from an exported bundle.
  *
  * It is deliberately thin: every check about kernels, ranges and memory is the
  * daemon's (it owns the catalogue and the executor), so the client only makes
  * sure it sends well-formed JSON (integers are integers) and turns the answer
- * into readable output: JSON pretty-printed on stdout, errors as one line on
- * stderr built from the daemon's problem+json (title and detail).
- * HTTP transport lives in http_client.c.
+ * into readable output: JSON pretty-printed on stdout (tables for train, models
+ * and estimate), errors as one line on stderr built from the daemon's
+ * problem+json (title and detail). HTTP transport lives in http_client.c.
+ *
+ * The one exception is `estimate --offline --models FILE`: it loads the bundle
+ * GET /v1/models/export wrote (model_set_load_bundle) and runs the daemon's own
+ * estimate code (estimate_graph with estimate_predict_with_set, predict/), so a
+ * workstation gets the daemon's numbers, digit for digit, without the board.
+ * Only the trees' evaluation is linked in: training (XGBoost) stays in jetprofd.
  *
  * Exit status: 0 success; 1 the daemon answered with an error or could not be
- * reached; 2 usage error.
+ * reached, or (offline) the models or the graph were refused; 2 usage error,
+ * including a file named on the command line that cannot be read.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -21,21 +30,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
+#include "../cudakern/catalog.h"
+#include "../predict/estimate.h"
+#include "../predict/graph.h"
+#include "../predict/models.h"
 #include "http_client.h"
 
 #define JETPROF_CLIENT_VERSION "0.1.0"
 #define DEFAULT_URL "http://127.0.0.1:9740"
-/* measure is answered when the job is done, which may be minutes behind a
- * queue; everything else is answered at once. */
+/* measure and train are answered when the runner has done them, which may be
+ * minutes behind a queue; everything else is answered at once. */
 #define DEFAULT_TIMEOUT_S 60.0
 #define CONNECT_TIMEOUT_S 10.0
 #define TOKEN_MAX_BYTES 4096
 /* Reals printed with 15 significant digits: all a measured value carries,
  * without the binary noise of 17 ("8712.2999999999993"). */
 #define JSON_OUT_FLAGS (JSON_INDENT(2) | JSON_REAL_PRECISION(15))
+/* Estimates are printed with the daemon's own precision (12 significant
+ * digits, daemon/http.c), so an offline estimate and the daemon's answer for
+ * the same models carry the same digits. */
+#define ESTIMATE_OUT_FLAGS (JSON_INDENT(2) | JSON_REAL_PRECISION(12))
+/* Graph files and model bundles larger than this are refused (a 10000-graph
+ * batch of large graphs is tens of MiB). */
+#define INPUT_FILE_MAX_BYTES ((size_t)1024 * 1024 * 1024)
+/* The daemon's limit on graphs in one POST /v1/estimate batch, kept offline. */
+#define ESTIMATE_MAX_GRAPHS 10000
 
 enum exit_code {
     EXIT_OK = 0,
@@ -79,15 +103,16 @@ static void print_help(FILE *out)
         "Usage: jetprof [OPTIONS] COMMAND [ARGS]\n"
         "\n"
         "Command-line client for jetprofd, the kernel latency and power profiling daemon.\n"
-        "Answers are printed as indented JSON on stdout; errors go to stderr.\n"
+        "Answers are printed as indented JSON on stdout (tables for train, models and\n"
+        "estimate); errors go to stderr. 'jetprof COMMAND --help' describes one command.\n"
         "\n"
         "Options (before or after the command):\n"
         "  --url URL          jetprofd's address (default $JETPROF_URL, else " DEFAULT_URL ")\n"
         "  --token-file PATH  file holding the bearer token for mutating requests\n"
         "                     (default $JETPROF_TOKEN_FILE; none = no Authorization header)\n"
-        "  --timeout S        give up after S seconds (default: no limit for measure,\n"
-        "                     60 for the other commands; 0 = no limit)\n"
-        "  -h, --help         show this help and exit\n"
+        "  --timeout S        give up after S seconds (default: no limit for measure and\n"
+        "                     train, 60 for the other commands; 0 = no limit)\n"
+        "  -h, --help         show this help (or the command's) and exit\n"
         "  -V, --version      print the version and exit\n"
         "\n"
         "Commands:\n"
@@ -100,6 +125,19 @@ static void print_help(FILE *out)
         "  measurements [--kernel K] [--dtype D] [--quality ok|suspect] [--limit N]\n"
         "               [--after ID] [--csv]\n"
         "                     the stored dataset, oldest first; --csv prints CSV as served\n"
+        "  train [KERNEL...] [--quality ok|any] [--json]\n"
+        "                     train the predictors of these kernel types (default: every\n"
+        "                     type with enough measurements); prints the models' accuracy\n"
+        "  models [--json]    the current predictors and their accuracy\n"
+        "  models export [-o FILE]\n"
+        "                     the predictors as one JSON bundle, for estimate --offline\n"
+        "  predict KERNEL [dtype=fp16] NAME=VALUE... [--json]\n"
+        "                     predicted latency, power and energy of one configuration\n"
+        "  estimate [--no-merge] [--json] GRAPH.json\n"
+        "                     a network graph's kernels after fusion and merging, each\n"
+        "                     kernel's prediction and the totals\n"
+        "  estimate --offline --models FILE [--no-merge] [--json] GRAPH.json\n"
+        "                     the same computed here from an exported bundle (no daemon)\n"
         "  get PATH           any GET request, the body printed as received\n"
         "\n"
         "Examples:\n"
@@ -109,11 +147,17 @@ static void print_help(FILE *out)
         "  jetprof measure layernorm rows=128 cols=768 --dtype fp16 --repeats 5\n"
         "  jetprof measurements --kernel linear_relu --limit 10\n"
         "  jetprof measurements --csv > dataset.csv\n"
+        "  jetprof train linear_relu layernorm --quality any\n"
+        "  jetprof predict linear_relu batch=64 in=256 out=512\n"
+        "  jetprof estimate mlp.json\n"
+        "  jetprof models export -o board.models.json\n"
+        "  jetprof estimate --offline --models board.models.json --json mlp.json\n"
         "  jetprof get /v1/measurements/12\n"
         "  jetprof --url http://jetson.local:9740 --token-file ~/.jetprof/token device\n"
         "\n"
         "Exit status: 0 success; 1 jetprofd answered with an error or could not be\n"
-        "reached; 2 usage error.\n",
+        "reached, or an offline estimate was refused; 2 usage error (a file named on\n"
+        "the command line that cannot be read included).\n",
         out);
 }
 
@@ -461,14 +505,25 @@ static void print_measure_summary(const struct http_response *resp)
     json_decref(m);
 }
 
-/* Builds the POST /v1/measure body from the arguments. EXIT_OK or EXIT_USAGE/EXIT_FAIL. */
-static int build_measure_body(int argc, char **argv, json_t **out)
+/* What build_config_body accepts besides KERNEL NAME=VALUE...: measure has
+ * --repeats; predict also takes the dtype as "dtype=fp16", the way a
+ * configuration reads in the API. */
+struct config_syntax {
+    const char *cmd;     /* in messages */
+    bool repeats_option; /* --repeats N */
+    bool dtype_param;    /* dtype=fp16 besides --dtype */
+};
+
+/* Builds one configuration object ({"kernel": ..., params..., "dtype", "repeats"})
+ * from the arguments. EXIT_OK or EXIT_USAGE/EXIT_FAIL (message printed). */
+static int build_config_body(const struct config_syntax *syn, int argc, char **argv, json_t **out)
 {
     json_t *body = json_object();
     if (!body) {
         fail("out of memory");
         return EXIT_FAIL;
     }
+    const char *cmd = syn->cmd;
     const char *kernel = NULL, *dtype = NULL, *repeats = NULL;
     int rc = EXIT_USAGE;
     for (int i = 0; i < argc; i++) {
@@ -479,18 +534,18 @@ static int build_measure_body(int argc, char **argv, json_t **out)
                 goto out;
             continue;
         }
-        if ((t = take_option(argc, argv, &i, "--repeats", &repeats)) != 0) {
+        if (syn->repeats_option && (t = take_option(argc, argv, &i, "--repeats", &repeats)) != 0) {
             if (t < 0)
                 goto out;
             continue;
         }
         if (a[0] == '-' && a[1] != '\0') {
-            usage_error("measure: unknown option '%s'", a);
+            usage_error("%s: unknown option '%s'", cmd, a);
             goto out;
         }
         if (!kernel) {
             if (strchr(a, '=')) {
-                usage_error("measure: the kernel name comes first (got '%s')", a);
+                usage_error("%s: the kernel name comes first (got '%s')", cmd, a);
                 goto out;
             }
             kernel = a;
@@ -503,35 +558,44 @@ static int build_measure_body(int argc, char **argv, json_t **out)
         }
         const char *eq = strchr(a, '=');
         if (!eq) {
-            usage_error("measure: expected NAME=VALUE, got '%s'", a);
+            usage_error("%s: expected NAME=VALUE, got '%s'", cmd, a);
             goto out;
         }
         size_t name_len = (size_t)(eq - a);
         if (!valid_param_name(a, name_len)) {
-            usage_error("measure: '%.*s' in '%s' is not a parameter name", (int)name_len, a, a);
+            usage_error("%s: '%.*s' in '%s' is not a parameter name", cmd, (int)name_len, a, a);
             goto out;
         }
         char name[64];
         if (name_len >= sizeof name) {
-            usage_error("measure: parameter name in '%s' is too long", a);
+            usage_error("%s: parameter name in '%s' is too long", cmd, a);
             goto out;
         }
         memcpy(name, a, name_len);
         name[name_len] = '\0';
+        if (syn->dtype_param && strcmp(name, "dtype") == 0) {
+            if (dtype) {
+                usage_error("%s: the dtype is given twice", cmd);
+                goto out;
+            }
+            dtype = eq + 1;
+            continue;
+        }
         if (strcmp(name, "kernel") == 0 || strcmp(name, "dtype") == 0 ||
             strcmp(name, "repeats") == 0) {
-            usage_error("measure: '%s' is not a kernel parameter; use %s", name,
+            usage_error("%s: '%s' is not a kernel parameter; use %s", cmd, name,
                         strcmp(name, "kernel") == 0 ? "the first argument"
                                                     : "the option of that name");
             goto out;
         }
         int64_t v;
         if (!parse_int64(eq + 1, &v)) {
-            usage_error("measure: parameter '%s' must be a 64-bit integer, got '%s'", name, eq + 1);
+            usage_error("%s: parameter '%s' must be a 64-bit integer, got '%s'", cmd, name,
+                        eq + 1);
             goto out;
         }
         if (json_object_get(body, name)) {
-            usage_error("measure: parameter '%s' is given twice", name);
+            usage_error("%s: parameter '%s' is given twice", cmd, name);
             goto out;
         }
         if (json_object_set_new(body, name, json_integer((json_int_t)v)) != 0) {
@@ -541,13 +605,14 @@ static int build_measure_body(int argc, char **argv, json_t **out)
         }
     }
     if (!kernel) {
-        usage_error("measure: which kernel? e.g. 'jetprof measure linear batch=8 in=16 out=32' "
-                    "('jetprof kernels' lists them)");
+        usage_error("%s: which kernel? e.g. 'jetprof %s linear batch=8 in=16 out=32' "
+                    "('jetprof kernels' lists them)",
+                    cmd, cmd);
         goto out;
     }
     int64_t repeats_v = 0;
     if (repeats && !parse_int64(repeats, &repeats_v)) {
-        usage_error("measure: --repeats must be a 64-bit integer, got '%s'", repeats);
+        usage_error("%s: --repeats must be a 64-bit integer, got '%s'", cmd, repeats);
         goto out;
     }
     if ((dtype && json_object_set_new(body, "dtype", json_string(dtype)) != 0) ||
@@ -566,8 +631,9 @@ out:
 
 static int cmd_measure(const struct cli *cli, int argc, char **argv)
 {
+    static const struct config_syntax syntax = {.cmd = "measure", .repeats_option = true};
     json_t *body = NULL;
-    int rc = build_measure_body(argc, argv, &body);
+    int rc = build_config_body(&syntax, argc, argv, &body);
     if (rc != EXIT_OK)
         return rc;
     char *text = json_dumps(body, JSON_COMPACT);
@@ -704,16 +770,910 @@ static int cmd_get(const struct cli *cli, int argc, char **argv)
     return rc;
 }
 
+/* ---- files ---- */
+
+/* Reads PATH ("-" = stdin) whole, NUL-terminated (the NUL not counted).
+ * 0, or -1 with the reason printed. */
+static int read_whole_file(const char *path, char **out, size_t *out_len)
+{
+    bool is_stdin = strcmp(path, "-") == 0;
+    const char *shown = is_stdin ? "standard input" : path;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (!f) {
+        fail("cannot read %s: %s", shown, strerror(errno));
+        return -1;
+    }
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    int rc = -1;
+    if (!buf) {
+        fail("out of memory");
+        goto out;
+    }
+    for (;;) {
+        if (cap - len < 2) {
+            if (cap >= INPUT_FILE_MAX_BYTES) {
+                fail("%s is larger than %zu MiB", shown, INPUT_FILE_MAX_BYTES >> 20);
+                goto out;
+            }
+            char *p = realloc(buf, cap * 2);
+            if (!p) {
+                fail("out of memory reading %s", shown);
+                goto out;
+            }
+            buf = p;
+            cap *= 2;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f)) {
+        fail("cannot read %s: %s", shown, strerror(errno));
+        goto out;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    buf = NULL;
+    rc = 0;
+out:
+    free(buf);
+    if (!is_stdin)
+        fclose(f);
+    return rc;
+}
+
+/* Writes all of data to fd. 0 or -1 (errno set). */
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, data, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        data += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes data to path: a regular file through a temporary file in the same
+ * directory and a rename, so an interrupted export never leaves half a bundle
+ * under the name; anything else (a FIFO, /dev/stdout) directly.
+ * 0, or -1 with the reason printed. */
+static int write_file_replace(const char *path, const char *data, size_t len)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write_all(fd, data, len) != 0) {
+            fail("cannot write %s: %s", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        if (close(fd) != 0) {
+            fail("cannot write %s: %s", path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    if (!tmp) {
+        fail("out of memory");
+        return -1;
+    }
+    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        fail("cannot write %s: %s", path, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    int rc = -1;
+    if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+        fail("cannot write %s: %s", tmp, strerror(errno));
+        close(fd);
+        goto out;
+    }
+    if (close(fd) != 0) {
+        fail("cannot write %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (rename(tmp, path) != 0) {
+        fail("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+/* ---- predictors: train, models, models export, predict ---- */
+
+/* "12.3", or "-" when v is not a number (a metric the daemon left null). */
+static const char *cell_number(char *buf, size_t len, const json_t *v, double scale,
+                               const char *fmt)
+{
+    if (!json_is_number(v)) {
+        snprintf(buf, len, "-");
+        return buf;
+    }
+    double x = json_number_value(v) * scale;
+    if (fmt)
+        snprintf(buf, len, fmt, x);
+    else
+        format_quantity(buf, len, x);
+    return buf;
+}
+
+static const char *str_or(const json_t *v, const char *fallback)
+{
+    const char *s = json_string_value(v);
+    return s ? s : fallback;
+}
+
+/* One row per model: what it predicts and its accuracy on the held-out split. */
+static int print_models_table(const json_t *models)
+{
+    printf("%-16s %-26s %6s %5s %10s %7s %9s %6s  %s\n", "KERNEL", "TARGET", "TRAIN", "TEST",
+           "RMSE", "MAPE%", "WITHIN10%", "TAU", "CREATED");
+    size_t i;
+    const json_t *m;
+    json_array_foreach(models, i, m)
+    {
+        const json_t *metrics = json_object_get(m, "metrics");
+        char train[24], test[24], rmse[24], mape[24], within[24], tau[24];
+        printf("%-16s %-26s %6s %5s %10s %7s %9s %6s  %s\n",
+               str_or(json_object_get(m, "kernel"), "?"),
+               str_or(json_object_get(m, "target"), "?"),
+               cell_number(train, sizeof train, json_object_get(metrics, "train_rows"), 1, "%.0f"),
+               cell_number(test, sizeof test, json_object_get(metrics, "test_rows"), 1, "%.0f"),
+               cell_number(rmse, sizeof rmse, json_object_get(metrics, "rmse"), 1, NULL),
+               cell_number(mape, sizeof mape, json_object_get(metrics, "mape"), 1, "%.2f"),
+               cell_number(within, sizeof within, json_object_get(metrics, "within_10pct"), 100,
+                           "%.1f"),
+               cell_number(tau, sizeof tau, json_object_get(metrics, "kendall_tau"), 1, "%.3f"),
+               str_or(json_object_get(m, "created_at"), "-"));
+    }
+    return ferror(stdout) ? -1 : 0;
+}
+
+/* Kernel types among the models, for the summary line. */
+static size_t count_kernel_types(const json_t *models)
+{
+    size_t n = 0, i, j;
+    const json_t *m;
+    json_array_foreach(models, i, m)
+    {
+        const char *k = json_string_value(json_object_get(m, "kernel"));
+        bool seen = false;
+        for (j = 0; j < i && !seen && k; j++) {
+            const char *o = json_string_value(json_object_get(json_array_get(models, j), "kernel"));
+            seen = o && strcmp(o, k) == 0;
+        }
+        if (k && !seen)
+            n++;
+    }
+    return n;
+}
+
+static const char *const simulated_note =
+    " (simulated: trained on sim-sensor or CPU-executor data, not a board's)";
+
+/* --json: the answer pretty-printed; else the table and a summary on stderr. */
+static int print_models_answer(const struct http_response *resp, bool json_out, bool trained)
+{
+    if (json_out)
+        return output_done(print_json(resp));
+    json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
+    json_t *models = json_object_get(root, "models");
+    if (!json_is_array(models)) {
+        json_decref(root);
+        fail("jetprofd's answer has no \"models\" list; printing it as received");
+        int raw = output_done(print_raw(resp));
+        return raw == EXIT_OK ? EXIT_FAIL : raw;
+    }
+    int rc = output_done(print_models_table(models));
+    fflush(stdout);
+    bool simulated = json_is_true(json_object_get(root, "simulated"));
+    size_t count = json_array_size(models);
+    if (trained) {
+        json_t *ms = json_object_get(root, "duration_ms");
+        fprintf(stderr, "trained %zu model%s for %zu kernel type%s", count, count == 1 ? "" : "s",
+                count_kernel_types(models), count_kernel_types(models) == 1 ? "" : "s");
+        if (json_is_number(ms))
+            fprintf(stderr, " in %.0f ms", json_number_value(ms));
+        fprintf(stderr, "%s\n", simulated ? simulated_note : "");
+    } else if (count == 0) {
+        fputs("no models yet: measure at least 20 configurations of a kernel type (jetprof "
+              "measure, or a sweep with POST /v1/jobs), then run 'jetprof train'\n",
+              stderr);
+    } else {
+        fprintf(stderr, "%zu model%s for %zu kernel type%s%s\n", count, count == 1 ? "" : "s",
+                count_kernel_types(models), count_kernel_types(models) == 1 ? "" : "s",
+                simulated ? simulated_note : "");
+    }
+    json_decref(root);
+    return rc;
+}
+
+static int cmd_train(const struct cli *cli, int argc, char **argv)
+{
+    const char *quality = NULL;
+    bool json_out = false;
+    json_t *body = json_object();
+    json_t *kernels = json_array();
+    int rc = EXIT_USAGE;
+    if (!body || !kernels) {
+        fail("out of memory");
+        rc = EXIT_FAIL;
+        goto out;
+    }
+    for (int i = 0; i < argc; i++) {
+        int t;
+        if (strcmp(argv[i], "--json") == 0) {
+            json_out = true;
+            continue;
+        }
+        if ((t = take_option(argc, argv, &i, "--quality", &quality)) != 0) {
+            if (t < 0)
+                goto out;
+            continue;
+        }
+        if (argv[i][0] == '-') {
+            usage_error("train: unknown option '%s'", argv[i]);
+            goto out;
+        }
+        if (json_array_append_new(kernels, json_string(argv[i])) != 0) {
+            fail("the kernel name '%s' is not valid UTF-8", argv[i]);
+            rc = EXIT_FAIL;
+            goto out;
+        }
+    }
+    if ((json_array_size(kernels) > 0 && json_object_set(body, "kernels", kernels) != 0) ||
+        (quality && json_object_set_new(body, "quality", json_string(quality)) != 0)) {
+        fail("out of memory or a quality that is not UTF-8");
+        rc = EXIT_FAIL;
+        goto out;
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    if (!text) {
+        fail("out of memory");
+        rc = EXIT_FAIL;
+        goto out;
+    }
+    struct http_response resp;
+    /* no default limit: training waits for the running job, then takes seconds
+     * to minutes per kernel type */
+    rc = call(cli, 0, "POST", "/v1/models/train", text, strlen(text), &resp);
+    free(text);
+    if (rc == EXIT_OK) {
+        rc = print_models_answer(&resp, json_out, true);
+        http_response_free(&resp);
+    }
+out:
+    json_decref(kernels);
+    json_decref(body);
+    return rc;
+}
+
+static int cmd_models_export(const struct cli *cli, int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 0; i < argc; i++) {
+        int t;
+        if ((t = take_option(argc, argv, &i, "-o", &path)) != 0 ||
+            (t = take_option(argc, argv, &i, "--output", &path)) != 0) {
+            if (t < 0)
+                return EXIT_USAGE;
+            continue;
+        }
+        if (argv[i][0] == '-')
+            usage_error("models export: unknown option '%s'", argv[i]);
+        else
+            usage_error("models export takes only -o FILE (got '%s')", argv[i]);
+        return EXIT_USAGE;
+    }
+    if (path && !*path) {
+        usage_error("models export: -o needs a file name");
+        return EXIT_USAGE;
+    }
+    struct http_response resp;
+    int rc = call(cli, DEFAULT_TIMEOUT_S, "GET", "/v1/models/export", NULL, 0, &resp);
+    if (rc != EXIT_OK)
+        return rc;
+    if (!path || strcmp(path, "-") == 0) {
+        rc = output_done(print_raw(&resp));
+    } else if (write_file_replace(path, resp.body, resp.body_len) != 0) {
+        rc = EXIT_FAIL;
+    } else {
+        json_t *root = json_loadb(resp.body, resp.body_len, 0, NULL);
+        const json_t *models = json_object_get(root, "models");
+        if (json_is_array(models))
+            fprintf(stderr, "wrote %s: %zu models, %zu bytes%s\n", path, json_array_size(models),
+                    resp.body_len,
+                    json_is_true(json_object_get(root, "simulated")) ? simulated_note : "");
+        else
+            fprintf(stderr, "wrote %s: %zu bytes\n", path, resp.body_len);
+        json_decref(root);
+    }
+    http_response_free(&resp);
+    return rc;
+}
+
+static int cmd_models(const struct cli *cli, int argc, char **argv)
+{
+    if (argc > 0 && strcmp(argv[0], "export") == 0)
+        return cmd_models_export(cli, argc - 1, argv + 1);
+    bool json_out = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json_out = true;
+            continue;
+        }
+        if (argv[i][0] == '-')
+            usage_error("models: unknown option '%s'", argv[i]);
+        else
+            usage_error("models: unknown argument '%s' (models [--json] | models export "
+                        "[-o FILE])",
+                        argv[i]);
+        return EXIT_USAGE;
+    }
+    struct http_response resp;
+    int rc = call(cli, DEFAULT_TIMEOUT_S, "GET", "/v1/models", NULL, 0, &resp);
+    if (rc != EXIT_OK)
+        return rc;
+    rc = print_models_answer(&resp, json_out, false);
+    http_response_free(&resp);
+    return rc;
+}
+
+/* " VDD_IN 5400 mW 664 uJ, ..." from a prediction's power_mw and energy_uj. */
+static void print_rails_summary(const json_t *p)
+{
+    const json_t *power = json_object_get(p, "power_mw");
+    const json_t *energy = json_object_get(p, "energy_uj");
+    const char *rail;
+    const json_t *v;
+    bool first = true;
+    json_object_foreach((json_t *)power, rail, v)
+    {
+        char pw[32], en[32];
+        format_quantity(pw, sizeof pw, json_number_value(v));
+        format_quantity(en, sizeof en, json_number_value(json_object_get(energy, rail)));
+        fprintf(stderr, "%s %s %s mW, %s uJ", first ? ";" : ",", rail, pw, en);
+        first = false;
+    }
+}
+
+/* One line on stderr: the configuration, its predicted cost, and the
+ * measurement when the dataset has one. */
+static void print_predict_summary(const struct http_response *resp)
+{
+    json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
+    const json_t *p = json_array_get(json_object_get(root, "predictions"), 0);
+    if (!json_is_object(p)) {
+        json_decref(root);
+        return;
+    }
+    char latency[32], spread[32];
+    format_quantity(latency, sizeof latency, json_number_value(json_object_get(p, "latency_us")));
+    format_quantity(spread, sizeof spread,
+                    json_number_value(json_object_get(p, "latency_us_spread")));
+    fprintf(stderr, "%s: predicted latency %s us (spread %s)",
+            str_or(json_object_get(p, "config_key"), str_or(json_object_get(p, "kernel"), "?")),
+            latency, spread);
+    print_rails_summary(p);
+    const json_t *measured = json_object_get(p, "measured");
+    if (json_is_object(measured)) {
+        char m[32];
+        format_quantity(m, sizeof m, json_number_value(json_object_get(measured, "latency_us")));
+        fprintf(stderr, "; measured %s us", m);
+        const json_t *id = json_object_get(measured, "measurement_id");
+        if (json_is_integer(id))
+            fprintf(stderr, " (measurement %" JSON_INTEGER_FORMAT ")", json_integer_value(id));
+    }
+    if (json_is_true(json_object_get(root, "simulated")))
+        fputs(", simulated", stderr);
+    fputc('\n', stderr);
+    json_decref(root);
+}
+
+static int cmd_predict(const struct cli *cli, int argc, char **argv)
+{
+    static const struct config_syntax syntax = {.cmd = "predict", .dtype_param = true};
+    json_t *config = NULL;
+    int rc = build_config_body(&syntax, argc, argv, &config);
+    if (rc != EXIT_OK)
+        return rc;
+    json_t *body = json_pack("{s:[o]}", "configs", config);
+    if (!body) {
+        fail("out of memory");
+        return EXIT_FAIL;
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text) {
+        fail("out of memory");
+        return EXIT_FAIL;
+    }
+    struct http_response resp;
+    rc = call(cli, DEFAULT_TIMEOUT_S, "POST", "/v1/predict", text, strlen(text), &resp);
+    free(text);
+    if (rc != EXIT_OK)
+        return rc;
+    rc = output_done(print_json(&resp));
+    if (rc == EXIT_OK) {
+        fflush(stdout); /* the JSON before the summary when both go to a terminal */
+        print_predict_summary(&resp);
+    }
+    http_response_free(&resp);
+    return rc;
+}
+
+/* ---- estimate ---- */
+
+/* "batch=64,in=256,out=512" from a params object, in its order. */
+static void params_text(const json_t *params, char *buf, size_t len)
+{
+    size_t used = 0;
+    const char *name;
+    const json_t *v;
+    buf[0] = '\0';
+    json_object_foreach((json_t *)params, name, v)
+    {
+        int n = snprintf(buf + used, len - used, "%s%s=%" JSON_INTEGER_FORMAT, used ? "," : "",
+                         name, json_integer_value(v));
+        if (n < 0 || (size_t)n >= len - used) {
+            buf[used] = '\0';
+            return;
+        }
+        used += (size_t)n;
+    }
+}
+
+/* "fc1,bn1,r1", shortened with "..." past len. */
+static void nodes_text(const json_t *nodes, char *buf, size_t len)
+{
+    size_t used = 0, i;
+    const json_t *v;
+    buf[0] = '\0';
+    json_array_foreach(nodes, i, v)
+    {
+        int n = snprintf(buf + used, len - used, "%s%s", i ? "," : "", str_or(v, "?"));
+        if (n < 0 || (size_t)n >= len - used) {
+            if (len >= 4)
+                memcpy(buf + len - 4, "...", 4);
+            return;
+        }
+        used += (size_t)n;
+    }
+}
+
+/* A rail's value from a {rail: x} object, or the sum of all rails for "sum". */
+static double rail_value(const json_t *by_rail, const char *rail)
+{
+    if (strcmp(rail, "sum") != 0)
+        return json_number_value(json_object_get(by_rail, rail));
+    double sum = 0;
+    const char *name;
+    const json_t *v;
+    json_object_foreach((json_t *)by_rail, name, v)
+        sum += json_number_value(v);
+    return sum;
+}
+
+/* The kernels table and the totals of one Estimate. */
+static void print_estimate_table(const json_t *est)
+{
+    const json_t *kernels = json_object_get(est, "kernels");
+    const json_t *totals = json_object_get(est, "totals");
+    const char *rail = str_or(json_object_get(totals, "board_input_rail"), "sum");
+    const json_t *gnodes = json_object_get(est, "graph_nodes");
+    printf("graph: %s, %" JSON_INTEGER_FORMAT " nodes -> %zu kernels (merge %s), batch %"
+           JSON_INTEGER_FORMAT ", %s%s\n",
+           str_or(json_object_get(est, "format"), "?"),
+           json_is_integer(gnodes) ? json_integer_value(gnodes) : 0, json_array_size(kernels),
+           json_is_false(json_object_get(est, "merge")) ? "off" : "on",
+           json_integer_value(json_object_get(est, "batch")),
+           str_or(json_object_get(est, "dtype"), "?"),
+           json_is_true(json_object_get(est, "simulated")) ? ", simulated" : "");
+    char power_head[48], energy_head[48];
+    snprintf(power_head, sizeof power_head, "POWER_MW(%s)", rail);
+    snprintf(energy_head, sizeof energy_head, "ENERGY_UJ(%s)", rail);
+    printf("%3s  %-15s %-5s %-30s %5s %6s %11s %9s %16s %16s  %s\n", "#", "KERNEL", "DTYPE",
+           "PARAMS", "DEPTH", "MERGED", "LATENCY_US", "SPREAD", power_head, energy_head, "NODES");
+    size_t i;
+    const json_t *k;
+    json_array_foreach(kernels, i, k)
+    {
+        char params[128], nodes[64], lat[32], spread[32], pw[32], en[32];
+        params_text(json_object_get(k, "params"), params, sizeof params);
+        nodes_text(json_object_get(k, "nodes"), nodes, sizeof nodes);
+        format_quantity(lat, sizeof lat, json_number_value(json_object_get(k, "latency_us")));
+        format_quantity(spread, sizeof spread,
+                        json_number_value(json_object_get(k, "latency_us_spread")));
+        format_quantity(pw, sizeof pw, rail_value(json_object_get(k, "power_mw"), rail));
+        format_quantity(en, sizeof en, rail_value(json_object_get(k, "energy_uj"), rail));
+        printf("%3zu  %-15s %-5s %-30s %5" JSON_INTEGER_FORMAT " %6" JSON_INTEGER_FORMAT
+               " %11s %9s %16s %16s  %s\n",
+               i + 1, str_or(json_object_get(k, "kernel"), "?"),
+               str_or(json_object_get(k, "dtype"), "?"), params,
+               json_integer_value(json_object_get(k, "depth")),
+               json_integer_value(json_object_get(k, "merged")), lat, spread, pw, en, nodes);
+    }
+    const json_t *energy = json_object_get(totals, "energy_uj");
+    char lat[32], spread[32], board[32], gpu[32];
+    format_quantity(lat, sizeof lat, json_number_value(json_object_get(totals, "latency_us")));
+    format_quantity(spread, sizeof spread,
+                    json_number_value(json_object_get(totals, "latency_us_spread")));
+    format_quantity(board, sizeof board, json_number_value(json_object_get(energy, "board_input")));
+    printf("total: %zu kernels, latency %s us (spread %s), energy %s uJ board input (%s)",
+           json_array_size(kernels), lat, spread, board,
+           strcmp(rail, "sum") == 0 ? "sum of the rails" : rail);
+    const json_t *gpu_e = json_object_get(energy, "gpu");
+    if (json_is_number(gpu_e)) {
+        format_quantity(gpu, sizeof gpu, json_number_value(gpu_e));
+        printf(", %s uJ GPU (%s)", gpu, str_or(json_object_get(totals, "gpu_rail"), "?"));
+    }
+    fputc('\n', stdout);
+}
+
+/* --json: the answer as the daemon would print it; else one table per graph. */
+static int print_estimate_answer(const json_t *answer, bool json_out)
+{
+    if (json_out) {
+        if (json_dumpf(answer, stdout, ESTIMATE_OUT_FLAGS) != 0 || fputc('\n', stdout) == EOF)
+            return output_done(-1);
+        return EXIT_OK;
+    }
+    const json_t *estimates = json_object_get(answer, "estimates");
+    if (json_is_array(estimates)) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach(estimates, i, e)
+        {
+            printf("%s== graphs[%zu]\n", i ? "\n" : "", i);
+            print_estimate_table(e);
+        }
+    } else {
+        print_estimate_table(answer);
+    }
+    bool simulated = json_is_true(json_object_get(answer, "simulated")) ||
+                     json_is_true(json_object_get(json_array_get(estimates, 0), "simulated"));
+    fflush(stdout);
+    if (simulated)
+        fprintf(stderr, "predictions from models%s\n", simulated_note);
+    return output_done(ferror(stdout) ? -1 : 0);
+}
+
+/* A graph error as the daemon words it; prefix names the graph (its file, or
+ * "FILE: graphs[3]" in a batch). */
+static void report_graph_error(const char *prefix, const struct graph_error *gerr)
+{
+    if (gerr->status == 500 || !gerr->detail[0])
+        fail("%s: out of memory while estimating", prefix);
+    else
+        fail("%s: %s", prefix, gerr->detail);
+}
+
+/* A batch's estimate_predict_fn: the bundle's models (estimate_predict_with_set),
+ * noting every kernel type without a model, so that one message names all of
+ * them, as the daemon's 409 does. */
+struct offline_batch_ctx {
+    struct model_set *set;
+    const char **missing; /* catalog_count() slots */
+    size_t missing_count, missing_max;
+};
+
+static int offline_batch_predict(void *ctx, const struct kernel_config *cfg,
+                                 struct kernel_prediction *out, char *err, size_t errlen)
+{
+    struct offline_batch_ctx *bc = ctx;
+    if (estimate_predict_with_set(bc->set, cfg, out, err, errlen) == 0)
+        return 0;
+    for (size_t i = 0; i < bc->missing_count; i++)
+        if (strcmp(bc->missing[i], cfg->kernel->name) == 0)
+            return -1;
+    if (bc->missing_count < bc->missing_max)
+        bc->missing[bc->missing_count++] = cfg->kernel->name;
+    return -1;
+}
+
+/* {"graphs": [...]} offline, with the daemon's rules: nothing beside "graphs",
+ * 1 to ESTIMATE_MAX_GRAPHS graphs, the first bad graph ends it, missing models
+ * are named across the whole batch. The answer {"simulated", "estimates"}, or
+ * NULL with the reason printed. */
+static json_t *estimate_offline_batch(const char *graph_path, const json_t *doc,
+                                      const json_t *graphs, const struct estimate_options *opt,
+                                      struct model_set *set)
+{
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)doc, key, v)
+    {
+        if (strcmp(key, "graphs") != 0) {
+            fail("%s: unknown member '%s' beside 'graphs'; a batch is {\"graphs\": [graph, "
+                 "...]} and each graph carries its own settings",
+                 graph_path, key);
+            return NULL;
+        }
+    }
+    size_t n = json_array_size(graphs);
+    if (n == 0 || n > ESTIMATE_MAX_GRAPHS) {
+        fail("%s: member 'graphs' holds %zu graphs: send 1 to %d", graph_path, n,
+             ESTIMATE_MAX_GRAPHS);
+        return NULL;
+    }
+    struct offline_batch_ctx bc = {.set = set, .missing_max = catalog_count()};
+    bc.missing = calloc(bc.missing_max ? bc.missing_max : 1, sizeof *bc.missing);
+    json_t *estimates = json_array();
+    json_t *answer = NULL;
+    if (!bc.missing || !estimates) {
+        fail("out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct graph_error gerr;
+        memset(&gerr, 0, sizeof gerr);
+        json_t *est = estimate_graph(json_array_get(graphs, i), opt, offline_batch_predict, &bc,
+                                     &gerr);
+        if (est) {
+            if (bc.missing_count == 0 && json_array_append_new(estimates, est) != 0) {
+                fail("out of memory");
+                goto out;
+            }
+            if (bc.missing_count > 0)
+                json_decref(est);
+            continue;
+        }
+        if (gerr.status == 409 && bc.missing_count > 0)
+            continue;
+        char prefix[96];
+        snprintf(prefix, sizeof prefix, "%.64s: graphs[%zu]", graph_path, i);
+        report_graph_error(prefix, &gerr);
+        goto out;
+    }
+    if (bc.missing_count > 0) {
+        char detail[640];
+        estimate_missing_models_detail(bc.missing, bc.missing_count, detail, sizeof detail);
+        fail("%s: %s", graph_path, detail);
+        goto out;
+    }
+    answer = json_object();
+    if (!answer || json_object_set_new(answer, "simulated", json_boolean(opt->info.simulated)) ||
+        json_object_set(answer, "estimates", estimates)) {
+        json_decref(answer);
+        answer = NULL;
+        fail("out of memory");
+    }
+out:
+    json_decref(estimates);
+    free(bc.missing);
+    return answer;
+}
+
+/*
+ * estimate --offline: loads the bundle and estimates the graph (or every graph
+ * of {"graphs": [...]}, answered as {"simulated", "estimates": [...]} like the
+ * daemon) with the daemon's code. EXIT_OK with *answer, or EXIT_USAGE (the
+ * bundle cannot be read) / EXIT_FAIL (message printed).
+ */
+static int estimate_offline(const char *graph_path, const json_t *doc, const char *models_path,
+                            bool merge, json_t **answer)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (read_whole_file(models_path, &text, &len) != 0)
+        return EXIT_USAGE;
+    struct model_set *set = NULL;
+    char err[512];
+    if (model_set_load_bundle(text, len, &set, err, sizeof err) != 0) {
+        free(text);
+        fail("%s: not a usable model bundle (from 'jetprof models export'): %s", models_path, err);
+        return EXIT_FAIL;
+    }
+    free(text);
+    /* the daemon's options: api_estimate.c */
+    struct estimate_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.graph.merge = merge;
+    opt.graph.max_nodes = GRAPH_DEFAULT_MAX_NODES;
+    model_set_get_info(set, &opt.info);
+
+    const json_t *graphs = json_is_object(doc) ? json_object_get(doc, "graphs") : NULL;
+    if (json_is_array(graphs)) {
+        *answer = estimate_offline_batch(graph_path, doc, graphs, &opt, set);
+    } else {
+        struct graph_error gerr;
+        memset(&gerr, 0, sizeof gerr);
+        *answer = estimate_graph(doc, &opt, estimate_predict_with_set, set, &gerr);
+        if (!*answer)
+            report_graph_error(graph_path, &gerr);
+    }
+    model_set_free(set);
+    return *answer ? EXIT_OK : EXIT_FAIL;
+}
+
+static int cmd_estimate(const struct cli *cli, int argc, char **argv)
+{
+    bool merge = true, json_out = false, offline = false;
+    const char *models_path = NULL, *graph_path = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int t;
+        if (strcmp(a, "--no-merge") == 0) {
+            merge = false;
+            continue;
+        }
+        if (strcmp(a, "--json") == 0) {
+            json_out = true;
+            continue;
+        }
+        if (strcmp(a, "--offline") == 0) {
+            offline = true;
+            continue;
+        }
+        if ((t = take_option(argc, argv, &i, "--models", &models_path)) != 0) {
+            if (t < 0)
+                return EXIT_USAGE;
+            continue;
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            usage_error("estimate: unknown option '%s'", a);
+            return EXIT_USAGE;
+        }
+        if (graph_path) {
+            usage_error("estimate takes one GRAPH.json (got '%s' and '%s'); several graphs go "
+                        "in one file as {\"graphs\": [...]}",
+                        graph_path, a);
+            return EXIT_USAGE;
+        }
+        graph_path = a;
+    }
+    if (!graph_path) {
+        usage_error("estimate: which graph? e.g. 'jetprof estimate mlp.json' (- reads "
+                    "standard input)");
+        return EXIT_USAGE;
+    }
+    if (offline && (!models_path || !*models_path)) {
+        usage_error("estimate --offline needs --models FILE (written by 'jetprof models "
+                    "export -o FILE')");
+        return EXIT_USAGE;
+    }
+    if (!offline && models_path) {
+        usage_error("estimate: --models is for --offline (online estimates use the daemon's "
+                    "current models)");
+        return EXIT_USAGE;
+    }
+
+    char *text = NULL;
+    size_t len = 0;
+    if (read_whole_file(graph_path, &text, &len) != 0)
+        return EXIT_USAGE;
+    const char *shown = strcmp(graph_path, "-") == 0 ? "standard input" : graph_path;
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, len, 0, &jerr);
+    if (!doc) {
+        fail("%s:%d:%d: not valid JSON: %s", shown, jerr.line, jerr.column, jerr.text);
+        free(text);
+        return EXIT_FAIL;
+    }
+
+    json_t *answer = NULL;
+    int rc;
+    if (offline) {
+        rc = estimate_offline(shown, doc, models_path, merge, &answer);
+    } else {
+        struct http_response resp;
+        const char *path = merge ? "/v1/estimate" : "/v1/estimate?merge=false";
+        rc = call(cli, DEFAULT_TIMEOUT_S, "POST", path, text, len, &resp);
+        if (rc == EXIT_OK) {
+            answer = json_loadb(resp.body, resp.body_len, 0, NULL);
+            if (!json_is_object(answer)) {
+                json_decref(answer);
+                answer = NULL;
+                fail("jetprofd's answer is not a JSON object; printing it as received");
+                rc = output_done(print_raw(&resp));
+                if (rc == EXIT_OK)
+                    rc = EXIT_FAIL;
+            }
+            http_response_free(&resp);
+        }
+    }
+    free(text);
+    json_decref(doc);
+    if (answer)
+        rc = print_estimate_answer(answer, json_out);
+    json_decref(answer);
+    return rc;
+}
+
+/* ---- per-command help ---- */
+
+static const char help_health[] = "Usage: jetprof health\n"
+                                  "Liveness, version, uptime, job counts and the sampler's "
+                                  "state (GET /v1/health).\n";
+static const char help_device[] = "Usage: jetprof device\n"
+                                  "Board, GPU, executor, sensor backend, rails and the "
+                                  "sampling asked and got (GET /v1/device).\n";
+static const char help_kernels[] = "Usage: jetprof kernels\n"
+                                   "The kernel catalogue with each parameter's valid range "
+                                   "(GET /v1/kernels).\n";
+static const char help_measure[] =
+    "Usage: jetprof measure KERNEL NAME=VALUE... [--dtype fp32|fp16] [--repeats N]\n"
+    "Measures one kernel configuration (POST /v1/measure, needs the token when the\n"
+    "daemon has one); answered when the job is done, which may be behind a queue.\n"
+    "Prints the Measurement as JSON and a one-line summary on stderr.\n"
+    "Example: jetprof measure linear_relu batch=64 in=256 out=512\n";
+static const char help_measurements[] =
+    "Usage: jetprof measurements [--kernel K] [--dtype D] [--quality ok|suspect]\n"
+    "                            [--limit N] [--after ID] [--csv]\n"
+    "The stored dataset, oldest first (GET /v1/measurements); --csv prints CSV as served.\n";
+static const char help_train[] =
+    "Usage: jetprof train [KERNEL...] [--quality ok|any] [--json]\n"
+    "Trains the predictors (POST /v1/models/train, needs the token when the daemon has\n"
+    "one): a latency model and one power model per rail for each kernel type named,\n"
+    "or for every kernel type with at least 20 usable measurements when none is.\n"
+    "--quality any also learns from measurements marked suspect. Answered when the\n"
+    "runner has trained them (between jobs; no default time limit).\n"
+    "Prints one line per model with its accuracy on the held-out split (RMSE in the\n"
+    "target's unit, MAPE, share within +-10 %, Kendall tau); --json prints the answer.\n"
+    "Example: jetprof train linear_relu layernorm --quality any\n";
+static const char help_models[] =
+    "Usage: jetprof models [--json]\n"
+    "       jetprof models export [-o FILE]\n"
+    "The current predictors of this board and their accuracy (GET /v1/models): a\n"
+    "table, or the answer with --json.\n"
+    "export writes them as one JSON bundle (GET /v1/models/export) to FILE (replaced\n"
+    "whole, never half-written) or to stdout; 'jetprof estimate --offline --models\n"
+    "FILE' computes estimates from it without the daemon.\n";
+static const char help_predict[] =
+    "Usage: jetprof predict KERNEL [dtype=fp32|fp16] NAME=VALUE...\n"
+    "Predicted latency, power and energy per call of one kernel configuration\n"
+    "(POST /v1/predict), with the measurement when the dataset has the same one.\n"
+    "Prints the answer as JSON and a one-line summary on stderr.\n"
+    "Example: jetprof predict linear_relu batch=64 in=256 out=512\n";
+static const char help_estimate[] =
+    "Usage: jetprof estimate [--no-merge] [--json] GRAPH.json\n"
+    "       jetprof estimate --offline --models FILE [--no-merge] [--json] GRAPH.json\n"
+    "A network graph's latency and energy: its nodes fused into the kernels the GPU\n"
+    "runs, kernels at the same depth merged (unless --no-merge), each predicted, then\n"
+    "summed (POST /v1/estimate). GRAPH.json is a native graph (docs/graphs.md), an\n"
+    "nn-Meter IR graph, or {\"graphs\": [...]} for several; - reads standard input.\n"
+    "Prints the kernels table and the totals; --json prints the Estimate as the\n"
+    "daemon answers it (12 significant digits).\n"
+    "--offline --models FILE runs the same code here on the models of a bundle from\n"
+    "'jetprof models export -o FILE': the same models give the same numbers.\n"
+    "Example: jetprof estimate --offline --models board.models.json mlp.json\n";
+static const char help_get[] = "Usage: jetprof get PATH\n"
+                               "Any GET request; the body printed as received.\n"
+                               "Example: jetprof get /v1/measurements/12\n";
+
 static const struct command {
     const char *name;
     int (*run)(const struct cli *cli, int argc, char **argv);
+    const char *help; /* jetprof COMMAND --help */
 } commands[] = {
-    {"health", cmd_health},
-    {"device", cmd_device},
-    {"kernels", cmd_kernels},
-    {"measure", cmd_measure},
-    {"measurements", cmd_measurements},
-    {"get", cmd_get},
+    {"health", cmd_health, help_health},
+    {"device", cmd_device, help_device},
+    {"kernels", cmd_kernels, help_kernels},
+    {"measure", cmd_measure, help_measure},
+    {"measurements", cmd_measurements, help_measurements},
+    {"train", cmd_train, help_train},
+    {"models", cmd_models, help_models},
+    {"predict", cmd_predict, help_predict},
+    {"estimate", cmd_estimate, help_estimate},
+    {"get", cmd_get, help_get},
 };
 
 /* ---- main ---- */
@@ -742,7 +1702,10 @@ int main(int argc, char **argv)
                 continue;
             }
             if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-                print_help(stdout);
+                if (command)
+                    fputs(command->help, stdout);
+                else
+                    print_help(stdout);
                 rc = output_done(fflush(stdout));
                 goto out;
             }
@@ -769,7 +1732,7 @@ int main(int argc, char **argv)
                     command = &commands[c];
             if (!command) {
                 usage_error("unknown command '%s' (commands: health, device, kernels, measure, "
-                            "measurements, get)",
+                            "measurements, train, models, predict, estimate, get)",
                             a);
                 goto out;
             }
