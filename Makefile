@@ -210,18 +210,46 @@ run: deps
 	$(JETPROFD) --config none --db var/jetprof.db $(ARGS)
 
 # ---- install ----
+# The installed layout (docs/systemd.md). SYSCONFDIR stays /etc: the unit and the
+# tmpfiles entry name /etc/jetprof. The udev rule goes to /etc/udev/rules.d unless
+# PREFIX=/usr: udev before systemd 246 (JetPack 5: 245) does not read /usr/local/lib.
+# The installed configuration listens on all interfaces with auth on: a bearer
+# token is created once (random, mode 0600) and never overwritten, like the config.
+UNITDIR      ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR  ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR  ?= $(PREFIX)/lib/tmpfiles.d
+UDEVRULESDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/udev/rules.d,/etc/udev/rules.d)
+MANDIR       ?= $(PREFIX)/share/man
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/jetprof
 	install -m 0755 $(JETPROFD) $(JETPROF) $(DESTDIR)$(PREFIX)/bin/
 	if [ -f $(CUDA_LIB) ]; then install -d $(DESTDIR)$(PREFIX)/lib/jetprof && \
 	    install -m 0755 $(CUDA_LIB) $(DESTDIR)$(PREFIX)/lib/jetprof/; fi
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(UDEVRULESDIR)
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' systemd/jetprofd.service > $(DESTDIR)$(UNITDIR)/jetprofd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/jetprofd.service
+	install -m 0644 systemd/jetprof.sysusers $(DESTDIR)$(SYSUSERSDIR)/jetprof.conf
+	install -m 0644 systemd/jetprof.tmpfiles $(DESTDIR)$(TMPFILESDIR)/jetprof.conf
+	install -m 0644 systemd/90-jetprof.rules $(DESTDIR)$(UDEVRULESDIR)/90-jetprof.rules
+	if [ -f docs/jetprof.1 ]; then install -d $(DESTDIR)$(MANDIR)/man1 && \
+	    install -m 0644 docs/jetprof.1 $(DESTDIR)$(MANDIR)/man1/jetprof.1; fi
 	if [ ! -f $(DESTDIR)$(SYSCONFDIR)/jetprof/jetprofd.conf ]; then \
-	    install -m 0644 systemd/jetprofd.conf $(DESTDIR)$(SYSCONFDIR)/jetprof/jetprofd.conf; fi
+	    sed -e 's|^#token_file =$$|token_file = $(SYSCONFDIR)/jetprof/token|' \
+	        -e 's|^#listen = 127.0.0.1:9740$$|listen = 0.0.0.0:9740|' systemd/jetprofd.conf \
+	        > $(DESTDIR)$(SYSCONFDIR)/jetprof/jetprofd.conf && \
+	    chmod 0644 $(DESTDIR)$(SYSCONFDIR)/jetprof/jetprofd.conf; fi
+	if [ ! -f $(DESTDIR)$(SYSCONFDIR)/jetprof/token ]; then \
+	    (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > $(DESTDIR)$(SYSCONFDIR)/jetprof/token && \
+	     echo >> $(DESTDIR)$(SYSCONFDIR)/jetprof/token); fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/jetprofd $(DESTDIR)$(PREFIX)/bin/jetprof
 	rm -rf $(DESTDIR)$(PREFIX)/lib/jetprof
-	@echo "left $(DESTDIR)$(SYSCONFDIR)/jetprof/jetprofd.conf and the database in place"
+	rm -f $(DESTDIR)$(UNITDIR)/jetprofd.service $(DESTDIR)$(SYSUSERSDIR)/jetprof.conf \
+	    $(DESTDIR)$(TMPFILESDIR)/jetprof.conf $(DESTDIR)$(UDEVRULESDIR)/90-jetprof.rules \
+	    $(DESTDIR)$(MANDIR)/man1/jetprof.1
+	@echo "left $(DESTDIR)$(SYSCONFDIR)/jetprof (configuration, token), /var/lib/jetprof and the jetprof user in place"
 
 clean:
 	rm -rf build bin lib
