@@ -314,6 +314,15 @@ struct db_model {
 int db_models_insert(struct db *db, struct db_model *models, size_t n, char *err,
                      size_t errlen);
 
+/* db_models_insert with the history bounded, in the same transaction: for each
+ * (kernel, target) stored, the models of that pair on devices like its device
+ * (device_id 0: the models without a device) beyond the newest keep are
+ * deleted; models of other kernels, targets and boards stay. keep 0 deletes
+ * nothing. On any failure nothing is written and nothing deleted. *pruned (may
+ * be NULL) receives the number of models deleted. 0, or -1 with err. */
+int db_models_insert_pruned(struct db *db, struct db_model *models, size_t n, unsigned keep,
+                            size_t *pruned, char *err, size_t errlen);
+
 /* The newest model of every (kernel, target) on devices like device_id, ordered by
  * kernel then target. *out is a malloc'd array of *count (NULL when none); free
  * with db_models_free. 0 or -1. */

@@ -1,6 +1,8 @@
 /*
  * models.c - predictors and their training data: storing a training run's models
- * in one transaction, the newest model per (kernel, target) for a device, the
+ * in one transaction (and, in it, deleting the models each new one supersedes
+ * beyond a kept history, so the table stays bounded however often a board
+ * retrains), the newest model per (kernel, target) for a device, the
  * usable measurements of a kernel type as training rows (configuration, latency,
  * per-rail power), how many each kernel type has (the API's 409s), and the newest
  * measurement of a configuration (POST /v1/predict's "measured").
@@ -110,9 +112,45 @@ static int validate_model(struct db *db, size_t i, const struct db_model *m, cha
     return 0;
 }
 
+/* Deletes the models of models[i]'s (kernel, target) on its group of devices
+ * beyond the newest keep, adding the count to *pruned. Inside the caller's
+ * transaction. */
+static int prune_history(struct db *db, sqlite3_stmt *del, const struct db_model *m,
+                         unsigned keep, size_t *pruned, char *err, size_t errlen)
+{
+    int bind = sqlite3_reset(del) | DB_BIND_FIELD(del, 1, m->kernel) |
+               DB_BIND_FIELD(del, 2, m->target) |
+               (m->device_id > 0 ? sqlite3_bind_int64(del, 3, m->device_id)
+                                 : sqlite3_bind_null(del, 3)) |
+               sqlite3_bind_int64(del, 4, (sqlite3_int64)keep);
+    if (bind != SQLITE_OK || sqlite3_step(del) != SQLITE_DONE) {
+        db_err_sqlite(db, err, errlen, "deleting the older models of %.*s %.*s",
+                      (int)strnlen(m->kernel, sizeof m->kernel), m->kernel,
+                      (int)strnlen(m->target, sizeof m->target), m->target);
+        return -1;
+    }
+    *pruned += (size_t)sqlite3_changes(db->conn);
+    return 0;
+}
+
+/* The models of one (kernel, target) on one group of devices: ?1 kernel, ?2
+ * target, ?3 device (NULL: the models without one). */
+#define SAME_HISTORY                                                                       \
+    "kernel = ?1 AND target = ?2 AND (device_id IN " LIKE_DEVICES("?3")                   \
+    " OR (?3 IS NULL AND device_id IS NULL))"
+
 int db_models_insert(struct db *db, struct db_model *models, size_t n, char *err,
                      size_t errlen)
 {
+    return db_models_insert_pruned(db, models, n, 0, NULL, err, errlen);
+}
+
+int db_models_insert_pruned(struct db *db, struct db_model *models, size_t n, unsigned keep,
+                            size_t *pruned, char *err, size_t errlen)
+{
+    size_t deleted = 0;
+    if (pruned)
+        *pruned = 0;
     if (n == 0 || models == NULL) {
         db_err(db, err, errlen, "storing models: none given");
         return -1;
@@ -123,7 +161,7 @@ int db_models_insert(struct db *db, struct db_model *models, size_t n, char *err
     char now[32];
     clock_utc_iso8601(now, sizeof now);
 
-    sqlite3_stmt *ins = NULL;
+    sqlite3_stmt *ins = NULL, *del = NULL;
     if (db_begin(db, err, errlen) != 0)
         return -1;
     if (db_prepare(db,
@@ -149,16 +187,31 @@ int db_models_insert(struct db *db, struct db_model *models, size_t n, char *err
         }
         m->id = sqlite3_last_insert_rowid(db->conn);
     }
+    /* After every insert, so the run's own models count among the newest. */
+    if (keep > 0) {
+        if (db_prepare(db,
+                       "DELETE FROM models WHERE " SAME_HISTORY " AND id NOT IN (SELECT id"
+                       " FROM models WHERE " SAME_HISTORY " ORDER BY id DESC LIMIT ?4)",
+                       &del, err, errlen) != 0)
+            goto fail;
+        for (size_t i = 0; i < n; i++)
+            if (prune_history(db, del, &models[i], keep, &deleted, err, errlen) != 0)
+                goto fail;
+    }
     sqlite3_finalize(ins);
-    ins = NULL;
+    sqlite3_finalize(del);
+    ins = del = NULL;
     if (db_commit(db, err, errlen) != 0)
         goto undo_ids;
     for (size_t i = 0; i < n; i++)
         memcpy(models[i].created_at, now, sizeof models[i].created_at);
+    if (pruned)
+        *pruned = deleted;
     return 0;
 
 fail:
     sqlite3_finalize(ins);
+    sqlite3_finalize(del);
     db_rollback(db);
 undo_ids:
     for (size_t i = 0; i < n; i++)

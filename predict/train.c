@@ -3,10 +3,12 @@
  * scored on a held-out split (procedure and contract in train.h).
  *
  * This is the only file in jetprof that calls XGBoost. It hands back each
- * member as XGBoost's own JSON model text, which predict/trees.c evaluates in
- * C, so nothing outside training ever needs the library. The held-out metrics
- * are computed here with XGBoost's predictions (the mean of the members' in
- * target units), before the handles are gone.
+ * member as XGBoost's own JSON model text, cut down to what predict/trees.c
+ * reads (train_compact_member: about a third of the text, the same predictions
+ * bit for bit), which trees.c evaluates in C, so nothing outside training ever
+ * needs the library. The held-out metrics are computed here with XGBoost's
+ * predictions (the mean of the members' in target units), before the handles
+ * are gone.
  *
  * Booster settings, chosen for reproducibility (the training hash upstream
  * promises that the same rows and options mean the same models):
@@ -23,6 +25,8 @@
  */
 #include "train.h"
 
+#include <float.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +34,8 @@
 #include <string.h>
 
 #include <xgboost/c_api.h>
+
+#include "trees.h"
 
 /* ---- limits on the options: each with the message's wording ---- */
 
@@ -324,6 +330,194 @@ static int check_rows(const struct train_row *rows, size_t row_count, unsigned f
     return 0;
 }
 
+/* ---- compact members ---- */
+
+/*
+ * XGBoost's JSON keeps, per tree, the statistics it trained with (base_weights,
+ * loss_changes, sum_hessian, parents, split_type, empty category lists) and, per
+ * learner, attributes, feature names and loss parameters: two thirds of the
+ * text, none of it read by trees.c. A member keeps only what trees.c reads, in
+ * XGBoost's own layout (so trees_load_xgboost_json reads both forms with the
+ * same code and the same checks), written by jansson with MEMBER_REAL_DIGITS
+ * significant digits. That is enough for every float (FLT_DECIMAL_DIG), and
+ * XGBoost writes each float in its shortest round-trip form (never more than 9
+ * digits), so those come back character for character and parse to the same
+ * doubles: the evaluator sees the very same floats. A number that would not
+ * (not XGBoost's writing) is replaced by its float's 9-digit form.
+ */
+#define MEMBER_REAL_DIGITS 9
+#define MEMBER_DUMP_FLAGS \
+    (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(MEMBER_REAL_DIGITS))
+_Static_assert(MEMBER_REAL_DIGITS >= FLT_DECIMAL_DIG, "a float needs FLT_DECIMAL_DIG digits");
+
+/* The node arrays a compact tree keeps: what trees.c reads (its
+ * REQUIRED_TREE_ARRAYS), in that order. */
+static const char *const MEMBER_TREE_ARRAYS[] = {
+    "left_children", "right_children", "split_indices", "split_conditions", "default_left",
+};
+#define MEMBER_TREE_ARRAY_COUNT (sizeof MEMBER_TREE_ARRAYS / sizeof MEMBER_TREE_ARRAYS[0])
+
+/* learner_model_param keys kept: trees.c reads or checks each. */
+static const char *const MEMBER_LEARNER_PARAMS[] = {
+    "base_score", "num_feature", "num_target", "num_class",
+};
+#define MEMBER_LEARNER_PARAM_COUNT                                                         \
+    (sizeof MEMBER_LEARNER_PARAMS / sizeof MEMBER_LEARNER_PARAMS[0])
+
+static bool same_float(float a, float b)
+{
+    return memcmp(&a, &b, sizeof a) == 0; /* tells -0 from 0 */
+}
+
+/* value into obj under key (a new reference, or NULL from a failed allocation:
+ * false). */
+static bool put(json_t *obj, const char *key, json_t *value)
+{
+    return value != NULL && json_object_set_new(obj, key, value) == 0;
+}
+
+/* src's key into dst, when src has it. */
+static bool copy_key(json_t *dst, json_t *src, const char *key)
+{
+    json_t *v = json_object_get(src, key);
+    return v == NULL || put(dst, key, json_incref(v));
+}
+
+/* Does v, written with MEMBER_REAL_DIGITS digits and read back, give the
+ * evaluator the same float? Non-numbers and numbers beyond float range (only
+ * possible in nodes no walk reaches: the loader refused them elsewhere) are
+ * copied as they are. */
+static bool real_survives(json_t *v)
+{
+    if (!json_is_real(v))
+        return true;
+    double d = json_real_value(v);
+    if (!isfinite(d) || fabs(d) > FLT_MAX)
+        return true;
+    char text[40];
+    snprintf(text, sizeof text, "%.*g", MEMBER_REAL_DIGITS, d);
+    return same_float((float)strtod(text, NULL), (float)d);
+}
+
+/* split_conditions as written: the array itself when every value survives,
+ * else a copy with the others replaced by their float's 9-digit form. */
+static json_t *exact_conditions(json_t *arr)
+{
+    size_t n = json_array_size(arr);
+    size_t i = 0;
+    while (i < n && real_survives(json_array_get(arr, i)))
+        i++;
+    if (i == n)
+        return json_incref(arr);
+    json_t *copy = json_array();
+    for (i = 0; copy != NULL && i < n; i++) {
+        json_t *v = json_array_get(arr, i);
+        json_t *w;
+        if (real_survives(v)) {
+            w = json_incref(v);
+        } else {
+            char text[40];
+            snprintf(text, sizeof text, "%.*g", MEMBER_REAL_DIGITS,
+                     (double)(float)json_real_value(v));
+            w = json_real(strtod(text, NULL));
+        }
+        if (json_array_append_new(copy, w) != 0) {
+            json_decref(copy);
+            copy = NULL;
+        }
+    }
+    return copy;
+}
+
+static json_t *compact_tree(json_t *tree)
+{
+    json_t *out = json_object(), *param = json_object();
+    bool ok = out != NULL && param != NULL &&
+              copy_key(param, json_object_get(tree, "tree_param"), "num_nodes") &&
+              put(out, "tree_param", json_incref(param));
+    for (size_t a = 0; ok && a < MEMBER_TREE_ARRAY_COUNT; a++) {
+        json_t *arr = json_object_get(tree, MEMBER_TREE_ARRAYS[a]);
+        ok = put(out, MEMBER_TREE_ARRAYS[a],
+                 strcmp(MEMBER_TREE_ARRAYS[a], "split_conditions") == 0 ? exact_conditions(arr)
+                                                                         : json_incref(arr));
+    }
+    json_decref(param);
+    if (!ok) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* The compact object of a model trees.c has accepted (so every object on the
+ * way exists); NULL when out of memory. */
+static json_t *compact_model(json_t *full)
+{
+    json_t *learner = json_object_get(full, "learner");
+    json_t *lparam = json_object_get(learner, "learner_model_param");
+    json_t *booster = json_object_get(learner, "gradient_booster");
+    json_t *model = json_object_get(booster, "model");
+    json_t *trees = json_object_get(model, "trees");
+
+    json_t *out = json_object(), *l = json_object(), *lp = json_object(), *obj = json_object(),
+           *gb = json_object(), *m = json_object(), *gp = json_object(), *ts = json_array();
+    bool ok = out && l && lp && obj && gb && m && gp && ts && copy_key(out, full, "version");
+    for (size_t i = 0; ok && i < MEMBER_LEARNER_PARAM_COUNT; i++)
+        ok = copy_key(lp, lparam, MEMBER_LEARNER_PARAMS[i]);
+    ok = ok && copy_key(obj, json_object_get(learner, "objective"), "name") &&
+         copy_key(gb, booster, "name") &&
+         copy_key(gp, json_object_get(model, "gbtree_model_param"), "num_trees");
+    for (size_t t = 0; ok && t < json_array_size(trees); t++)
+        ok = json_array_append_new(ts, compact_tree(json_array_get(trees, t))) == 0;
+    ok = ok && put(m, "gbtree_model_param", json_incref(gp)) &&
+         copy_key(m, model, "tree_info") && put(m, "trees", json_incref(ts)) &&
+         put(gb, "model", json_incref(m)) && put(l, "learner_model_param", json_incref(lp)) &&
+         put(l, "objective", json_incref(obj)) && put(l, "gradient_booster", json_incref(gb)) &&
+         put(out, "learner", json_incref(l));
+    json_decref(l);
+    json_decref(lp);
+    json_decref(obj);
+    json_decref(gb);
+    json_decref(m);
+    json_decref(gp);
+    json_decref(ts);
+    if (!ok) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+char *train_compact_member(const char *json, size_t len, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    if (json == NULL || len == 0) {
+        snprintf(err, errlen, "XGBoost model: empty text");
+        return NULL;
+    }
+    json_t *full = json_loadb(json, len, 0, &jerr);
+    if (full == NULL) {
+        snprintf(err, errlen, "XGBoost model: not valid JSON (line %d, column %d: %s)",
+                 jerr.line, jerr.column, jerr.text);
+        return NULL;
+    }
+    /* Only a model the evaluator accepts is cut down: what is dropped is then
+     * exactly what it would have ignored. */
+    struct tree_ensemble *ens = NULL;
+    if (trees_load_xgboost_value(full, &ens, err, errlen) != 0) {
+        json_decref(full);
+        return NULL;
+    }
+    trees_free(ens);
+    json_t *compact = compact_model(full);
+    char *text = compact ? json_dumps(compact, MEMBER_DUMP_FLAGS) : NULL;
+    json_decref(compact);
+    json_decref(full);
+    if (text == NULL)
+        snprintf(err, errlen, "out of memory compacting a %zu-byte model", len);
+    return text;
+}
+
 /* ---- XGBoost ---- */
 
 /* "XGBoost <what> failed: <its message>", first line only (the rest is a stack
@@ -460,16 +654,11 @@ static int train_member(const float *matrix, const float *labels, const size_t *
         xgb_error("saving the model", err, errlen);
         goto done;
     }
-    /* The buffer belongs to the booster: copy it before the booster goes. */
-    char *copy = malloc((size_t)json_len + 1);
-    if (!copy) {
-        snprintf(err, errlen, "out of memory for a %llu-byte model",
-                 (unsigned long long)json_len);
+    /* The buffer belongs to the booster: the compact copy is made before the
+     * booster goes. */
+    *json_out = train_compact_member(json, (size_t)json_len, err, errlen);
+    if (*json_out == NULL)
         goto done;
-    }
-    memcpy(copy, json, (size_t)json_len);
-    copy[json_len] = '\0';
-    *json_out = copy;
 
     static const char predict_config[] =
         "{\"type\": 0, \"training\": false, \"iteration_begin\": 0, \"iteration_end\": 0, "

@@ -57,7 +57,8 @@ struct train_metrics {
 
 /*
  * Trains the ensemble. On success *members is a malloc'd array of *member_count
- * malloc'd NUL-terminated XGBoost JSON models (free with train_free_members) and
+ * malloc'd NUL-terminated XGBoost JSON models in the compact form of
+ * train_compact_member (free with train_free_members) and
  * *metrics is filled. -1 with err on bad input (fewer than TRAIN_MIN_ROWS rows,
  * feature_count 0 or > PREDICT_MAX_FEATURES, a non-positive target with
  * log_target, non-finite values) or an XGBoost error (its message quoted).
@@ -66,6 +67,23 @@ int train_ensemble(const struct train_row *rows, size_t row_count, unsigned feat
                    const struct train_options *opt, char ***members, size_t *member_count,
                    struct train_metrics *metrics, char *err, size_t errlen);
 void train_free_members(char **members, size_t member_count);
+
+/*
+ * One XGBoost JSON model (XGBoosterSaveModelToBuffer, {"format": "json"}) cut
+ * down to what predict/trees.c reads to evaluate and validate it, as
+ * train_ensemble returns its members: a subset of XGBoost's JSON schema
+ * ("version"; learner_model_param's base_score, num_feature, num_target,
+ * num_class; the objective's name; the booster's name, num_trees, tree_info;
+ * per tree num_nodes and the five node arrays left_children, right_children,
+ * split_indices, split_conditions, default_left). Per-tree statistics
+ * (base_weights, loss_changes, sum_hessian, parents), all-numerical split_type,
+ * empty categories and learner attributes go, which leaves about a third of the
+ * text; numbers keep their shortest float round-trip form, so trees_predict()
+ * gives bit-identical results for the compact and the full text. The model must
+ * load with trees_load_xgboost_json (anything else is refused with its reason).
+ * Returns malloc'd NUL-terminated text, or NULL with err.
+ */
+char *train_compact_member(const char *json, size_t len, char *err, size_t errlen);
 
 /* Metrics of predictions against truth (exposed for tests and for the
  * validation of whole-graph estimates). n >= 1; tau is 0 for n < 2. */

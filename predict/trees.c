@@ -6,10 +6,15 @@
  * trees_load_xgboost_value() takes the same already parsed by jansson), checks
  * that the model is one jetprof can evaluate exactly (reg:squarederror, gbtree,
  * one target, numerical splits only) and that its trees are well formed, then
- * copies every tree's nodes into one array. Because every child index is checked
- * to lie past its parent and inside its tree, a walk from a root always ends at
- * a leaf within the array: a corrupt or hostile file is refused at load and can
- * never make trees_predict() loop or read out of bounds.
+ * copies every tree's nodes into one array. Only the keys checked below are
+ * read, so the compact members train.c stores (XGBoost's layout without the
+ * per-tree statistics, split_type, categories and learner attributes) load
+ * exactly like the full text: a missing split_type means all splits are
+ * numerical, tree_param and gbtree_model_param are optional, base_weights are
+ * never read. Because every child index is checked to lie past its parent and
+ * inside its tree, a walk from a root always ends at a leaf within the array: a
+ * corrupt or hostile file is refused at load and can never make trees_predict()
+ * loop or read out of bounds.
  *
  * Evaluation is XGBoost's CPU predictor, step for step: the sum starts at
  * base_score as a float, each tree's leaf value is added in float in tree order,

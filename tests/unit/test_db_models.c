@@ -4,6 +4,9 @@
  * injected disk error - leaves nothing), validation, the newest model per
  * (kernel, target) on devices "like" a device (same board, GPU, executor, sensor
  * backend and simulated flag; sampling may differ), blobs only when asked, the
+ * history bound (db_models_insert_pruned keeps the newest N per kernel, target
+ * and board, leaves other boards, kernels and targets alone, and a failed run -
+ * in its inserts or in its deletes - deletes nothing), the
  * training rows of a kernel type (params, dtype, uid order, latency, per-rail
  * power) with the quality filter, the per-kernel counts behind the API's 409s,
  * and the newest measurement of a configuration.
@@ -316,6 +319,185 @@ static void test_insert_read_only(void **state)
     assert_int_equal(count(fx->db, "SELECT count(*) FROM models"), 0);
 }
 
+/* ---- the history bound ---- */
+
+/* Stores one model through db_models_insert_pruned; its id. */
+static int64_t insert_pruned(struct fixture *fx, const char *kernel, const char *target,
+                             int64_t device, unsigned keep, size_t want_pruned)
+{
+    char err[512];
+    struct db_model m;
+    size_t pruned = 99;
+    fill_model(&m, kernel, target, device, HASH_A, blob1);
+    if (db_models_insert_pruned(fx->db, &m, 1, keep, &pruned, err, sizeof err) != 0)
+        fail_msg("insert: %s", err);
+    assert_int_equal(pruned, want_pruned);
+    assert_true(m.id > 0);
+    return m.id;
+}
+
+/* Ids of kernel/target models on devices like `device`, newest first, in ids[]. */
+static size_t history(struct fixture *fx, const char *kernel, const char *target,
+                      int64_t device, int64_t *ids, size_t max)
+{
+    sqlite3_stmt *st;
+    size_t n = 0;
+    assert_int_equal(sqlite3_prepare_v2(fx->db->conn,
+                                        "SELECT m.id FROM models m JOIN devices o ON o.id ="
+                                        " m.device_id JOIN devices d ON d.id = ?3 AND"
+                                        " o.board_model = d.board_model AND o.sensor_backend ="
+                                        " d.sensor_backend WHERE m.kernel = ?1 AND m.target = ?2"
+                                        " ORDER BY m.id DESC",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, kernel, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, device);
+    while (sqlite3_step(st) == SQLITE_ROW && n < max)
+        ids[n++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static void test_prune_keeps_newest(void **state)
+{
+    struct fixture *fx = *state;
+    int64_t latency[5], ids[8];
+
+    /* Other boards' and other kernels' models, stored first (oldest ids). */
+    int64_t other_board[3], real_sensor[3];
+    for (int i = 0; i < 3; i++) {
+        other_board[i] = insert_pruned(fx, "linear", "latency_us", fx->dev_b, 0, 0);
+        real_sensor[i] = insert_pruned(fx, "linear", "latency_us", fx->dev_c, 0, 0);
+    }
+    int64_t layernorm = insert_pruned(fx, "layernorm", "latency_us", fx->dev_a, 3, 0);
+    int64_t power = insert_pruned(fx, "linear", "power_mw:VDD_IN", fx->dev_a, 3, 0);
+
+    /* Five trainings of linear latency on board X, the sampling changing in
+     * between (dev_a2 is like dev_a): the newest 3 stay. */
+    for (int i = 0; i < 5; i++)
+        latency[i] = insert_pruned(fx, "linear", "latency_us", i % 2 ? fx->dev_a2 : fx->dev_a,
+                                   3, i < 3 ? 0 : 1);
+    assert_int_equal(history(fx, "linear", "latency_us", fx->dev_a, ids, 8), 3);
+    assert_int_equal(ids[0], latency[4]);
+    assert_int_equal(ids[1], latency[3]);
+    assert_int_equal(ids[2], latency[2]);
+
+    /* Untouched: the other boards' models of the same kernel and target, the
+     * other kernel, the other target of the same kernel. */
+    assert_int_equal(history(fx, "linear", "latency_us", fx->dev_b, ids, 8), 3);
+    assert_int_equal(ids[2], other_board[0]);
+    assert_int_equal(history(fx, "linear", "latency_us", fx->dev_c, ids, 8), 3);
+    assert_int_equal(ids[2], real_sensor[0]);
+    assert_int_equal(history(fx, "layernorm", "latency_us", fx->dev_a, ids, 8), 1);
+    assert_int_equal(ids[0], layernorm);
+    assert_int_equal(history(fx, "linear", "power_mw:VDD_IN", fx->dev_a, ids, 8), 1);
+    assert_int_equal(ids[0], power);
+
+    /* A smaller bound applies at the next training; the newest is what
+     * db_models_newest reads. */
+    int64_t last = insert_pruned(fx, "linear", "latency_us", fx->dev_a, 1, 3);
+    assert_int_equal(history(fx, "linear", "latency_us", fx->dev_a, ids, 8), 1);
+    assert_int_equal(ids[0], last);
+    struct db_model *got;
+    size_t n;
+    char err[512];
+    assert_int_equal(db_models_newest(fx->db, fx->dev_a2, false, &got, &n, err, sizeof err), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(got[1].id, last);
+    db_models_free(got, n);
+
+    /* keep 0 (db_models_insert) keeps everything. */
+    insert_pruned(fx, "linear", "latency_us", fx->dev_a, 0, 0);
+    struct db_model m;
+    fill_model(&m, "linear", "latency_us", fx->dev_a, HASH_A, blob1);
+    assert_int_equal(db_models_insert(fx->db, &m, 1, err, sizeof err), 0);
+    assert_int_equal(history(fx, "linear", "latency_us", fx->dev_a, ids, 8), 3);
+    assert_int_equal(count(fx->db, "SELECT count(*) FROM models"), 3 + 3 + 1 + 1 + 3);
+}
+
+/* Several targets in one run: each keeps its own newest; device-less models form
+ * their own history. */
+static void test_prune_run_and_no_device(void **state)
+{
+    struct fixture *fx = *state;
+    char err[512];
+    for (int r = 0; r < 4; r++) {
+        struct db_model run[2];
+        size_t pruned = 99;
+        fill_model(&run[0], "linear", "latency_us", fx->dev_a, HASH_A, blob1);
+        fill_model(&run[1], "linear", "power_mw:VDD_IN", fx->dev_a, HASH_A, blob2);
+        assert_int_equal(db_models_insert_pruned(fx->db, run, 2, 2, &pruned, err, sizeof err), 0);
+        assert_int_equal(pruned, r < 2 ? 0 : 2);
+    }
+    assert_int_equal(count(fx->db, "SELECT count(*) FROM models WHERE target = 'latency_us'"), 2);
+    assert_int_equal(count(fx->db, "SELECT count(*) FROM models WHERE target LIKE 'power%'"), 2);
+
+    for (int r = 0; r < 3; r++)
+        insert_pruned(fx, "linear", "latency_us", 0, 2, r < 2 ? 0 : 1);
+    assert_int_equal(count(fx->db, "SELECT count(*) FROM models WHERE device_id IS NULL"), 2);
+    assert_int_equal(
+        count(fx->db, "SELECT count(*) FROM models WHERE device_id IS NOT NULL"), 4);
+    /* pruned may be NULL */
+    struct db_model m;
+    fill_model(&m, "linear", "latency_us", fx->dev_a, HASH_A, blob1);
+    assert_int_equal(db_models_insert_pruned(fx->db, &m, 1, 2, NULL, err, sizeof err), 0);
+    assert_int_equal(count(fx->db, "SELECT count(*) FROM models WHERE target = 'latency_us'"
+                                   " AND device_id IS NOT NULL"),
+                     2);
+}
+
+/* A failed run deletes nothing: neither when an insert fails nor when the
+ * deletion itself does. */
+static void test_prune_failed_run_deletes_nothing(void **state)
+{
+    struct fixture *fx = *state;
+    char err[512];
+    for (int i = 0; i < 3; i++) {
+        insert_pruned(fx, "linear", "latency_us", fx->dev_a, 3, 0);
+        insert_pruned(fx, "linear", "power_mw:VDD_IN", fx->dev_a, 3, 0);
+    }
+    int64_t before = count(fx->db, "SELECT count(*) FROM models");
+    int64_t max_id = count(fx->db, "SELECT max(id) FROM models");
+    assert_int_equal(before, 6);
+
+    struct db_model run[3];
+    size_t pruned = 99;
+    fill_model(&run[0], "linear", "latency_us", fx->dev_a, HASH_B, blob2);
+    fill_model(&run[1], "linear", "power_mw:VDD_IN", fx->dev_a, HASH_B, blob2);
+    fill_model(&run[2], "linear", "power_mw:VDD_GPU", 999, HASH_B, blob2); /* no such device */
+    assert_int_equal(db_models_insert_pruned(fx->db, run, 3, 1, &pruned, err, sizeof err), -1);
+    assert_non_null(strstr(err, "FOREIGN KEY"));
+    assert_int_equal(pruned, 0);
+    assert_int_equal(count(fx->db, "SELECT count(*) FROM models"), before);
+    assert_int_equal(count(fx->db, "SELECT max(id) FROM models"), max_id);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(run[i].id, 0);
+
+    /* The deletion fails (an injected disk error): the new models go too. */
+    assert_int_equal(sqlite3_exec(fx->db->conn,
+                                  "CREATE TEMP TRIGGER fail_delete BEFORE DELETE ON models"
+                                  " BEGIN SELECT RAISE(ABORT, 'injected delete failure'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    run[2].device_id = fx->dev_a;
+    assert_int_equal(db_models_insert_pruned(fx->db, run, 3, 1, &pruned, err, sizeof err), -1);
+    assert_non_null(strstr(err, "injected delete failure"));
+    assert_non_null(strstr(err, "deleting the older models of linear latency_us"));
+    assert_int_equal(pruned, 0);
+    assert_int_equal(count(fx->db, "SELECT count(*) FROM models"), before);
+    assert_int_equal(count(fx->db, "SELECT max(id) FROM models"), max_id);
+    assert_int_equal(sqlite3_exec(fx->db->conn, "DROP TRIGGER fail_delete", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_get_autocommit(fx->db->conn), 1);
+
+    /* The same run succeeds now, keeping the newest of each pair. */
+    assert_int_equal(db_models_insert_pruned(fx->db, run, 3, 1, &pruned, err, sizeof err), 0);
+    assert_int_equal(pruned, 3 + 3 + 0);
+    assert_int_equal(count(fx->db, "SELECT count(*) FROM models"), 3);
+    assert_int_equal(count(fx->db, "SELECT min(id) FROM models"), run[0].id);
+}
+
 /* ---- training data ---- */
 
 /* Stores one measurement of kernel on device (through a job, as the runner does). */
@@ -534,6 +716,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_insert_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_insert_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_insert_read_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_keeps_newest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_run_and_no_device, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_failed_run_deletes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_training_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_latest, setup, teardown),
     };

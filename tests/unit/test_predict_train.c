@@ -4,7 +4,13 @@
  * within 10 %) and against a brute-force tau-b; the XGBoost ensemble on
  * synthetic linear-kernel latencies (held-out accuracy, member JSON, base_score
  * centring, determinism per seed, bootstrap members differing), the split's
- * edges, and every bad input refused with a message that names it.
+ * edges, and every bad input refused with a message that names it. Compact
+ * members: XGBoost's full JSON and its compact form (train_compact_member) give
+ * bit-identical trees_predict results on random, missing and on-threshold rows
+ * (exact trees as trained here; hist trees with missing values; pruned trees
+ * with deleted nodes), the compact text is under half the size and lacks the
+ * statistics, numbers XGBoost did not write survive as their float, and models
+ * the evaluator refuses are refused.
  *
  * Rounds are kept small (50) so the binary stays fast under the sanitizers.
  */
@@ -20,7 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xgboost/c_api.h>
+
 #include "predict/train.h"
+#include "predict/trees.h"
 
 #define SYNTH_ROWS 200
 
@@ -503,6 +512,316 @@ static void test_train_bad_inputs(void **state)
     free(rows);
 }
 
+/* ---- compact members ---- */
+
+static void xgb_ok(int rc)
+{
+    if (rc != 0)
+        fail_msg("XGBoost: %s", XGBGetLastError());
+}
+
+/* Rows for the boosters below: integer and continuous features, a share of
+ * them missing (NaN) so default_left goes both ways. */
+static void compact_rows(uint64_t *state, float *x, float *y, size_t rows, unsigned cols,
+                         double missing_share)
+{
+    for (size_t r = 0; r < rows; r++) {
+        double t = 0.0;
+        for (unsigned c = 0; c < cols; c++) {
+            float v = c % 2 ? (float)(unit(state) * 10.0 - 3.0) : (float)(splitmix(state) % 16);
+            if (unit(state) < missing_share)
+                v = NAN;
+            x[r * cols + c] = v;
+            t += isnan(v) ? -5.0 * c : (c + 1) * (double)v * (c == 1 ? v : 1.0);
+        }
+        if (y)
+            y[r] = (float)(t + unit(state));
+    }
+}
+
+/* XGBoost's full JSON text of a booster trained on rows x, y; params is a
+ * NULL-terminated list of name, value pairs. */
+static char *full_booster_json(const float *x, const float *y, size_t rows, unsigned cols,
+                               unsigned rounds, const char *const *params, size_t *len)
+{
+    DMatrixHandle d;
+    BoosterHandle b;
+    bst_ulong n;
+    const char *buf;
+    xgb_ok(XGDMatrixCreateFromMat(x, (bst_ulong)rows, cols, NAN, &d));
+    xgb_ok(XGDMatrixSetFloatInfo(d, "label", y, (bst_ulong)rows));
+    xgb_ok(XGBoosterCreate(&d, 1, &b));
+    xgb_ok(XGBoosterSetParam(b, "verbosity", "0"));
+    xgb_ok(XGBoosterSetParam(b, "objective", "reg:squarederror"));
+    xgb_ok(XGBoosterSetParam(b, "nthread", "1"));
+    for (size_t i = 0; params[i] != NULL; i += 2)
+        xgb_ok(XGBoosterSetParam(b, params[i], params[i + 1]));
+    for (unsigned i = 0; i < rounds; i++)
+        xgb_ok(XGBoosterUpdateOneIter(b, (int)i, d));
+    xgb_ok(XGBoosterSaveModelToBuffer(b, "{\"format\": \"json\"}", &n, &buf));
+    char *text = malloc((size_t)n + 1);
+    assert_non_null(text);
+    memcpy(text, buf, (size_t)n);
+    text[n] = '\0';
+    *len = (size_t)n;
+    xgb_ok(XGBoosterFree(b));
+    xgb_ok(XGDMatrixFree(d));
+    return text;
+}
+
+static struct tree_ensemble *load_model(const char *text)
+{
+    struct tree_ensemble *t = NULL;
+    char err[512] = "";
+    if (trees_load_xgboost_json(text, strlen(text), &t, err, sizeof err) != 0)
+        fail_msg("load: %s", err);
+    return t;
+}
+
+/* Both models' predictions on row x, bit for bit. */
+static void assert_same_prediction(const struct tree_ensemble *a, const struct tree_ensemble *b,
+                                   const float *x, unsigned cols, size_t row)
+{
+    double pa = trees_predict(a, x, cols), pb = trees_predict(b, x, cols);
+    if (memcmp(&pa, &pb, sizeof pa) != 0)
+        fail_msg("row %zu: full JSON predicts %.17g, compact %.17g", row, pa, pb);
+}
+
+/* Every row kind on both: random rows with missing values, each split threshold
+ * of the full model exactly (where "<" and "<=" part), all missing, far left. */
+static void assert_same_everywhere(const char *full, const char *compact, unsigned cols)
+{
+    enum { RANDOM_ROWS = 1000 };
+    struct tree_ensemble *a = load_model(full), *b = load_model(compact);
+    assert_int_equal(trees_count(a), trees_count(b));
+    assert_int_equal(trees_feature_count(a), trees_feature_count(b));
+    uint64_t state = 99;
+    float *x = malloc(RANDOM_ROWS * cols * sizeof *x);
+    assert_non_null(x);
+    compact_rows(&state, x, NULL, RANDOM_ROWS, cols, 0.1);
+    for (size_t r = 0; r < RANDOM_ROWS; r++)
+        assert_same_prediction(a, b, &x[r * cols], cols, r);
+
+    json_t *root = json_loads(full, 0, NULL);
+    assert_non_null(root);
+    json_t *trees = json_object_get(
+        json_object_get(json_object_get(json_object_get(root, "learner"), "gradient_booster"),
+                        "model"),
+        "trees");
+    size_t checked = 0;
+    for (size_t t = 0; t < json_array_size(trees); t++) {
+        json_t *tree = json_array_get(trees, t);
+        json_t *left = json_object_get(tree, "left_children");
+        json_t *idx = json_object_get(tree, "split_indices");
+        json_t *cond = json_object_get(tree, "split_conditions");
+        for (size_t i = 0; i < json_array_size(left); i++) {
+            json_int_t f = json_integer_value(json_array_get(idx, i));
+            if (json_integer_value(json_array_get(left, i)) == -1 || f < 0 || f >= (json_int_t)cols)
+                continue; /* leaves and deleted nodes */
+            float *row = &x[(checked % RANDOM_ROWS) * cols];
+            row[f] = (float)json_number_value(json_array_get(cond, i));
+            assert_same_prediction(a, b, row, cols, RANDOM_ROWS + checked++);
+        }
+    }
+    assert_true(checked > 0);
+    json_decref(root);
+    for (unsigned c = 0; c < cols; c++)
+        x[c] = NAN;
+    assert_same_prediction(a, b, x, cols, SIZE_MAX - 1);
+    for (unsigned c = 0; c < cols; c++)
+        x[c] = -1e30f;
+    assert_same_prediction(a, b, x, cols, SIZE_MAX);
+    free(x);
+    trees_free(a);
+    trees_free(b);
+}
+
+/* What the evaluator never reads is gone from a compact member. */
+static void assert_compact_keys(const char *compact)
+{
+    static const char *const dropped[] = {
+        "base_weights", "loss_changes", "sum_hessian", "\"parents\"", "split_type",
+        "categories", "attributes", "feature_names", "feature_types", "reg_loss_param",
+        "boost_from_average", "num_parallel_tree", "num_deleted", "\"id\"",
+    };
+    for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
+        if (strstr(compact, dropped[i]) != NULL)
+            fail_msg("the compact member still has %s", dropped[i]);
+    static const char *const kept[] = {
+        "\"base_score\"", "\"num_feature\"", "\"reg:squarederror\"", "\"gbtree\"",
+        "\"tree_info\"", "\"num_nodes\"", "\"left_children\"", "\"right_children\"",
+        "\"split_indices\"", "\"split_conditions\"", "\"default_left\"",
+    };
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+        if (strstr(compact, kept[i]) == NULL)
+            fail_msg("the compact member lost %s", kept[i]);
+}
+
+static void check_compaction(const char *const *params, unsigned rounds, unsigned cols,
+                             double missing_share, bool want_deleted)
+{
+    enum { ROWS = 300 };
+    uint64_t state = 5;
+    float *x = malloc(ROWS * cols * sizeof *x), *y = malloc(ROWS * sizeof *y);
+    assert_non_null(x);
+    assert_non_null(y);
+    compact_rows(&state, x, y, ROWS, cols, missing_share);
+    size_t full_len = 0;
+    char *full = full_booster_json(x, y, ROWS, cols, rounds, params, &full_len);
+    if (want_deleted) {
+        /* The scenario really has deleted nodes. */
+        static const char key[] = "\"num_deleted\":\"";
+        bool deleted = false;
+        for (const char *p = full; (p = strstr(p, key)) != NULL; p++)
+            deleted |= p[strlen(key)] != '0';
+        assert_true(deleted);
+    }
+    char err[512] = "";
+    char *compact = train_compact_member(full, full_len, err, sizeof err);
+    if (compact == NULL)
+        fail_msg("train_compact_member: %s", err);
+    size_t compact_len = strlen(compact);
+    if (!(compact_len * 2 < full_len))
+        fail_msg("compact member %zu bytes, full %zu: not under half", compact_len, full_len);
+    assert_compact_keys(compact);
+    assert_same_everywhere(full, compact, cols);
+
+    /* Compacting again changes nothing: the numbers are already in their
+     * final form. */
+    char *again = train_compact_member(compact, compact_len, err, sizeof err);
+    if (again == NULL)
+        fail_msg("compacting a compact member: %s", err);
+    assert_string_equal(again, compact);
+    free(again);
+    free(compact);
+    free(full);
+    free(x);
+    free(y);
+}
+
+/* The boosters train_ensemble makes: exact trees, depth 6, eta 0.1. */
+static void test_compact_exact_identical(void **state)
+{
+    (void)state;
+    static const char *const params[] = {"tree_method", "exact", "max_depth", "6", "eta", "0.1",
+                                         "seed", "42", NULL};
+    check_compaction(params, 60, 10, 0.0, false);
+}
+
+/* Missing values (default_left both ways) and hist splits. */
+static void test_compact_hist_missing_identical(void **state)
+{
+    (void)state;
+    static const char *const params[] = {"tree_method", "hist", "max_depth", "6", "eta", "0.3",
+                                         "max_bin", "32", NULL};
+    check_compaction(params, 30, 6, 0.15, false);
+}
+
+/* A large gamma makes the pruner delete nodes: they stay in the arrays with a
+ * split index of 2^31 - 1. */
+static void test_compact_pruned_identical(void **state)
+{
+    (void)state;
+    static const char *const params[] = {"tree_method", "exact", "max_depth", "6", "gamma", "40",
+                                         NULL};
+    check_compaction(params, 20, 4, 0.0, true);
+}
+
+/* The members train_ensemble returns are compact, and load. */
+static void test_train_members_compact(void **state)
+{
+    (void)state;
+    unsigned fc;
+    struct train_row *rows = synthetic_rows(SYNTH_ROWS, &fc);
+    struct train_options opt = small_options();
+    opt.ensemble_size = 2;
+    char **members = NULL;
+    size_t count = 0;
+    struct train_metrics m;
+    char err[256] = "";
+    assert_int_equal(train_ensemble(rows, SYNTH_ROWS, fc, &opt, &members, &count, &m, err,
+                                    sizeof err),
+                     0);
+    for (size_t i = 0; i < count; i++) {
+        assert_compact_keys(members[i]);
+        struct tree_ensemble *t = load_model(members[i]);
+        assert_int_equal(trees_count(t), opt.rounds);
+        assert_int_equal(trees_feature_count(t), fc);
+        trees_free(t);
+    }
+    train_free_members(members, count);
+    free(rows);
+}
+
+/* A number XGBoost would not write: 1 + 2^-24, halfway between the floats 1 and
+ * its successor, is the float 1 (ties to even). Printed with 9 digits it would
+ * read back as 1.00000006, the successor; the compact form writes 1.0. */
+#define ONE_LEAF_MODEL(leaf)                                                                \
+    "{\"learner\":{\"learner_model_param\":{\"base_score\":\"0\",\"num_feature\":\"1\"},"       \
+    "\"objective\":{\"name\":\"reg:squarederror\"},\"gradient_booster\":{\"name\":\"gbtree\","  \
+    "\"model\":{\"tree_info\":[0],\"trees\":[{\"left_children\":[-1],\"right_children\":[-1],"   \
+    "\"split_indices\":[0],\"split_conditions\":[" leaf "],\"default_left\":[0]}]}}}}"
+
+static void test_compact_float_midpoint(void **state)
+{
+    (void)state;
+    static const char full[] = ONE_LEAF_MODEL("1.0000000596046448");
+    char err[256] = "";
+    char *compact = train_compact_member(full, strlen(full), err, sizeof err);
+    if (compact == NULL)
+        fail_msg("train_compact_member: %s", err);
+    assert_non_null(strstr(compact, "\"split_conditions\":[1.0]"));
+    struct tree_ensemble *a = load_model(full), *b = load_model(compact);
+    float x = 0.0f;
+    assert_true(trees_predict(a, &x, 1) == 1.0);
+    assert_same_prediction(a, b, &x, 1, 0);
+    trees_free(a);
+    trees_free(b);
+    free(compact);
+
+    /* -0 stays -0. */
+    static const char negative_zero[] = ONE_LEAF_MODEL("-0E0");
+    compact = train_compact_member(negative_zero, strlen(negative_zero), err, sizeof err);
+    assert_non_null(compact);
+    assert_non_null(strstr(compact, "[-0.0]"));
+    free(compact);
+}
+
+static void expect_compact_refused(const char *text, size_t len, const char *want)
+{
+    char err[256] = "";
+    char *compact = train_compact_member(text, len, err, sizeof err);
+    if (compact != NULL) {
+        free(compact);
+        fail_msg("compacted what should be refused (%s)", want);
+    }
+    if (strstr(err, want) == NULL)
+        fail_msg("error \"%s\" does not contain \"%s\"", err, want);
+}
+
+static void test_compact_refuses(void **state)
+{
+    (void)state;
+    static const char model[] = ONE_LEAF_MODEL("0.5");
+    expect_compact_refused(NULL, 0, "empty text");
+    expect_compact_refused(model, 0, "empty text");
+    expect_compact_refused(model, strlen(model) - 3, "not valid JSON");
+    expect_compact_refused("[1]", 3, "the top level is not an object");
+    /* Whatever the evaluator refuses is refused here, with its reason. */
+    char *other = strdup(model);
+    assert_non_null(other);
+    memcpy(strstr(other, "reg:squarederror"), "reg:logisticxxx ", 16);
+    expect_compact_refused(other, strlen(other), "objective 'reg:logisticxxx ' is not supported");
+    free(other);
+    static const char categorical[] =
+        "{\"learner\":{\"learner_model_param\":{\"base_score\":\"0\",\"num_feature\":\"1\"},"
+        "\"objective\":{\"name\":\"reg:squarederror\"},\"gradient_booster\":{\"name\":\"gbtree\","
+        "\"model\":{\"tree_info\":[0],\"trees\":[{\"left_children\":[-1],\"right_children\":[-1],"
+        "\"split_indices\":[0],\"split_conditions\":[1],\"default_left\":[0],"
+        "\"split_type\":[1]}]}}}}";
+    expect_compact_refused(categorical, strlen(categorical), "categorical");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -517,6 +836,12 @@ int main(void)
         cmocka_unit_test(test_train_linear_target),
         cmocka_unit_test(test_train_split_edges),
         cmocka_unit_test(test_train_bad_inputs),
+        cmocka_unit_test(test_compact_exact_identical),
+        cmocka_unit_test(test_compact_hist_missing_identical),
+        cmocka_unit_test(test_compact_pruned_identical),
+        cmocka_unit_test(test_train_members_compact),
+        cmocka_unit_test(test_compact_float_midpoint),
+        cmocka_unit_test(test_compact_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
