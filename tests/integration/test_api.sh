@@ -21,7 +21,7 @@ check "health: uptime, started_at, job counts, runner and sampler" \
 
 # ---- device ----
 rate_positive() { http GET /v1/device && json_true 'j["sensor"]["achieved_rate_hz"] > 0'; }
-wait_until $((5 * SLOW)) rate_positive
+wait_until $((30 * SLOW)) rate_positive # a bound for a loaded machine, not an expectation
 check "device: 200, simulated true, device_id and 64-hex fingerprint" \
   json_true 'j["simulated"] is True and isinstance(j["device_id"], int) and
     len(j["fingerprint"]) == 64 and all(c in "0123456789abcdef" for c in j["fingerprint"])'
@@ -161,7 +161,9 @@ check "health after three measurements: jobs done 3, runner idle" \
 stop_daemon "jetprofd stops on SIGTERM (exit 0) before the in-flight test"
 set_measure measure.min_window_ms=150
 start_daemon || bail "jetprofd restarts with a 150 ms window"
-curl -s -o "$TMP/long.body" -w '%{http_code}' --max-time $((120 * SLOW)) -X POST \
+# The time limit is a bound: the 20 windows are launch counts, which a loaded
+# machine runs several times slower than they were calibrated.
+curl -s -o "$TMP/long.body" -w '%{http_code}' --max-time $((300 * SLOW)) -X POST \
   -H 'Content-Type: application/json' \
   -d '{"kernel":"linear","batch":8,"in":16,"out":32,"repeats":20}' \
   "$BASE/v1/measure" >"$TMP/long.status" 2>/dev/null &
@@ -170,14 +172,25 @@ busy() {
   http GET /v1/health &&
     json_true 'j["runner"]["busy"] is True and j["runner"]["current_job_id"] is not None'
 }
+fast() { awk -v t="$1" -v limit="$((2 * SLOW))" 'BEGIN { exit !(t < limit) }'; }
 if wait_until $((10 * SLOW)) busy; then
-  ok "health says the runner is busy while a 20-repeat measure runs"
-  http GET /v1/health
-  check "GET /v1/health answers 200 in < 2 s while the measure is in flight (took ${TIME_TOTAL}s)" \
-    eval '[ "$STATUS" = 200 ] && awk -v t="$TIME_TOTAL" "BEGIN { exit !(t < 2) }"'
+  # The answer that said busy came while the measure ran. Then, with no JSON
+  # parsing in between (python takes up to a second on a loaded machine):
+  # kernels, and health again. A health answer after the kernels one that still
+  # names the same running job shows the kernels answer came during the measure
+  # too, whatever the timing.
+  BUSY_STATUS=$STATUS BUSY_TIME=$TIME_TOTAL BUSY_BODY=$BODY
   http GET /v1/kernels
-  check "GET /v1/kernels answers in < 2 s while the measure is in flight (took ${TIME_TOTAL}s)" \
-    eval '[ "$STATUS" = 200 ] && awk -v t="$TIME_TOTAL" "BEGIN { exit !(t < 2) }"'
+  KERNELS_STATUS=$STATUS KERNELS_TIME=$TIME_TOTAL
+  http GET /v1/health
+  AFTER_BODY=$BODY
+  ok "health says the runner is busy while a 20-repeat measure runs"
+  BUSY_JOB=$(json_get 'j["runner"]["current_job_id"]' "$BUSY_BODY" 2>/dev/null)
+  check "GET /v1/health answers 200 in < $((2 * SLOW)) s while the measure is in flight (took ${BUSY_TIME}s)" \
+    eval '[ "$BUSY_STATUS" = 200 ] && fast "$BUSY_TIME"'
+  check "GET /v1/kernels answers in < $((2 * SLOW)) s while the measure is in flight (took ${KERNELS_TIME}s; job ${BUSY_JOB:-?} still runs after it)" \
+    eval '[ "$KERNELS_STATUS" = 200 ] && fast "$KERNELS_TIME" &&
+      json_true "j[\"runner\"][\"busy\"] is True and j[\"runner\"][\"current_job_id\"] == ${BUSY_JOB:-0}" "$AFTER_BODY"'
 else
   not_ok "health says the runner is busy while a 20-repeat measure runs"
 fi

@@ -80,7 +80,10 @@ batch_finished() {
   http GET "/v1/batches/${BATCH:-0}" &&
     json_true 'j["counts"]["queued"] == 0 and j["counts"]["running"] == 0'
 }
-if wait_until $((150 * SLOW)) batch_finished; then
+# A bound, not an expectation: ~0.2 s per job on an idle machine, but the
+# windows are launch counts calibrated at each warm-up, and on a loaded 2-core
+# machine the launches ran up to 8x slower than calibrated.
+if wait_until $((400 * SLOW)) batch_finished; then
   ok "the batch finishes after the last restart"
 else
   not_ok "the batch finishes after the last restart" \

@@ -86,7 +86,11 @@ check "the dataset holds linear batch=1,in=8,out=8 twice" \
   json_true 'sum(1 for m in j["measurements"] if m["config_key"] == "linear:fp32:batch=1,in=8,out=8") == 2'
 
 # ---- cancel a queued job, then the rest of a batch ----
-http POST /v1/jobs '{"sweep": {"type": "random", "kernel": "linear", "count": 30, "seed": 7, "params": {"batch": [1, 64], "in": [8, 64], "out": [8, 64]}}, "repeat_existing": true}'
+# 20 repeats a job (about 0.5 s each, 15 s for the batch): the runner must not
+# reach the last job, nor the end of the batch, during the eight requests and
+# their JSON checks below (python alone takes up to a second a call on a loaded
+# machine), or there would be nothing queued left to cancel.
+http POST /v1/jobs '{"sweep": {"type": "random", "kernel": "linear", "count": 30, "seed": 7, "params": {"batch": [1, 64], "in": [8, 64], "out": [8, 64]}}, "repeat_existing": true, "repeats": 20}'
 check "random sweep of 30: 201" eval '[ "$STATUS" = 201 ] && json_true '"'"'j["jobs"] == 30'"'"
 B5=$(json_get 'j["batch_id"]')
 http GET "/v1/jobs?batch=$B5&state=queued&limit=10000"
@@ -105,7 +109,7 @@ check "batch in progress: canceled 1, queued + running + done = 29" \
 http DELETE "/v1/batches/$B5"
 check "DELETE /v1/batches/{id}: 200, the rest canceled, nothing queued" \
   eval '[ "$STATUS" = 200 ] && json_true '"'"'j["canceled"] >= 1 and j["counts"]["queued"] == 0'"'"
-wait_until $((30 * SLOW)) batch_done "$B5"
+wait_until $((120 * SLOW)) batch_done "$B5" # the running job's 20 windows end it
 check "canceled batch: nothing left to run; every job done, failed or canceled" \
   json_true 'j["counts"]["running"] == 0 and j["counts"]["queued"] == 0 and
     j["counts"]["done"] + j["counts"]["failed"] + j["counts"]["canceled"] == 30 and j["counts"]["canceled"] >= 2'

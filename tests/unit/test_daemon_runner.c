@@ -588,12 +588,130 @@ static void test_storage_failure_requeues(void **state)
     record_destroy(&again);
 }
 
+/*
+ * A gate around the CPU executor: the first launch of a job waits until the
+ * test opens the gate, so the test can act while the job is surely in the
+ * middle of its measurement, however slow or fast the machine. Static: a
+ * failed assertion leaves the runner thread inside gate_run, and the wait
+ * there is bounded (WAIT_S) rather than forever.
+ */
+struct gate {
+    struct executor ex;
+    struct executor *inner;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool entered, open;
+};
+
+static struct gate *gate_of(struct executor *ex) { return ex->impl; }
+
+static void gate_info(struct executor *ex, struct exec_info *out)
+{
+    exec_info(gate_of(ex)->inner, out);
+}
+
+static int gate_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
+                        char *err, size_t errlen)
+{
+    return exec_prepare(gate_of(ex)->inner, cfg, seed, err, errlen);
+}
+
+static int gate_run(struct executor *ex, unsigned launches, double *elapsed_us, char *err,
+                    size_t errlen)
+{
+    struct gate *g = gate_of(ex);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_S;
+    pthread_mutex_lock(&g->mu);
+    g->entered = true;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open)
+        if (pthread_cond_timedwait(&g->cv, &g->mu, &until) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&g->mu);
+    return exec_run(g->inner, launches, elapsed_us, err, errlen);
+}
+
+static int gate_read_output(struct executor *ex, float *dst, size_t count, char *err,
+                            size_t errlen)
+{
+    return exec_read_output(gate_of(ex)->inner, dst, count, err, errlen);
+}
+
+static void gate_release(struct executor *ex) { exec_release(gate_of(ex)->inner); }
+
+static void gate_close(struct executor *ex) { exec_release(gate_of(ex)->inner); }
+
+static uint64_t gate_memory_needed(struct executor *ex, const struct kernel_config *cfg)
+{
+    return exec_memory_needed(gate_of(ex)->inner, cfg);
+}
+
+static int gate_memory_free(struct executor *ex, uint64_t *free_bytes)
+{
+    return exec_memory_free(gate_of(ex)->inner, free_bytes);
+}
+
+static const struct executor_ops gate_ops = {
+    .info = gate_info,
+    .prepare = gate_prepare,
+    .run = gate_run,
+    .read_output = gate_read_output,
+    .release = gate_release,
+    .close = gate_close,
+    .memory_needed = gate_memory_needed,
+    .memory_free = gate_memory_free,
+};
+
+static struct gate the_gate = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+/* Puts the (closed) gate around the fixture's executor into the ctx. */
+static struct gate *use_gate(struct fixture *f)
+{
+    struct gate *g = &the_gate;
+    pthread_mutex_lock(&g->mu);
+    g->ex = (struct executor){.ops = &gate_ops, .impl = g};
+    g->inner = f->exec;
+    g->entered = false;
+    g->open = false;
+    pthread_mutex_unlock(&g->mu);
+    f->ctx.exec = &g->ex;
+    return g;
+}
+
+/* Waits (bounded) until a launch is held at the gate. */
+static bool gate_wait_entered(struct gate *g)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_S;
+    pthread_mutex_lock(&g->mu);
+    while (!g->entered)
+        if (pthread_cond_timedwait(&g->cv, &g->mu, &until) == ETIMEDOUT)
+            break;
+    bool entered = g->entered;
+    pthread_mutex_unlock(&g->mu);
+    return entered;
+}
+
+static void gate_open(struct gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
 /* A job canceled while it runs keeps its state; its result is dropped, its
- * waiters hear "canceled", and storage is fine. */
+ * waiters hear "canceled", and storage is fine. The cancel lands while the
+ * job's first launch is held at the gate: with a plain executor a test slowed
+ * down between seeing the job run and canceling it could find it done. */
 static void test_canceled_while_running(void **state)
 {
     struct fixture *f = *state;
-    f->ctx.settings.min_window_ms = 100; /* long enough to cancel in the middle */
+    struct gate *g = use_gate(f);
+    f->ctx.settings.min_window_ms = 100;
     f->ctx.settings.repeats = 2;
     int64_t a = insert_job(f, "linear", "fp32", "{\"batch\":4,\"in\":16,\"out\":16}", 3);
     struct runner *r = new_runner(f, false);
@@ -604,9 +722,12 @@ static void test_canceled_while_running(void **state)
     char err[256];
     assert_int_equal(runner_start(r, err, sizeof err), 0);
     assert_true(wait_status(r, is_running, a));
+    assert_true(gate_wait_entered(g)); /* its first launch waits: mid-measurement */
     char sql[128];
     snprintf(sql, sizeof sql, "UPDATE jobs SET state = 'canceled' WHERE id = %lld", (long long)a);
     raw_sql(f, sql);
+    assert_int_equal(record_calls(&rec), 0); /* still held: nothing ended yet */
+    gate_open(g);
     assert_int_equal(record_wait(&rec), 1);
     assert_int_equal(rec.state, DB_JOB_CANCELED);
     struct db_job job = get_job(f, a);

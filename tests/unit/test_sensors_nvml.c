@@ -364,6 +364,11 @@ static void test_period_and_configure(void **state)
 /*
  * GPU 0's energy counter matches its power; GPU 1's runs 3x fast. Both read
  * for one 2 s cross-check span: only GPU 1 is reported as suspect.
+ *
+ * The reads go on until each GPU has a sample 2.3 s after its first one (the
+ * span's start), counted on the samples' own times: a loop timed from before
+ * the first read could end early after one long stall on a loaded machine and
+ * leave a span unfinished ("0 of 0"). A second span would need 4 s.
  */
 static void test_energy_crosscheck(void **state)
 {
@@ -379,15 +384,27 @@ static void test_energy_crosscheck(void **state)
 
     struct capture c;
     capture_start(&c);
-    int64_t end = clock_mono_ns() + 2300000000LL;
+    const int64_t span_ns = 2300000000LL;
+    int64_t first[2] = {0, 0}, last[2] = {0, 0};
+    int64_t give_up = clock_mono_ns() + 60 * 1000000000LL; /* a bound, not an expectation */
     int failures = 0;
-    while (clock_mono_ns() < end) {
-        struct sensor_sample out;
-        char err[256];
-        failures += sensor_backend_nvml.read(&s0, &out, err, sizeof err) != 0;
-        failures += sensor_backend_nvml.read(&s1, &out, err, sizeof err) != 0;
+    while ((last[0] - first[0] < span_ns || last[1] - first[1] < span_ns) &&
+           clock_mono_ns() < give_up) {
+        struct sensor *s[2] = {&s0, &s1};
+        for (int k = 0; k < 2; k++) {
+            struct sensor_sample out;
+            char err[256];
+            if (sensor_backend_nvml.read(s[k], &out, err, sizeof err) != 0) {
+                failures++;
+                continue;
+            }
+            if (first[k] == 0)
+                first[k] = out.t_ns;
+            last[k] = out.t_ns;
+        }
         sleep_ms(10);
     }
+    assert_true(last[0] - first[0] >= span_ns && last[1] - first[1] >= span_ns);
     sensor_backend_nvml.close(&s0);
     sensor_backend_nvml.close(&s1);
     char *log = capture_stop(&c);

@@ -349,6 +349,23 @@ static void stop_ok(struct live *l)
     l->sampler = NULL;
 }
 
+/*
+ * A window of len_ns ending on the newest sample once one taken at or after
+ * not_before_ns is in the ring: [t1 - len_ns, t1]. Both edges count, so the
+ * window holds at least that sample however long a loaded machine kept the
+ * sampler thread off the CPU; a window ending at a clock time could hold none.
+ */
+static void sampled_window(struct sampler *sp, int64_t not_before_ns, int64_t len_ns,
+                           int64_t *t0, int64_t *t1)
+{
+    assert_int_equal(sampler_wait_for(sp, not_before_ns, 5000), 0);
+    struct sensor_sample latest;
+    assert_int_equal(sampler_latest(sp, &latest), 0);
+    assert_true(latest.t_ns >= not_before_ns);
+    *t1 = latest.t_ns;
+    *t0 = latest.t_ns - len_ns;
+}
+
 static void test_live_sampler(void **state)
 {
     struct live *l = *state;
@@ -371,9 +388,7 @@ static void test_live_sampler(void **state)
     double best_ratio = 0.0;
     int64_t t0 = 0, t1 = 0;
     for (int attempt = 0; attempt < 10 && best_ratio <= 0.5; attempt++) {
-        t0 = clock_mono_ns();
-        t1 = t0 + 100 * MS;
-        assert_int_equal(sampler_wait_for(sp, t1, 5000), 0);
+        sampled_window(sp, clock_mono_ns() + 100 * MS, 100 * MS, &t0, &t1);
         int rc = sampler_window_stats(sp, t0, t1, &w, err, sizeof err);
         if (rc != 0)
             print_error("sampler_window_stats: %s\n", err);
@@ -418,12 +433,21 @@ static void test_ring_wraps(void **state)
     int64_t t_start = clock_mono_ns();
     struct sampler *sp = start_ok(l, 8);
     assert_int_equal(sampler_wait_for(sp, t_start, 5000), 0);
-    /* Far more than 8 samples later, the start is gone. */
-    int64_t t_later = clock_mono_ns() + 50 * MS;
-    assert_int_equal(sampler_wait_for(sp, t_later, 5000), 0);
+    /* Twice the ring's 8 samples later, the start is gone. Counted, not timed:
+     * a sampler thread kept off the CPU for a while (a loaded machine) skips
+     * ahead rather than catching up, so 50 ms need not bring 8 samples. */
     struct sampler_status st;
-    sampler_get_status(sp, &st);
-    assert_true(st.samples_total > 8);
+    int64_t give_up = clock_mono_ns() + 10000 * MS;
+    do {
+        sampler_get_status(sp, &st);
+        if (st.samples_total >= 16)
+            break;
+        usleep(2000);
+    } while (clock_mono_ns() < give_up);
+    assert_true(st.samples_total >= 16);
+    struct sensor_sample newest;
+    assert_int_equal(sampler_latest(sp, &newest), 0);
+    int64_t t_later = newest.t_ns;
 
     struct sampler_window w;
     char err[256] = "";
@@ -783,9 +807,10 @@ static void test_reconfigure(void **state)
     assert_int_equal(x->sensor.asked.period_us, 2000);
 
     /* the window's expected count follows the new period */
-    int64_t t0 = clock_mono_ns() + 2 * MS;
+    int64_t t0, t1;
     struct sampler_window w;
-    window_ok(x->sp, t0, t0 + 40 * MS, &w);
+    sampled_window(x->sp, clock_mono_ns() + 42 * MS, 40 * MS, &t0, &t1);
+    window_ok(x->sp, t0, t1, &w);
     assert_near(w.rail[0].expected_samples, 20.0, 1e-9);
     assert_true(w.rail[0].samples > 0 && w.rail[0].samples <= 25);
 
@@ -836,10 +861,10 @@ static void test_sim_reconfigure(void **state)
     assert_int_equal(got.bus_conv_us, l->sensor->got.bus_conv_us);
     assert_int_equal(l->sensor->got.period_us, 4000);
 
-    int64_t t0 = clock_mono_ns() + 2 * MS;
+    int64_t t0, t1;
     struct sampler_window w;
-    assert_int_equal(sampler_wait_for(sp, t0 + 80 * MS, 5000), 0);
-    assert_int_equal(sampler_window_stats(sp, t0, t0 + 80 * MS, &w, err, sizeof err), 0);
+    sampled_window(sp, clock_mono_ns() + 82 * MS, 80 * MS, &t0, &t1);
+    assert_int_equal(sampler_window_stats(sp, t0, t1, &w, err, sizeof err), 0);
     assert_near(w.rail[0].expected_samples, 20.0, 1e-9);
     assert_true(w.rail[0].samples >= 1 && w.rail[0].samples <= 25); /* not 80 */
 
