@@ -7,12 +7,16 @@
 #   make bench        benchmark programs under bench/ (+ python3-sklearn for the
 #                     estimate baseline: scripts/install-deps --bench)
 #   make install      PREFIX=/usr/local DESTDIR=
+#   make CROSS=aarch64-linux-gnu-   jetprofd, jetprof, unit tests and fixtures for a
+#                     Jetson's CPU into build/aarch64 (docs/cross.md)
+#   make test-aarch64 that cross build's unit tests under qemu-aarch64-static
 #   make clean
 #
 # Variables: CUDA=auto|0|1 (auto: build the CUDA executor when nvcc is found on PATH
 # or in $(CUDA_HOME)/bin), CUDA_HOME=/usr/local/cuda, CUDA_ARCH (nvcc -gencode list,
 # default Jetson Orin sm_87 + H100 sm_90 + compute_90 PTX), SAN=0|1, ARGS (extra
-# jetprofd flags for make run), CC, CFLAGS, LDFLAGS.
+# jetprofd flags for make run), CC, CFLAGS, LDFLAGS, CROSS (toolchain prefix, e.g.
+# aarch64-linux-gnu-), SYSROOT (for CROSS; default build/<arch>/sysroot).
 
 CC        ?= cc
 PREFIX    ?= /usr/local
@@ -23,6 +27,33 @@ CUDA      ?= auto
 CUDA_HOME ?= /usr/local/cuda
 CUDA_ARCH ?= -gencode arch=compute_87,code=sm_87 -gencode arch=compute_90,code=sm_90 \
              -gencode arch=compute_90,code=compute_90
+
+# ---- cross build (docs/cross.md) ----
+# Against an arm64 sysroot of Debian's -dev packages that scripts/install-cross-deps
+# makes (libxgboost is not Multi-Arch: same, so multiarch arm64 -dev packages cannot sit
+# beside the native ones). No CUDA: the executor plugin is built with nvcc on the board.
+# No sanitizers: ASan's shadow memory does not work under qemu-user; the SAN tree runs
+# them natively.
+CROSS ?=
+PKG_CONFIG ?= pkg-config
+ifneq ($(CROSS),)
+  CROSS_TRIPLET := $(patsubst %-,%,$(CROSS))
+  CROSS_ARCH    := $(firstword $(subst -, ,$(CROSS_TRIPLET)))
+  SYSROOT       ?= build/$(CROSS_ARCH)/sysroot
+  SYSROOT_ABS   := $(abspath $(SYSROOT))
+  override SAN  := 0
+  override CUDA := 0
+  CC            := $(CROSS)gcc --sysroot=$(SYSROOT_ABS)
+  AR            := $(CROSS)ar
+  # The sysroot's own include and library directories count as system ones, so
+  # pkg-config leaves them out as it does /usr/include natively (and their headers
+  # stay system headers, outside -Werror).
+  PKG_CONFIG    := PKG_CONFIG_LIBDIR=$(SYSROOT_ABS)/usr/lib/$(CROSS_TRIPLET)/pkgconfig:$(SYSROOT_ABS)/usr/share/pkgconfig \
+                   PKG_CONFIG_SYSROOT_DIR=$(SYSROOT_ABS) \
+                   PKG_CONFIG_SYSTEM_INCLUDE_PATH=$(SYSROOT_ABS)/usr/include:$(SYSROOT_ABS)/usr/include/$(CROSS_TRIPLET) \
+                   PKG_CONFIG_SYSTEM_LIBRARY_PATH=$(SYSROOT_ABS)/usr/lib/$(CROSS_TRIPLET):$(SYSROOT_ABS)/lib/$(CROSS_TRIPLET) \
+                   pkg-config
+endif
 
 ifeq ($(SAN),1)
 OUT       := build/san
@@ -35,14 +66,18 @@ BINDIR    := bin
 SANFLAGS  :=
 OPT       := -O2
 endif
+ifneq ($(CROSS),)
+OUT       := build/$(CROSS_ARCH)
+BINDIR    := build/$(CROSS_ARCH)/bin
+endif
 OBJ := $(OUT)/obj
 
 # pkg-config may be absent before install-deps has run; keep make usable for `make clean`.
 PKGS      := libmicrohttpd sqlite3 jansson inih libsystemd libgpiod
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CURL_LIBS := $(shell pkg-config --libs libcurl jansson 2>/dev/null)
-CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS  := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CURL_LIBS := $(shell $(PKG_CONFIG) --libs libcurl jansson sqlite3 2>/dev/null)
+CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
 WARN      := -Wall -Wextra -Werror
 CFLAGS    ?= $(OPT) -g
@@ -65,6 +100,10 @@ endif
 CUDA_LIB  := $(OUT)/lib/jetprof/libjetprof_cuda.so
 ifeq ($(SAN),0)
   CUDA_LIB := lib/jetprof/libjetprof_cuda.so
+endif
+ifneq ($(CROSS),)
+  # never the host's plugin (make install of a cross build)
+  CUDA_LIB := $(OUT)/lib/jetprof/libjetprof_cuda.so
 endif
 
 # ---- sources, one archive per module (dependency direction of DESIGN.md) ----
@@ -96,7 +135,8 @@ UNIT_BINS  := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
 BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(OUT)/bench/%,$(BENCH_SRC))
 
-.PHONY: all run test unit integration bench install uninstall clean deps cuda check-cuda test-gpu
+.PHONY: all run test unit integration bench install uninstall clean deps cuda check-cuda test-gpu \
+        test-aarch64
 all: $(JETPROFD) $(JETPROF) $(if $(filter 1,$(BUILD_CUDA)),$(CUDA_LIB))
 
 deps:
@@ -180,6 +220,19 @@ $(OUT)/fixtures/lib%.so: tests/fixtures/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fPIC -shared -I. -o $@ $<
 
+# A cross build is only useful with its tests (nothing here can run jetprofd for the
+# board), so its default goal builds them too. The sysroot is made first when missing:
+# it is included as a makefile (its stamp is a comment) so make starts again with
+# pkg-config able to see it.
+ifneq ($(CROSS),)
+all: $(UNIT_BINS) $(FIXTURE_LIBS)
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+include $(SYSROOT)/.jetprof-sysroot
+endif
+$(SYSROOT)/.jetprof-sysroot:
+	@scripts/install-deps --cross $(CROSS_ARCH) --sysroot $(SYSROOT)
+endif
+
 test: deps
 	@$(MAKE) --no-print-directory all SAN=$(SAN)
 	@$(MAKE) --no-print-directory $(UNIT_BINS) $(FIXTURE_LIBS) SAN=$(SAN)
@@ -187,6 +240,18 @@ test: deps
 
 unit: all $(UNIT_BINS) $(FIXTURE_LIBS)
 	@JETPROFD=$(JETPROFD) JETPROF=$(JETPROF) UNIT_DIR=$(OUT)/tests SAN=$(SAN) tests/run-tests --unit-only
+
+# ---- make test-aarch64: the unit tests for the Jetson's CPU, under qemu-user ----
+# qemu-aarch64-static is named explicitly (CI has no binfmt_misc); -L makes the
+# sysroot the root for the dynamic loader and the libraries. Tests that need what
+# qemu-user cannot do skip with a reason (docs/cross.md).
+A64_SYSROOT := $(if $(SYSROOT),$(SYSROOT),build/aarch64/sysroot)
+test-aarch64:
+	@scripts/install-deps --cross aarch64 --sysroot $(A64_SYSROOT)
+	@$(MAKE) --no-print-directory all CROSS=aarch64-linux-gnu- SYSROOT=$(A64_SYSROOT)
+	@TEST_WRAPPER="qemu-aarch64-static -L $(abspath $(A64_SYSROOT))" UNIT_DIR=build/aarch64/tests \
+	    JETPROFD=build/aarch64/bin/jetprofd JETPROF=build/aarch64/bin/jetprof \
+	    tests/run-tests --unit-only
 
 # ---- benchmarks ----
 $(OUT)/bench/%: bench/%.c $(MODULE_LIBS)
@@ -254,4 +319,4 @@ uninstall:
 clean:
 	rm -rf build bin lib
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -name sysroot -prune -o -name '*.d' -type f -print 2>/dev/null)

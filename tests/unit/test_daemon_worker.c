@@ -17,6 +17,13 @@
  * Deadlines here are seconds long and waits are bounded, never asserted short:
  * a loaded machine is slow, not wrong. One informational line reports the
  * round trip a run costs through the worker (not asserted).
+ *
+ * Under a user-mode emulator (make test-aarch64 runs this aarch64 binary with
+ * qemu-aarch64-static on an x86-64 host, with no binfmt_misc) the kernel cannot
+ * execute this program again: execv fails with ENOEXEC. The worker is then
+ * started through a shell script that runs $TEST_WRAPPER (the emulator's command
+ * line) on this program, so the worker and its protocol still run on the
+ * emulated CPU; without TEST_WRAPPER the tests skip and say why.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +36,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -44,9 +52,94 @@
 
 static int64_t deadline_ns; /* what the runner's measure_ctx.deadline_ns would be */
 
+#define EXEC_PROBE_ARG "--exec-probe" /* main() exits 0 at once: can we run ourselves? */
+
+/* What the worker is started as: NULL (this program via /proc/self/exe, as in
+ * jetprofd) natively, the emulator wrapper script under emulation. */
+static const char *worker_program;
+static char wrapper_dir[PATH_MAX], wrapper_path[PATH_MAX + 16]; /* dir + "/worker" */
+static const char *skip_reason; /* non-NULL: the worker cannot be started here */
+
+/* Runs this program again; 0 when it ran, ENOEXEC when the kernel cannot execute
+ * it (another CPU architecture, emulated), another errno or -1 otherwise. */
+static int probe_exec_self(const char *self)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return errno;
+    if (pid == 0) {
+        execl(self, self, EXEC_PROBE_ARG, (char *)NULL);
+        _exit(errno == ENOEXEC ? 126 : 127);
+    }
+    int st = 0;
+    if (waitpid(pid, &st, 0) != pid)
+        return -1;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 126 ? ENOEXEC : -1;
+}
+
+/* Group setup: decide how the worker is started (see the header comment). */
+static int setup_worker_program(void **state)
+{
+    (void)state;
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = '\0';
+    int rc = probe_exec_self(self);
+    if (rc != ENOEXEC)
+        return 0; /* natively: any other failure shows in the tests themselves */
+    const char *wrapper = getenv("TEST_WRAPPER");
+    if (!wrapper || !wrapper[0]) {
+        skip_reason = "this program cannot execute itself (ENOEXEC: emulated CPU without "
+                      "binfmt_misc) and TEST_WRAPPER does not name the emulator";
+        return 0;
+    }
+    if (strchr(self, '\'') || strchr(wrapper, '\''))
+        return -1; /* the script below quotes with single quotes */
+    snprintf(wrapper_dir, sizeof wrapper_dir, "%s/jetprof-worker-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(wrapper_dir))
+        return -1;
+    snprintf(wrapper_path, sizeof wrapper_path, "%s/worker", wrapper_dir);
+    FILE *f = fopen(wrapper_path, "w");
+    if (!f)
+        return -1;
+    /* The emulator command line is split into words on purpose. */
+    int w = fprintf(f, "#!/bin/sh\nexec %s '%s' \"$@\"\n", wrapper, self);
+    if (fclose(f) != 0 || w < 0 || chmod(wrapper_path, 0700) != 0)
+        return -1;
+    worker_program = wrapper_path;
+    print_message("worker started as %s '%s' (this program cannot execute itself here)\n",
+                  wrapper, self);
+    return 0;
+}
+
+static int teardown_worker_program(void **state)
+{
+    (void)state;
+    if (wrapper_path[0])
+        unlink(wrapper_path);
+    if (wrapper_dir[0])
+        rmdir(wrapper_dir);
+    return 0;
+}
+
+/* First thing in every test: skip, with the reason, where no worker can start. */
+#define SKIP_IF_NO_WORKER()                                                                        \
+    do {                                                                                           \
+        if (skip_reason) {                                                                         \
+            print_message("SKIP: %s\n", skip_reason);                                              \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
 static struct executor *open_worker(bool test_faults)
 {
     struct worker_options opt = {
+        .program = worker_program,
         .deadline_ns = &deadline_ns,
         .job_timeout_s = HANG_DEADLINE_S,
         .test_faults = test_faults,
@@ -103,6 +196,7 @@ static int measure_once(struct executor *ex, float *out, size_t count, char *err
 static void test_matches_direct_cpu(void **state)
 {
     (void)state;
+    SKIP_IF_NO_WORKER();
     struct kernel_config cfg = small_config();
     size_t n = catalog_output_elements(&cfg);
     assert_true(n == 32);
@@ -189,6 +283,7 @@ static void *run_thread(void *arg)
 static void test_hang_killed_at_deadline(void **state)
 {
     (void)state;
+    SKIP_IF_NO_WORKER();
     struct executor *ex = open_worker(true);
     char err[512] = "";
     struct kernel_config cfg = small_config();
@@ -231,6 +326,7 @@ static void test_hang_killed_at_deadline(void **state)
 static void test_crash_and_poison(void **state)
 {
     (void)state;
+    SKIP_IF_NO_WORKER();
     struct executor *ex = open_worker(true);
     char err[512] = "";
     float out[32];
@@ -260,6 +356,7 @@ static void test_crash_and_poison(void **state)
 static void test_idle_death_and_passed_deadline(void **state)
 {
     (void)state;
+    SKIP_IF_NO_WORKER();
     struct executor *ex = open_worker(false);
     char err[512] = "";
     float out[32];
@@ -297,6 +394,7 @@ static void test_idle_death_and_passed_deadline(void **state)
 static void test_fault_switch_and_errors(void **state)
 {
     (void)state;
+    SKIP_IF_NO_WORKER();
     char err[512] = "", why[256] = "";
     struct executor *ex = open_worker(false);
     assert_int_equal(worker_set_test_fault(ex, "hang", err, sizeof err), -1);
@@ -329,7 +427,7 @@ static void test_fault_switch_and_errors(void **state)
     assert_non_null(strstr(err, "unknown executor 'gpu'"));
 
     /* cuda on a machine without a usable plugin: the child's own error. */
-    struct worker_options self = {.job_timeout_s = 1};
+    struct worker_options self = {.program = worker_program, .job_timeout_s = 1};
     assert_int_equal(worker_executor_open("cuda", "/nonexistent/libjetprof_cuda.so", &self, &ex,
                                           why, sizeof why, err, sizeof err),
                      -1);
@@ -341,6 +439,8 @@ int main(int argc, char **argv)
 {
     if (worker_mode_requested(argc, argv))
         return worker_child_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], EXEC_PROBE_ARG) == 0)
+        return 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_direct_cpu),
         cmocka_unit_test(test_hang_killed_at_deadline),
@@ -348,5 +448,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_idle_death_and_passed_deadline),
         cmocka_unit_test(test_fault_switch_and_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup_worker_program, teardown_worker_program);
 }
