@@ -99,8 +99,16 @@ static const struct key keys[] = {
      .doc = "address to serve HTTP on: HOST:PORT or [IPv6]:PORT; port 0 lets the kernel pick "
             "one; anything but loopback needs token_file"},
     STRING("server", "token_file", token_file, "", 0, "token-file", "PATH",
-           "file holding the bearer token that mutating endpoints require; empty: no auth "
-           "(loopback only)"),
+           "file holding the bearer token that mutating endpoints require (mode 0600; re-read "
+           "on SIGHUP); empty: no auth (loopback only, or allow_unauthenticated)"),
+    {.section = "server", .name = "allow_unauthenticated", .type = KEY_BOOL,
+     FIELD_INIT(allow_unauthenticated), .def = "false",
+     .doc = "serve a non-loopback listen address without token_file: anyone who can reach the "
+            "port can queue jobs and change the sampling; only on an isolated network"},
+    {.section = "server", .name = "auth_reads", .type = KEY_BOOL, FIELD_INIT(auth_reads),
+     .def = "false",
+     .doc = "require the bearer token for reads too: every endpoint but GET /v1/health "
+            "(liveness probes), /metrics included; needs token_file"},
     {.section = "server", .name = "threads", .type = KEY_UNSIGNED, FIELD_INIT(threads),
      .def = "4", .imin = 1, .imax = 64, .doc = "HTTP worker threads (1..64)"},
     {.section = "server", .name = "max_body_bytes", .type = KEY_U64, FIELD_INIT(max_body_bytes),
@@ -279,6 +287,10 @@ static const struct key keys[] = {
     {.section = "predict", .name = "max_graph_nodes", .type = KEY_UNSIGNED,
      FIELD_INIT(max_graph_nodes), .def = "10000", .imin = 1, .imax = 1000000,
      .doc = "POST /v1/estimate refuses a graph with more nodes than this (1..1000000)"},
+    {.section = "predict", .name = "keep_models", .type = KEY_UNSIGNED,
+     FIELD_INIT(keep_models), .def = "3", .imin = 1, .imax = 100,
+     .doc = "a training keeps this many models per kernel type, target and board (the newest, "
+            "its own included) and deletes older ones (1..100)"},
     /* [log] */
     {.section = "log", .name = "level", .type = KEY_ENUM, FIELD_INIT(log_level), .def = "info",
      .choices = "error|warn|info|debug", .flag = "log-level", .metavar = "LEVEL",
@@ -1307,11 +1319,18 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "bad value '%.100s' for server.listen: %s", cfg->listen, why);
         return -1;
     }
-    if (!host_is_loopback(host) && cfg->token_file[0] == '\0') {
+    if (!host_is_loopback(host) && cfg->token_file[0] == '\0' && !cfg->allow_unauthenticated) {
         snprintf(err, errlen,
-                 "listen address %s is not loopback: set server.token_file so mutating "
-                 "endpoints require a token",
+                 "listen address %s is not loopback and server.token_file is empty: anyone on "
+                 "the network could queue jobs or change the sampling; set server.token_file, "
+                 "or server.allow_unauthenticated = true to accept that",
                  cfg->listen);
+        return -1;
+    }
+    if (cfg->auth_reads && cfg->token_file[0] == '\0') {
+        snprintf(err, errlen,
+                 "server.auth_reads = true needs server.token_file: without a token file "
+                 "there is no token to require");
         return -1;
     }
     if (cfg->settle_ms >= cfg->min_window_ms) {
@@ -1346,6 +1365,48 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
                  RING_MAX_BYTES / (1024 * 1024));
         return -1;
     }
+    return 0;
+}
+
+bool config_listen_is_loopback(const struct config *cfg)
+{
+    char host[CONFIG_STR_MAX], why[512];
+    unsigned port;
+    if (listen_split(cfg->listen, host, sizeof host, &port, why, sizeof why) != 0)
+        return false;
+    return host_is_loopback(host);
+}
+
+/* ---- reload support ---- */
+
+size_t config_diff(const struct config *old_cfg, const struct config *new_cfg,
+                   config_change_fn fn, void *ctx)
+{
+    size_t changed = 0;
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        /* Compared as printed: the same text is the same value for every key type
+         * (doubles print the shortest text that reads back exactly). */
+        char a[CONFIG_STR_MAX], b[CONFIG_STR_MAX], dotted[96];
+        format_value(old_cfg, &keys[i], a, sizeof a);
+        format_value(new_cfg, &keys[i], b, sizeof b);
+        if (strcmp(a, b) == 0)
+            continue;
+        changed++;
+        if (fn) {
+            snprintf(dotted, sizeof dotted, "%s.%s", keys[i].section, keys[i].name);
+            fn(dotted, a, b, ctx);
+        }
+    }
+    return changed;
+}
+
+int config_copy_key(struct config *dst, const struct config *src, const char *key)
+{
+    const struct key *k = find_dotted(key);
+    if (!k)
+        return -1;
+    memcpy((char *)dst + k->offset, (const char *)src + k->offset, k->size);
+    dst->origin[key_index(k)] = src->origin[key_index(k)];
     return 0;
 }
 

@@ -35,7 +35,9 @@ struct config_origin {
 struct config {
     /* [server] */
     char listen[CONFIG_STR_MAX];     /* "127.0.0.1:9740"; "[::1]:9740"; port 0 = ephemeral */
-    char token_file[CONFIG_STR_MAX]; /* "" = no auth (only allowed on loopback) */
+    char token_file[CONFIG_STR_MAX]; /* "" = no auth (loopback, or allow_unauthenticated) */
+    bool allow_unauthenticated;      /* accept a non-loopback listen without token_file */
+    bool auth_reads;                 /* reads need the token too (not GET /v1/health) */
     unsigned threads;                /* HTTP thread pool size, default 4 */
     uint64_t max_body_bytes;         /* request bodies larger get 413, default 1 MiB */
     char port_file[CONFIG_STR_MAX];  /* if set, the bound port is written there (tests) */
@@ -95,6 +97,8 @@ struct config {
     unsigned train_ensemble;         /* boosters per model (bagging), default 5 */
     double train_holdout;            /* share of rows held out for the metrics, default 0.2 */
     unsigned max_graph_nodes;        /* nodes one POST /v1/estimate graph may have, default 10000 */
+    unsigned keep_models;            /* models kept per kernel, target and board, newest first;
+                                        older ones are deleted at training; default 3 */
     /* [log] */
     char log_level[16];              /* error | warn | info | debug */
 
@@ -120,6 +124,24 @@ enum config_parse_result config_load(struct config *cfg, int argc, char **argv, 
 /* Cross-key checks (e.g. a non-loopback listen address needs token_file).
  * 0 or -1 with err. */
 int config_validate(const struct config *cfg, char *err, size_t errlen);
+
+/* Is cfg->listen a loopback address (127.0.0.0/8, ::1, localhost)? false when it
+ * does not parse (config_validate says why). */
+bool config_listen_is_loopback(const struct config *cfg);
+
+/*
+ * Reload support (SIGHUP, main.c). config_diff calls fn for every key whose
+ * value differs between old_cfg and new_cfg, in table order, with its
+ * "section.key" name and both values as config_print writes them; returns how
+ * many differ. config_copy_key copies one key's value and origin from src to
+ * dst (a key that needs a restart keeps its running value); -1 for an unknown
+ * key.
+ */
+typedef void (*config_change_fn)(const char *key, const char *old_value, const char *new_value,
+                                 void *ctx);
+size_t config_diff(const struct config *old_cfg, const struct config *new_cfg,
+                   config_change_fn fn, void *ctx);
+int config_copy_key(struct config *dst, const struct config *src, const char *key);
 
 /* Prints every key as "section.key = value   # source" (INI-loadable). */
 void config_print(const struct config *cfg, FILE *out);

@@ -21,6 +21,13 @@
  * fire before the handler gets to suspend. Every waiting request is also in the
  * server's list so http_stop() can answer any that is left (503) before MHD
  * stops, since MHD refuses to stop with suspended connections.
+ *
+ * Auth: mutating routes need "Authorization: Bearer <token>" when a token is
+ * configured; with server.auth_reads every route does except GET /v1/health
+ * (liveness probes carry no secret). The token and auth_reads live in the
+ * server under auth_lock, because SIGHUP replaces them while requests run
+ * (http_set_auth); a request compares under the lock, so no copy of the secret
+ * outlives it. The comparison takes the same time wherever the tokens differ.
  */
 #include "http.h"
 
@@ -34,7 +41,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +52,7 @@
 #include "../common/clock.h"
 #include "../common/log.h"
 #include "api.h"
+#include "json_body.h"
 
 #define HTTP_CONNECTION_TIMEOUT_S 60u
 /* How long http_stop() gives waiting requests to be answered before MHD stops. */
@@ -56,7 +66,13 @@ struct http_server {
     pthread_cond_t changed;
     bool stopping;
     struct http_request *waiting; /* requests registered with the runner */
+    /* auth, replaced by SIGHUP (http_set_auth) */
+    pthread_mutex_t auth_lock;
+    char token[HTTP_TOKEN_MAX]; /* "" = auth off */
+    bool auth_reads;
 };
+_Static_assert(sizeof(((struct app *)0)->token) == HTTP_TOKEN_MAX,
+               "http.h HTTP_TOKEN_MAX must equal the size of app.h's token");
 
 struct http_request {
     struct http_server *srv;
@@ -74,6 +90,7 @@ struct http_request {
     char *body;
     size_t body_len, body_cap;
     uint64_t body_seen;
+    json_t *parsed; /* the body as JSON, released with the request: after the answer went out */
     unsigned status; /* the status queued, for the access log */
     bool responded;
     /* waiting for a job: lock orders suspend before resume */
@@ -185,6 +202,109 @@ bool api_bearer_ok(const char *authorization, const char *token)
     for (size_t i = 0; i < glen; i++)
         diff |= (unsigned char)(given[i] ^ token[i < tlen ? i : 0]);
     return diff == 0;
+}
+
+bool http_route_needs_token(const struct api_route *route, bool auth_reads)
+{
+    if (!route)
+        return false;
+    if (route->mutating)
+        return true;
+    /* Liveness probes (a load balancer, a supervisor) get no secret; health says
+     * only whether the daemon works, its version, uptime and job counts. */
+    return auth_reads && !(strcmp(route->method, "GET") == 0 &&
+                           strcmp(route->pattern, "/v1/health") == 0);
+}
+
+void http_set_auth(struct http_server *srv, const char *token, bool auth_reads)
+{
+    if (!srv)
+        return;
+    pthread_mutex_lock(&srv->auth_lock);
+    explicit_bzero(srv->token, sizeof(srv->token));
+    snprintf(srv->token, sizeof(srv->token), "%s", token ? token : "");
+    srv->auth_reads = auth_reads;
+    pthread_mutex_unlock(&srv->auth_lock);
+}
+
+static bool token_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+int http_token_read(const char *path, char *token, size_t toklen, char *warn, size_t warnlen,
+                    char *err, size_t errlen)
+{
+    if (warnlen)
+        warn[0] = '\0';
+    if (toklen < 2) {
+        snprintf(err, errlen, "no room for a token");
+        return -1;
+    }
+    /* O_NONBLOCK: a FIFO at path must not hang start-up (fstat refuses it below) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "token file %s is not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    char buf[1024];
+    size_t used = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + used, sizeof(buf) - 1 - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
+            close(fd);
+            explicit_bzero(buf, sizeof(buf));
+            return -1;
+        }
+        used += (size_t)n;
+        if (n == 0 || used == sizeof(buf) - 1)
+            break;
+    }
+    close(fd);
+    buf[used] = '\0';
+    char *start = buf;
+    size_t len = used;
+    while (len > 0 && token_space(*start)) {
+        start++;
+        len--;
+    }
+    while (len > 0 && token_space(start[len - 1]))
+        len--;
+    bool printable = true;
+    for (size_t i = 0; i < len; i++)
+        if (start[i] < 0x21 || start[i] > 0x7e) /* also a NUL inside the file */
+            printable = false;
+    int rc = -1;
+    if (used == sizeof(buf) - 1 || len >= toklen)
+        snprintf(err, errlen, "the token in %s is longer than %zu characters", path, toklen - 1);
+    else if (len == 0)
+        snprintf(err, errlen, "token file %s is empty (it must hold the bearer token)", path);
+    else if (!printable)
+        snprintf(err, errlen,
+                 "the token in %s must be one word of printable ASCII characters (no spaces "
+                 "or control characters)",
+                 path);
+    else {
+        memcpy(token, start, len);
+        token[len] = '\0';
+        rc = 0;
+        /* Anyone who can read the token can do what it allows; one who can write
+         * it can replace it at the next reload. */
+        if ((st.st_mode & 077) && warnlen)
+            snprintf(warn, warnlen,
+                     "token file %s is accessible to group or others (mode %04o): anyone who "
+                     "can read it can queue jobs and change the sampling; chmod 600 it (make "
+                     "install creates it 0600)",
+                     path, (unsigned)(st.st_mode & 07777));
+    }
+    explicit_bzero(buf, sizeof(buf));
+    return rc;
 }
 
 /* ---- errors and responses ---- */
@@ -585,6 +705,7 @@ static void request_free(struct http_request *r)
     list_remove_locked(srv, r);
     pthread_mutex_unlock(&srv->lock);
     pthread_mutex_destroy(&r->lock);
+    json_decref(r->parsed);
     free(r->body);
     free(r->path);
     free(r);
@@ -624,6 +745,33 @@ _Static_assert(API_STREAM_END == MHD_CONTENT_READER_END_OF_STREAM &&
                    API_STREAM_ERROR == MHD_CONTENT_READER_END_WITH_ERROR,
                "api.h stream codes must be libmicrohttpd's");
 
+/* json_dump_callback's sink for a response body. */
+struct dump_buffer {
+    char *data;
+    size_t len, cap;
+};
+
+static int dump_append(const char *buffer, size_t size, void *ctx)
+{
+    struct dump_buffer *b = ctx;
+    if (size > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap - b->len < size) {
+            if (cap > SIZE_MAX / 2)
+                return -1;
+            cap *= 2;
+        }
+        char *d = realloc(b->data, cap);
+        if (!d)
+            return -1;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, buffer, size);
+    b->len += size;
+    return 0;
+}
+
 /* Queues res (and frees what it owns). allow/www_auth are extra headers or NULL. */
 static enum MHD_Result send_response(struct http_request *r, struct api_response *res,
                                      const char *allow, const char *www_auth)
@@ -633,15 +781,16 @@ static enum MHD_Result send_response(struct http_request *r, struct api_response
     bool oom = false;
     const char *ctype = res->content_type ? res->content_type : "application/json";
     if (res->json) {
-        size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(12);
-        size_t need = json_dumpb(res->json, NULL, 0, flags);
-        body = need ? malloc(need + 1) : NULL;
-        if (body && json_dumpb(res->json, body, need, flags) == need) {
-            body[need] = '\n';
-            len = need + 1;
+        /* One pass into a growing buffer (json_dumpb would print it twice: once
+         * to learn the size); the newline after the document. */
+        struct dump_buffer out = {0};
+        if (json_dump_callback(res->json, dump_append, &out,
+                               JSON_COMPACT | JSON_REAL_PRECISION(12)) == 0 &&
+            dump_append("\n", 1, &out) == 0) {
+            body = out.data;
+            len = out.len;
         } else {
-            free(body);
-            body = NULL;
+            free(out.data);
             oom = true;
         }
         json_decref(res->json);
@@ -759,12 +908,19 @@ static void request_classify(struct http_request *r)
     } else if (m == API_MATCH_BAD_METHOD) {
         api_error_set(e, 405, "method %s is not allowed on %s; allowed: %s", r->method,
                       r->path_safe, r->allow);
-    } else if (r->route->mutating && app->token[0]) {
+    } else {
         const char *auth = header(r->conn, MHD_HTTP_HEADER_AUTHORIZATION);
-        if (!auth)
-            api_error_set(e, 401, "%s %s needs an 'Authorization: Bearer <token>' header",
-                          r->method, r->path_safe);
-        else if (!api_bearer_ok(auth, app->token))
+        struct http_server *srv = r->srv;
+        pthread_mutex_lock(&srv->auth_lock);
+        bool reads = srv->auth_reads;
+        bool needed = srv->token[0] && http_route_needs_token(r->route, reads);
+        bool valid = needed && auth && api_bearer_ok(auth, srv->token);
+        pthread_mutex_unlock(&srv->auth_lock);
+        if (needed && !auth)
+            api_error_set(e, 401, "%s %s needs an 'Authorization: Bearer <token>' header%s",
+                          r->method, r->path_safe,
+                          r->route->mutating ? "" : " (server.auth_reads is on)");
+        else if (needed && !valid)
             api_error_set(e, 401, "the bearer token in the Authorization header is not valid");
     }
     if (e->status == 0) {
@@ -880,7 +1036,8 @@ static enum MHD_Result run_handler(struct http_request *r)
             return send_problem(r, &e, NULL, NULL);
         }
         json_error_t jerr;
-        body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+        /* json_loadb(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY), faster (json_body.h) */
+        body = json_body_parse(r->body, r->body_len, &jerr);
         if (!body) {
             api_json_error(r->body, r->body_len, &jerr, &e);
             return send_problem(r, &e, NULL, NULL);
@@ -889,7 +1046,13 @@ static enum MHD_Result run_handler(struct http_request *r)
     }
 
     r->route->handler(&req, &res);
-    json_decref(body);
+    /* Kept until the request ends (request_free, after MHD has sent the answer):
+     * tearing down a large tree - a batch of graphs is ~100 MB of jansson
+     * values - is then not part of the client's wait. */
+    if (body) {
+        json_decref(r->parsed);
+        r->parsed = body;
+    }
     if (res.suspended) {
         r->was_suspended = true;
         response_reset(&res);
@@ -1095,6 +1258,16 @@ static void bind_diagnosis(const struct sockaddr *addr, socklen_t len, char *why
     close(fd);
 }
 
+/* The server's locks and its copy of the token (MHD already stopped or never started). */
+static void server_free(struct http_server *srv)
+{
+    explicit_bzero(srv->token, sizeof(srv->token));
+    pthread_mutex_destroy(&srv->auth_lock);
+    pthread_cond_destroy(&srv->changed);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+}
+
 int http_start(struct app *app, struct http_server **out, uint16_t *port_out, char *err,
                size_t errlen)
 {
@@ -1142,6 +1315,15 @@ int http_start(struct app *app, struct http_server **out, uint16_t *port_out, ch
         snprintf(err, errlen, "cannot create a condition variable");
         return -1;
     }
+    if (pthread_mutex_init(&srv->auth_lock, NULL) != 0) {
+        pthread_cond_destroy(&srv->changed);
+        pthread_mutex_destroy(&srv->lock);
+        free(srv);
+        snprintf(err, errlen, "cannot create a mutex");
+        return -1;
+    }
+    snprintf(srv->token, sizeof(srv->token), "%s", app->token);
+    srv->auth_reads = cfg->auth_reads && app->token[0];
 
     unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME;
@@ -1159,9 +1341,7 @@ int http_start(struct app *app, struct http_server **out, uint16_t *port_out, ch
         char why[160];
         bind_diagnosis((const struct sockaddr *)&addr, addrlen, why, sizeof(why));
         snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, why);
-        pthread_cond_destroy(&srv->changed);
-        pthread_mutex_destroy(&srv->lock);
-        free(srv);
+        server_free(srv);
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -1169,9 +1349,7 @@ int http_start(struct app *app, struct http_server **out, uint16_t *port_out, ch
     if (bound == 0) {
         snprintf(err, errlen, "listening on %s, but cannot tell which port was bound", cfg->listen);
         MHD_stop_daemon(srv->mhd);
-        pthread_cond_destroy(&srv->changed);
-        pthread_mutex_destroy(&srv->lock);
-        free(srv);
+        server_free(srv);
         return -1;
     }
     if (port_out)
@@ -1225,7 +1403,5 @@ void http_stop(struct http_server *srv)
         log_warn("http", "stopping with waiting requests still unanswered after %.1f s",
                  (double)HTTP_STOP_FORCE_NS / 1e9);
     MHD_stop_daemon(srv->mhd);
-    pthread_cond_destroy(&srv->changed);
-    pthread_mutex_destroy(&srv->lock);
-    free(srv);
+    server_free(srv);
 }

@@ -16,6 +16,19 @@
  * systemd watchdog. At shutdown app.stopping is raised first, so open
  * GET /v1/power/stream responses end cleanly before the HTTP server stops.
  *
+ * SIGHUP reloads: the same file and the same command line are read again (flags
+ * still win) and validated; a configuration that does not load or validate, or
+ * whose token file cannot be read, is refused with the reason in the log and
+ * the daemon goes on with what it runs. What can change safely applies:
+ * log.level at once (an atomic), the token and server.auth_reads at once (the
+ * HTTP server swaps them under its lock), the measurement protocol and the
+ * training options from the next job (a runner task writes them on the runner
+ * thread, between jobs, so no window sees half of a change). Every other key
+ * keeps its running value and the log says that a restart applies it. The
+ * main thread keeps its own copy of the effective configuration (d->current)
+ * to compare against, because the runner thread owns the live copy's
+ * measurement and training fields. systemd hears RELOADING=1 and READY=1.
+ *
  * The executor runs in a worker process (worker.h), started with fork + exec
  * of this same binary in worker mode (`jetprofd --worker ...`, dispatched at
  * the top of main before any configuration is read); it ends at teardown.
@@ -24,7 +37,9 @@
  * line that is not there is a start-up error naming both. It is kept in
  * app.marker for the measurement to drive.
  *
- * Exit status: 0 ok, 1 runtime failure, 2 configuration error.
+ * Exit status: 0 ok, 1 runtime failure, 2 configuration error (the token file
+ * included: a restart cannot fix it, so systemd's RestartPreventExitStatus=2
+ * stops retrying).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -60,7 +75,17 @@
 
 /* Everything start-up creates, so one function can unwind any prefix of it. */
 struct daemon {
+    /* The configuration the daemon runs with: app.cfg points here. HTTP threads
+     * read its restart-only keys; the runner thread owns the measurement and
+     * training keys after start (a reload writes them there, see reload_config). */
     struct config cfg;
+    /* The main thread's copy of the effective configuration, what a reload
+     * compares against; and the command line a reload parses again. */
+    struct config current;
+    int argc;
+    char **argv;
+    char token[HTTP_TOKEN_MAX]; /* the token in force (main thread's copy) */
+    char status[CONFIG_STR_MAX + 64]; /* STATUS= for systemd: "serving on ..." */
     struct app app;
     struct db_pool *pool;
     struct sensor *sensor;
@@ -79,77 +104,6 @@ struct daemon {
 };
 
 /* ---- small helpers ---- */
-
-/*
- * Reads the bearer token: the whole file, surrounding whitespace trimmed. It must
- * be one run of printable characters without spaces (what fits in an
- * Authorization header). 0, or -1 with err.
- */
-static int read_token(const char *path, char *token, size_t toklen, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "token file %s is not a regular file", path);
-        close(fd);
-        return -1;
-    }
-    char buf[1024];
-    size_t used = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + used, sizeof buf - 1 - used);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
-            close(fd);
-            explicit_bzero(buf, sizeof buf);
-            return -1;
-        }
-        if (n == 0 || used + (size_t)n == sizeof buf - 1) {
-            used += (size_t)n;
-            break;
-        }
-        used += (size_t)n;
-    }
-    close(fd);
-    buf[used] = '\0';
-    int rc = -1;
-    char *start = buf;
-    while (*start == ' ' || *start == '\t' || *start == '\n' || *start == '\r')
-        start++;
-    size_t len = strlen(start);
-    while (len > 0 && (start[len - 1] == ' ' || start[len - 1] == '\t' ||
-                       start[len - 1] == '\n' || start[len - 1] == '\r'))
-        len--;
-    start[len] = '\0';
-    bool printable = true;
-    for (size_t i = 0; i < len; i++)
-        if (start[i] < 0x21 || start[i] > 0x7e)
-            printable = false;
-    if (used == sizeof buf - 1 || len >= toklen)
-        snprintf(err, errlen, "the token in %s is longer than %zu characters", path, toklen - 1);
-    else if (len == 0)
-        snprintf(err, errlen, "token file %s is empty", path);
-    else if (!printable)
-        snprintf(err, errlen,
-                 "the token in %s must be one word of printable ASCII characters (no spaces "
-                 "or control characters)",
-                 path);
-    else {
-        memcpy(token, start, len + 1);
-        rc = 0;
-        if (st.st_mode & (S_IRGRP | S_IROTH))
-            log_warn("main", "token file %s is readable by group or others (mode %03o): "
-                     "chmod 600 it", path, (unsigned)(st.st_mode & 0777));
-    }
-    explicit_bzero(buf, sizeof buf);
-    return rc;
-}
 
 /* "" = libjetprof_cuda.so in ../lib/jetprof/ next to this binary (bin/ in the
  * tree, $PREFIX/bin when installed, build/san/bin under SAN=1). */
@@ -432,15 +386,10 @@ static int register_device(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
-static int start_runner(struct daemon *d, char *err, size_t errlen)
+/* The measurement protocol's settings (measure.h) from the [measure] keys. */
+static struct measure_settings settings_from_config(const struct config *cfg)
 {
-    const struct config *cfg = &d->cfg;
-    struct measure_ctx *m = &d->mctx;
-    memset(m, 0, sizeof *m);
-    m->exec = d->exec;
-    m->sensor = d->sensor;
-    m->sampler = d->sampler;
-    m->settings = (struct measure_settings){
+    return (struct measure_settings){
         .warmup_launches = cfg->warmup_launches,
         .warmup_ms = cfg->warmup_ms,
         .min_window_ms = cfg->min_window_ms,
@@ -453,6 +402,17 @@ static int start_runner(struct daemon *d, char *err, size_t errlen)
         .min_sample_ratio = cfg->min_sample_ratio,
         .max_launches = cfg->max_launches,
     };
+}
+
+static int start_runner(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = &d->cfg;
+    struct measure_ctx *m = &d->mctx;
+    memset(m, 0, sizeof *m);
+    m->exec = d->exec;
+    m->sensor = d->sensor;
+    m->sampler = d->sampler;
+    m->settings = settings_from_config(cfg);
     m->device_id = d->app.device_id;
     m->marker = d->marker;
     d->app.mctx = m;
@@ -610,8 +570,254 @@ static const char *signal_name(int sig)
     }
 }
 
-/* Serves until SIGINT or SIGTERM, keeping the systemd watchdog fed. */
-static void wait_for_stop(const sigset_t *stop_set)
+/* ---- reload (SIGHUP) ---- */
+
+/* Keys a reload applies without a restart. Every other key is used once at start
+ * (the socket, the database, the sensor and its sampler, the executor, pool and
+ * cache sizes) or is read by HTTP threads without a lock, so it keeps its running
+ * value until a restart. */
+static const char *const live_keys[] = {
+    "log.level",
+    "server.token_file",
+    "server.allow_unauthenticated",
+    "server.auth_reads",
+    "measure.warmup_launches",
+    "measure.warmup_ms",
+    "measure.min_window_ms",
+    "measure.min_samples",
+    "measure.idle_ms",
+    "measure.idle_refresh_s",
+    "measure.settle_ms",
+    "measure.repeats",
+    "measure.max_cv",
+    "measure.min_sample_ratio",
+    "measure.max_launches",
+    "predict.train_seed",
+    "predict.train_rounds",
+    "predict.train_max_depth",
+    "predict.train_eta",
+    "predict.train_ensemble",
+    "predict.train_holdout",
+    "predict.keep_models",
+};
+
+static bool key_is_live(const char *key)
+{
+    for (size_t i = 0; i < sizeof live_keys / sizeof live_keys[0]; i++)
+        if (strcmp(live_keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+struct key_change {
+    char key[96];
+    char old_value[CONFIG_STR_MAX];
+    char new_value[CONFIG_STR_MAX];
+    bool live;
+};
+
+struct change_list {
+    struct key_change items[CONFIG_MAX_KEYS];
+    size_t count;
+};
+
+static void collect_change(const char *key, const char *old_value, const char *new_value,
+                           void *ctx)
+{
+    struct change_list *l = ctx;
+    if (l->count >= CONFIG_MAX_KEYS)
+        return;
+    struct key_change *c = &l->items[l->count++];
+    snprintf(c->key, sizeof c->key, "%s", key);
+    snprintf(c->old_value, sizeof c->old_value, "%s", old_value);
+    snprintf(c->new_value, sizeof c->new_value, "%s", new_value);
+    c->live = key_is_live(key);
+}
+
+/* The measurement and training settings of a reload, applied on the runner
+ * thread between jobs: measure_run reads mctx->settings there, and training
+ * (api_models.c) reads the predict.train_* keys and predict.keep_models of
+ * app.cfg there, and nowhere else. */
+struct settings_task {
+    struct runner_task task;
+    struct measure_ctx *mctx;
+    struct config *live; /* d->cfg */
+    struct measure_settings settings;
+    unsigned train_seed, train_rounds, train_max_depth, train_ensemble, keep_models;
+    double train_eta, train_holdout;
+};
+
+static void apply_settings_task(struct db *db, void *ctx)
+{
+    struct settings_task *t = ctx;
+    if (db) { /* NULL: the runner stopped first, nothing more will run */
+        t->mctx->settings = t->settings;
+        t->live->train_seed = t->train_seed;
+        t->live->train_rounds = t->train_rounds;
+        t->live->train_max_depth = t->train_max_depth;
+        t->live->train_ensemble = t->train_ensemble;
+        t->live->train_eta = t->train_eta;
+        t->live->train_holdout = t->train_holdout;
+        t->live->keep_models = t->keep_models;
+        log_info("main", "reload: measurement and training settings in effect from the next "
+                 "job (repeats %u, window >= %u ms)", t->settings.repeats,
+                 t->settings.min_window_ms);
+    }
+    free(t);
+}
+
+/* Appends "text" to buf, separated by sep when buf is not empty. */
+static void append_item(char *buf, size_t buflen, const char *sep, const char *text)
+{
+    size_t used = strlen(buf);
+    if (used + 1 >= buflen)
+        return;
+    snprintf(buf + used, buflen - used, "%s%s", used ? sep : "", text);
+}
+
+static void reload_refused(struct daemon *d, const char *why)
+{
+    log_error("main", "reload refused, still running with the previous configuration: %s", why);
+    sd_notifyf(0, "READY=1\nSTATUS=%s; last reload refused: %s", d->status, why);
+}
+
+/*
+ * SIGHUP: loads the configuration again as start-up did, validates it, keeps
+ * the running value of every key that needs a restart (logging each), reads the
+ * token file, and applies the rest. Nothing is applied unless all of it is valid.
+ */
+static void reload_config(struct daemon *d)
+{
+    char err[1024];
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
+               (unsigned long long)(clock_mono_ns() / 1000));
+    log_info("main", "SIGHUP: reloading the configuration (%s and the command line)",
+             d->current.config_path[0] ? d->current.config_path : "no config file");
+    struct config *next = calloc(1, sizeof *next);
+    struct change_list *changes = calloc(1, sizeof *changes);
+    if (!next || !changes) {
+        reload_refused(d, "out of memory");
+        goto out;
+    }
+    enum config_parse_result parsed = config_load(next, d->argc, d->argv, err, sizeof err);
+    if (parsed != CONFIG_OK) {
+        reload_refused(d, parsed == CONFIG_ERROR ? err : "the command line asks to exit");
+        goto out;
+    }
+    if (config_validate(next, err, sizeof err) != 0) {
+        reload_refused(d, err);
+        goto out;
+    }
+    config_diff(&d->current, next, collect_change, changes);
+    /* Restart-only keys keep their running values; what is left must still be
+     * valid together (e.g. a longer measure.min_window_ms against the running
+     * sensor.ring_seconds). */
+    for (size_t i = 0; i < changes->count; i++)
+        if (!changes->items[i].live && config_copy_key(next, &d->current, changes->items[i].key))
+            log_error("main", "reload: unknown key %s", changes->items[i].key);
+    if (config_validate(next, err, sizeof err) != 0) {
+        char why[1200];
+        snprintf(why, sizeof why, "%s (with the keys that need a restart at their running "
+                 "values)", err);
+        reload_refused(d, why);
+        goto out;
+    }
+    char token[HTTP_TOKEN_MAX] = "";
+    if (next->token_file[0]) {
+        char warn[512];
+        if (http_token_read(next->token_file, token, sizeof token, warn, sizeof warn, err,
+                            sizeof err) != 0) {
+            reload_refused(d, err);
+            goto out;
+        }
+        if (warn[0])
+            log_warn("main", "auth: %s", warn);
+    }
+
+    /* Valid: apply. */
+    char applied[2048] = "", kept[1024] = "";
+    bool measure = false, train = false, level = false;
+    for (size_t i = 0; i < changes->count; i++) {
+        const struct key_change *c = &changes->items[i];
+        if (!c->live) {
+            log_warn("main", "%s changed: restart jetprofd to apply (running with '%.200s', "
+                     "configured '%.200s')", c->key, c->old_value, c->new_value);
+            append_item(kept, sizeof kept, ", ", c->key);
+            continue;
+        }
+        char item[1200];
+        snprintf(item, sizeof item, "%s: %.500s -> %.500s", c->key, c->old_value, c->new_value);
+        append_item(applied, sizeof applied, "; ", item);
+        if (strncmp(c->key, "measure.", 8) == 0)
+            measure = true;
+        else if (strncmp(c->key, "predict.", 8) == 0)
+            train = true;
+        else if (strcmp(c->key, "log.level") == 0)
+            level = true;
+    }
+    bool token_changed = strcmp(token, d->token) != 0;
+    bool auth_changed = token_changed || next->auth_reads != d->current.auth_reads;
+    if (auth_changed)
+        http_set_auth(d->http, token, next->auth_reads && token[0]);
+    if (measure || train) {
+        struct settings_task *t = calloc(1, sizeof *t);
+        if (!t) {
+            /* Nothing else is applied yet but the auth swap: undo it. */
+            if (auth_changed)
+                http_set_auth(d->http, d->token, d->current.auth_reads && d->token[0]);
+            explicit_bzero(token, sizeof token);
+            reload_refused(d, "out of memory");
+            goto out;
+        }
+        *t = (struct settings_task){
+            .task = {.run = apply_settings_task, .ctx = t},
+            .mctx = &d->mctx,
+            .live = &d->cfg,
+            .settings = settings_from_config(next),
+            .train_seed = next->train_seed,
+            .train_rounds = next->train_rounds,
+            .train_max_depth = next->train_max_depth,
+            .train_ensemble = next->train_ensemble,
+            .train_eta = next->train_eta,
+            .train_holdout = next->train_holdout,
+            .keep_models = next->keep_models,
+        };
+        t->task.ctx = t;
+        if (runner_submit_task(d->runner, &t->task) != 0) {
+            free(t); /* stopping: no job will run again anyway */
+            log_warn("main", "reload: the runner is stopping; measurement settings not applied");
+        }
+    }
+    const char *token_note = !token_changed ? "bearer token unchanged"
+                             : !token[0]    ? "auth now off (no token file)"
+                             : !d->token[0] ? "auth now on"
+                                            : "bearer token replaced";
+    if (!token[0] && !config_listen_is_loopback(next))
+        log_warn("main", "auth: off on non-loopback address %s (server.allow_unauthenticated "
+                 "= true): anyone who can reach it can queue jobs and change the sampling",
+                 next->listen);
+    log_info("main", "reload done: %s%s%s; %s%s%s", applied[0] ? "applied " : "no change applied",
+             applied, (measure || train) ? " (measurement and training from the next job)" : "",
+             token_note, kept[0] ? "; needs a restart: " : "", kept);
+    if (level) {
+        /* after the summary, so the line shows even when the new level hides info */
+        enum jp_log_level lv = JP_LOG_INFO;
+        jp_log_level_parse(next->log_level, &lv);
+        jp_log_set_level(lv);
+    }
+    snprintf(d->token, sizeof d->token, "%s", token);
+    explicit_bzero(token, sizeof token);
+    d->current = *next;
+    sd_notifyf(0, "READY=1\nSTATUS=%s; configuration reloaded%s", d->status,
+               kept[0] ? " (some changes need a restart, see the log)" : "");
+out:
+    free(next);
+    free(changes);
+}
+
+/* Serves until SIGINT or SIGTERM, keeping the systemd watchdog fed and
+ * reloading the configuration on SIGHUP. */
+static void wait_for_stop(struct daemon *d, const sigset_t *stop_set)
 {
     uint64_t watchdog_us = 0;
     bool watchdog = sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us > 0;
@@ -633,9 +839,7 @@ static void wait_for_stop(const sigset_t *stop_set)
             return;
         }
         if (sig == SIGHUP) {
-            log_warn("main",
-                     "SIGHUP: configuration reload is not supported yet; restart to apply "
-                     "changes");
+            reload_config(d);
             continue;
         }
         log_info("main", "%s received: stopping", signal_name(sig));
@@ -659,12 +863,29 @@ static int run(struct daemon *d, const sigset_t *stop_set)
     struct config *cfg = &d->cfg;
 
     if (cfg->token_file[0]) {
-        if (read_token(cfg->token_file, d->app.token, sizeof d->app.token, err, sizeof err) != 0)
-            return fail_start(d, "auth", err);
-        log_info("main", "auth: mutating endpoints need the bearer token from %s",
-                 cfg->token_file);
-    } else {
+        char warn[512];
+        if (http_token_read(cfg->token_file, d->app.token, sizeof d->app.token, warn,
+                            sizeof warn, err, sizeof err) != 0) {
+            /* A configuration error: restarting cannot fix it (exit status 2). */
+            log_error("main", "auth failed: %s", err);
+            sd_notifyf(0, "STATUS=start-up failed: auth: %s", err);
+            return EXIT_CONFIG;
+        }
+        if (warn[0])
+            log_warn("main", "auth: %s", warn);
+        snprintf(d->token, sizeof d->token, "%s", d->app.token);
+        if (cfg->auth_reads)
+            log_info("main", "auth: every endpoint but GET /v1/health needs the bearer token "
+                     "from %s (server.auth_reads)", cfg->token_file);
+        else
+            log_info("main", "auth: mutating endpoints need the bearer token from %s",
+                     cfg->token_file);
+    } else if (config_listen_is_loopback(cfg)) {
         log_info("main", "auth: off (no server.token_file; listening on loopback only)");
+    } else {
+        log_warn("main", "auth: off on non-loopback address %s (server.allow_unauthenticated "
+                 "= true): anyone who can reach it can queue jobs and change the sampling",
+                 cfg->listen);
     }
     if (open_storage(d, err, sizeof err) != 0)
         return fail_start(d, "database", err);
@@ -691,10 +912,11 @@ static int run(struct daemon *d, const sigset_t *stop_set)
         log_info("main", "port file: wrote %u to %s", d->port, cfg->port_file);
     }
 
-    sd_notifyf(0, "READY=1\nSTATUS=serving on http://%s", d->address);
+    snprintf(d->status, sizeof d->status, "serving on http://%s", d->address);
+    sd_notifyf(0, "READY=1\nSTATUS=%s", d->status);
     log_info("main", "ready: serving on http://%s", d->address);
 
-    wait_for_stop(stop_set);
+    wait_for_stop(d, stop_set);
 
     sd_notify(0, "STOPPING=1");
     teardown(d);
@@ -755,6 +977,10 @@ int main(int argc, char **argv)
     sigaction(SIGPIPE, &ignore, NULL);
 
     d->app.cfg = cfg;
+    /* what SIGHUP compares against and parses again (argv lives as long as we do) */
+    d->current = *cfg;
+    d->argc = argc;
+    d->argv = argv;
     d->app.started_mono_ns = clock_mono_ns();
     clock_utc_iso8601(d->app.started_at, sizeof d->app.started_at);
     log_info("main", "jetprofd %s starting: pid %ld, config file %s, log level %s",
@@ -763,6 +989,7 @@ int main(int argc, char **argv)
 
     int status = run(d, &stop_set);
     explicit_bzero(d->app.token, sizeof d->app.token);
+    explicit_bzero(d->token, sizeof d->token);
     free(d);
     return status;
 }

@@ -503,6 +503,26 @@ static void test_strict_values(void **state)
     }
 }
 
+/* predict.keep_models: the model history bound, 3 by default, 1..100. */
+static void test_keep_models(void **state)
+{
+    (void)state;
+    assert_int_equal(load("--config", "none", NULL), CONFIG_OK);
+    assert_int_equal(cfg->keep_models, 3);
+    static const char *const bad[] = {"predict.keep_models=0", "predict.keep_models=101",
+                                      "predict.keep_models=-1", "predict.keep_models=3x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (load("--config", "none", "--set", bad[i], NULL) != CONFIG_ERROR)
+            fail_msg("'%s' was accepted", bad[i]);
+        assert_contains(err, "expected an integer in [1, 100]");
+    }
+    assert_int_equal(load("--config", "none", "--set", "predict.keep_models=1", NULL), CONFIG_OK);
+    assert_int_equal(cfg->keep_models, 1);
+    assert_int_equal(load("--config", "none", "--set", "predict.keep_models=100", NULL),
+                     CONFIG_OK);
+    assert_int_equal(cfg->keep_models, 100);
+}
+
 /* The issue-3 sensor keys: booleans, the signed bus, the hex address, the lists. */
 static void test_sensor_hardware_keys(void **state)
 {
@@ -772,8 +792,10 @@ static void test_validate_listen_and_token(void **state)
     (void)state;
     assert_int_equal(load("--config", "none", "--listen", "0.0.0.0:9740", NULL), CONFIG_OK);
     assert_int_equal(config_validate(cfg, err, sizeof err), -1);
-    assert_string_equal(err, "listen address 0.0.0.0:9740 is not loopback: set "
-                             "server.token_file so mutating endpoints require a token");
+    assert_string_equal(err, "listen address 0.0.0.0:9740 is not loopback and server.token_file "
+                             "is empty: anyone on the network could queue jobs or change the "
+                             "sampling; set server.token_file, or "
+                             "server.allow_unauthenticated = true to accept that");
     assert_int_equal(load("--config", "none", "--listen", "0.0.0.0:9740", "--token-file",
                           "/etc/jetprof/token", NULL),
                      CONFIG_OK);
@@ -1004,6 +1026,7 @@ int main(void)
         cmocka_unit_test_setup(test_listen_parsing, each_setup),
         cmocka_unit_test_setup(test_validate_measure_and_ring, each_setup),
         cmocka_unit_test_setup(test_print_round_trip, each_setup),
+        cmocka_unit_test_setup(test_keep_models, each_setup),
         cmocka_unit_test_setup(test_shipped_conf_lists_every_key, each_setup),
         cmocka_unit_test_setup(test_shipped_conf_loads, each_setup),
     };
