@@ -11,23 +11,25 @@
  * an unknown kernel, 409 when a kernel type has fewer than TRAIN_MIN_ROWS usable
  * measurements), then hands a train_run to the runner as a task and suspends
  * the connection (api_defer). The runner runs it between jobs with its own
- * connection: reads the rows (db_training_rows), turns each back into a
- * kernel_config and its feature vector, trains the latency model (log target)
- * and one mean-power model per rail, stores every model of the run in one
- * transaction, reloads app->models from the database and resumes the request,
- * which answers from the run's outcome. The run is shared by the request and
+ * connection: reads the rows (db_training_rows) and hands them to
+ * predict/trainset.c, the pipeline `jetprof train --offline` runs too (each row
+ * back into a kernel_config and its feature vector, the latency model with a log
+ * target and one mean-power model per rail, blobs, metrics and training
+ * hashes), stores every model of the run in one
+ * transaction (deleting, in it, the models they supersede beyond the newest
+ * predict.keep_models), reloads app->models from the database and resumes the
+ * request, which answers from the run's outcome. The run is shared by the request and
  * the task (a reference each), so either may finish first: a client that goes
  * away, or a daemon that stops, never leaves the other with a dangling pointer.
  *
  * A model's blob is the jetprof-model/1 object of predict/models.h, its members
- * the XGBoost JSON boosters as objects. The training hash identifies what a
- * model was trained from: SHA-256 over the kernel, the target, the uids of the
- * rows used (the database returns them sorted) and every training option, so
- * the same data and options give the same hash - and, the trainer being seeded,
- * the same model.
+ * the XGBoost JSON boosters as objects, in train.c's compact form. The training
+ * hash (predict/trainset.h) identifies what a model was trained from: SHA-256
+ * over the kernel, the target, the uids of the rows used (the database returns
+ * them sorted) and every training option, so the same data and options give the
+ * same hash - and, the trainer being seeded, the same model, here or offline.
  */
 #include <inttypes.h>
-#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,14 +37,13 @@
 
 #include "../common/clock.h"
 #include "../common/log.h"
-#include "../common/sha256.h"
 #include "../predict/features.h"
 #include "../predict/models.h"
 #include "../predict/train.h"
+#include "../predict/trainset.h"
 #include "api.h"
 
 #define LOG_MODULE "models"
-#define TRAINING_HASH_TAG "jetprof-training-v1"
 /* A stopped daemon runs a queued training after its next start only if asked
  * again; a client may retry then. */
 #define STOPPING_RETRY_AFTER_S 30u
@@ -67,13 +68,6 @@ static void device_snapshot(struct app *app, struct db_device *dev, int64_t *dev
     pthread_mutex_unlock(&api_device_lock);
 }
 
-/* A real, or null where JSON has no number for it. */
-static json_t *real_or_null(double v)
-{
-    json_t *r = isfinite(v) ? json_real(v) : NULL;
-    return r ? r : json_null();
-}
-
 /* ---- loading models into app->models ---- */
 
 int api_models_load(struct app *app, struct db *db, size_t *loaded, char *err, size_t errlen)
@@ -88,23 +82,31 @@ int api_models_load(struct app *app, struct db *db, size_t *loaded, char *err, s
     int64_t device_id;
     device_snapshot(app, &dev, &device_id);
 
+    /* Only the newest model of each (kernel, target) is read: the kept history
+     * (predict.keep_models) stays on disk. */
+    int64_t t0 = clock_mono_ns();
     struct db_model *models = NULL;
     size_t n = 0;
     if (db_models_newest(db, device_id, true, &models, &n, err, errlen) != 0)
         return -1;
+    int64_t t_read = clock_mono_ns();
     struct model_set *set = model_set_new();
     if (!set) {
         db_models_free(models, n);
         snprintf(err, errlen, "loading models: out of memory");
         return -1;
     }
+    size_t blob_bytes = 0;
     for (size_t i = 0; i < n; i++) {
         char why[512];
+        blob_bytes += models[i].blob_len;
         if (model_set_add_blob(set, models[i].blob, models[i].blob_len, why, sizeof why) != 0)
             log_warn(LOG_MODULE, "model %" PRId64 " (%s %s) is not used: %s", models[i].id,
                      models[i].kernel, models[i].target, why);
     }
     db_models_free(models, n);
+    log_debug(LOG_MODULE, "%zu models (%zu bytes) read in %.1f ms, loaded in %.1f ms", n,
+              blob_bytes, (double)(t_read - t0) / 1e6, (double)(clock_mono_ns() - t_read) / 1e6);
 
     struct model_set_info info;
     memset(&info, 0, sizeof info);
@@ -417,28 +419,6 @@ static void too_few_rows(struct api_error *e, json_t **members, const char *kern
                          "needed", TRAIN_MIN_ROWS);
 }
 
-/* A training row's params_json and dtype as a kernel_config of k. -1 when they
- * do not make one (a parameter missing or not an integer, an unknown dtype). */
-static int row_config(const struct catalog_kernel *k, const struct db_training_row *row,
-                      struct kernel_config *cfg)
-{
-    memset(cfg, 0, sizeof *cfg);
-    cfg->kernel = k;
-    if (dtype_parse(row->dtype, &cfg->dtype) != 0)
-        return -1;
-    json_t *params = json_loads(row->params_json, 0, NULL);
-    int rc = json_is_object(params) ? 0 : -1;
-    for (unsigned i = 0; rc == 0 && i < k->param_count && i < CATALOG_MAX_PARAMS; i++) {
-        json_t *v = json_object_get(params, k->params[i].name);
-        if (!json_is_integer(v))
-            rc = -1;
-        else
-            cfg->params[i] = (int64_t)json_integer_value(v);
-    }
-    json_decref(params);
-    return rc;
-}
-
 static void options_from_config(const struct config *cfg, struct train_options *opt)
 {
     train_options_default(opt);
@@ -448,67 +428,6 @@ static void options_from_config(const struct config *cfg, struct train_options *
     opt->rounds = cfg->train_rounds;
     opt->max_depth = cfg->train_max_depth;
     opt->eta = cfg->train_eta;
-}
-
-/* SHA-256 hex over what the model is trained from: kernel, target, the uids of
- * the rows used (in the database's uid order), every option, the feature layout. */
-static void training_hash(const char *kernel, const char *target,
-                          const struct db_training_row *rows, const size_t *used, size_t n,
-                          const struct train_options *opt, char out[SHA256_HEX_CHARS + 1])
-{
-    struct sha256_ctx ctx;
-    uint8_t digest[SHA256_DIGEST_BYTES];
-    char head[512];
-    int len = snprintf(head, sizeof head,
-                       TRAINING_HASH_TAG "\nkernel=%s\ntarget=%s\nseed=%u\nholdout=%.17g\n"
-                       "ensemble=%u\nrounds=%u\nmax_depth=%u\neta=%.17g\nlog_target=%d\n"
-                       "feature_version=%d\nrows=%zu\n",
-                       kernel, target, opt->seed, opt->holdout_fraction, opt->ensemble_size,
-                       opt->rounds, opt->max_depth, opt->eta, opt->log_target ? 1 : 0,
-                       PREDICT_FEATURE_VERSION, n);
-    sha256_init(&ctx);
-    sha256_update(&ctx, head, len > 0 && (size_t)len < sizeof head ? (size_t)len : 0);
-    for (size_t i = 0; i < n; i++) {
-        const char *uid = rows[used[i]].uid;
-        sha256_update(&ctx, uid, strnlen(uid, sizeof rows[used[i]].uid));
-        sha256_update(&ctx, "\n", 1);
-    }
-    sha256_final(&ctx, digest);
-    sha256_digest_hex(digest, out);
-}
-
-/* {"format":"jetprof-model/1",...,"members":[<booster>,...]} as compact text
- * (malloc'd), or NULL with err. */
-static char *model_blob(const struct catalog_kernel *k, const char *target, bool log_target,
-                        char **members, size_t member_count, char *err, size_t errlen)
-{
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < member_count; i++) {
-        json_error_t jerr;
-        json_t *m = json_loads(members[i], 0, &jerr);
-        if (!m || !json_is_object(m)) {
-            snprintf(err, errlen, "booster %zu of %s %s is not a JSON object: %s", i, k->name,
-                     target, m ? "another JSON value" : jerr.text);
-            json_decref(m);
-            json_decref(arr);
-            return NULL;
-        }
-        if (json_array_append_new(arr, m) != 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
-    }
-    json_t *blob = arr ? json_pack("{s:s,s:s,s:s,s:b,s:i,s:i,s:o}", "format",
-                                   PREDICT_MODEL_FORMAT, "kernel", k->name, "target", target,
-                                   "log_target", log_target, "feature_version",
-                                   PREDICT_FEATURE_VERSION, "feature_count",
-                                   (int)predict_feature_count(k), "members", arr)
-                       : NULL;
-    char *text = blob ? json_dumps(blob, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(blob);
-    if (!text)
-        snprintf(err, errlen, "out of memory building the model of %s %s", k->name, target);
-    return text;
 }
 
 /* The models being made by one run (blobs owned here until stored). */
@@ -540,80 +459,6 @@ static struct db_model *model_list_add(struct model_list *l)
     return m;
 }
 
-/*
- * Trains one target from rows[used[0..n)] (features already in trows, targets
- * set) and appends the model to out. 0, or -1 with run->error set.
- */
-static int train_target(struct train_run *run, const struct catalog_kernel *k,
-                        const char *target, bool log_target, const struct train_row *trows,
-                        const struct db_training_row *rows, const size_t *used, size_t n,
-                        struct model_list *out)
-{
-    struct train_options opt;
-    options_from_config(run->app->cfg, &opt);
-    opt.log_target = log_target;
-    char **members = NULL;
-    size_t member_count = 0;
-    struct train_metrics metrics;
-    char why[512];
-    int64_t t0 = clock_mono_ns();
-    if (train_ensemble(trows, n, predict_feature_count(k), &opt, &members, &member_count,
-                       &metrics, why, sizeof why) != 0) {
-        api_error_set(&run->error, 500, "training %s %s on %zu rows failed: %s", k->name, target,
-                      n, why);
-        return -1;
-    }
-    char *blob = model_blob(k, target, log_target, members, member_count, why, sizeof why);
-    train_free_members(members, member_count);
-    if (!blob) {
-        api_error_set(&run->error, 500, "%s", why);
-        return -1;
-    }
-    struct db_model *m = model_list_add(out);
-    if (!m) {
-        free(blob);
-        api_error_set(&run->error, 500, "out of memory collecting the models");
-        return -1;
-    }
-    m->blob = blob;
-    m->blob_len = strlen(blob);
-    snprintf(m->kernel, sizeof m->kernel, "%s", k->name);
-    snprintf(m->target, sizeof m->target, "%s", target);
-    m->device_id = run->device_id;
-    snprintf(m->fingerprint, sizeof m->fingerprint, "%s", run->device.fingerprint);
-    m->simulated = device_simulated(&run->device);
-    training_hash(k->name, target, rows, used, n, &opt, m->training_hash);
-
-    json_t *mj = json_pack("{s:I,s:I,s:o,s:o,s:o,s:o,s:I,s:I,s:I,s:f,s:I,s:f,s:s,s:b,s:i}",
-                           "train_rows", (json_int_t)metrics.train_rows, "test_rows",
-                           (json_int_t)metrics.test_rows, "rmse", real_or_null(metrics.rmse),
-                           "mape", real_or_null(metrics.mape), "within_10pct",
-                           real_or_null(metrics.within_10pct), "kendall_tau",
-                           real_or_null(metrics.kendall_tau), "ensemble_size",
-                           (json_int_t)opt.ensemble_size, "rounds", (json_int_t)opt.rounds,
-                           "max_depth", (json_int_t)opt.max_depth, "eta", opt.eta, "seed",
-                           (json_int_t)opt.seed, "holdout", opt.holdout_fraction, "quality",
-                           quality_name(run->quality), "simulated", m->simulated,
-                           "feature_version", PREDICT_FEATURE_VERSION);
-    char *mtext = mj ? json_dumps(mj, JSON_COMPACT | JSON_PRESERVE_ORDER |
-                                          JSON_REAL_PRECISION(10))
-                     : NULL;
-    json_decref(mj);
-    if (!mtext || strlen(mtext) >= sizeof m->metrics_json) {
-        free(mtext);
-        api_error_set(&run->error, 500, "the metrics of %s %s do not fit a model record",
-                      k->name, target);
-        return -1;
-    }
-    memcpy(m->metrics_json, mtext, strlen(mtext) + 1);
-    free(mtext);
-    log_info(LOG_MODULE, "%s %s: %zu rows (%zu held out), MAPE %.1f %%, within 10 %% %.0f %%, "
-             "tau %.2f, %.0f ms", k->name, target, n, metrics.test_rows, metrics.mape,
-             metrics.within_10pct * 100, metrics.kendall_tau,
-             (double)(clock_mono_ns() - t0) / 1e6);
-    return 0;
-}
-
 static bool stopping(struct train_run *run)
 {
     if (!atomic_load(&run->app->stopping))
@@ -623,7 +468,51 @@ static bool stopping(struct train_run *run)
     return true;
 }
 
-/* Every model of one kernel type: latency, then each rail's power. */
+/* The trainset's notes in the daemon's log. */
+static void train_note(void *ctx, enum trainset_note_level level, const char *message)
+{
+    (void)ctx;
+    if (level == TRAINSET_NOTE_WARN)
+        log_warn(LOG_MODULE, "%s", message);
+    else
+        log_info(LOG_MODULE, "%s", message);
+}
+
+static bool train_should_stop(void *ctx)
+{
+    const struct train_run *run = ctx;
+    return atomic_load(&run->app->stopping);
+}
+
+/* The database's training rows as the trainset's (the same fields, sizes checked
+ * at compile time). */
+_Static_assert(sizeof(((struct db_training_row *)0)->uid) == TRAINSET_UID_MAX, "uid size");
+_Static_assert(sizeof(((struct db_training_row *)0)->dtype) == TRAINSET_DTYPE_MAX, "dtype size");
+_Static_assert(sizeof(((struct db_training_row *)0)->params_json) == TRAINSET_PARAMS_MAX,
+               "params size");
+_Static_assert(DB_MAX_RAILS == PREDICT_MAX_RAILS && DB_RAIL_NAME_MAX == PREDICT_RAIL_NAME_MAX,
+               "rail limits");
+_Static_assert(sizeof(((struct db_model *)0)->metrics_json) == TRAINSET_METRICS_MAX,
+               "metrics size");
+_Static_assert(sizeof(((struct db_model *)0)->kernel) == TRAINSET_KERNEL_MAX, "kernel size");
+_Static_assert(sizeof(((struct db_model *)0)->target) == TRAINSET_TARGET_MAX, "target size");
+
+static void training_row_copy(const struct db_training_row *in, struct trainset_row *out)
+{
+    memset(out, 0, sizeof *out);
+    memcpy(out->uid, in->uid, sizeof out->uid);
+    memcpy(out->dtype, in->dtype, sizeof out->dtype);
+    memcpy(out->params_json, in->params_json, sizeof out->params_json);
+    out->latency_us = in->latency_us;
+    out->rail_count = in->rail_count < PREDICT_MAX_RAILS ? in->rail_count : PREDICT_MAX_RAILS;
+    for (unsigned r = 0; r < out->rail_count; r++) {
+        memcpy(out->rails[r].name, in->rails[r].rail, sizeof out->rails[r].name);
+        out->rails[r].power_mw = in->rails[r].power_mw;
+    }
+}
+
+/* Every model of one kernel type (predict/trainset.c: latency, then each rail's
+ * power), appended to out as models rows of this device. */
 static int train_kernel(struct train_run *run, struct db *db, const struct catalog_kernel *k,
                         struct model_list *out)
 {
@@ -636,83 +525,61 @@ static int train_kernel(struct train_run *run, struct db *db, const struct catal
         return -1;
     }
     int rc = -1;
-    struct train_row *trows = n ? calloc(n, sizeof *trows) : NULL;
-    struct train_row *subset = n ? calloc(n, sizeof *subset) : NULL;
-    size_t *used = n ? calloc(n, sizeof *used) : NULL;
-    size_t *rail_used = n ? calloc(n, sizeof *rail_used) : NULL;
-    if (n && (!trows || !subset || !used || !rail_used)) {
+    struct trainset_models made = {0};
+    struct trainset_row *trows = n ? calloc(n, sizeof *trows) : NULL;
+    if (n && !trows) {
         api_error_set(&run->error, 500, "out of memory for %zu %s rows", n, k->name);
         goto out;
     }
+    for (size_t i = 0; i < n; i++)
+        training_row_copy(&rows[i], &trows[i]);
 
-    /* Rows whose configuration no longer fits the catalogue are left out. */
-    size_t usable = 0, skipped = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct kernel_config cfg;
-        if (row_config(k, &rows[i], &cfg) != 0) {
-            skipped++;
-            continue;
-        }
-        predict_features(&cfg, trows[usable].features);
-        trows[usable].target = rows[i].latency_us;
-        used[usable++] = i;
-    }
-    if (skipped)
-        log_warn(LOG_MODULE, "%s: %zu measurement%s left out: params or dtype do not make a "
-                 "configuration of the catalogue", k->name, skipped, skipped == 1 ? "" : "s");
-    if (usable < TRAIN_MIN_ROWS) {
-        too_few_rows(&run->error, &run->error_members, k->name, (int64_t)usable, run->quality);
+    struct trainset_params params = {.quality = run->quality,
+                                     .simulated = device_simulated(&run->device),
+                                     .should_stop = train_should_stop,
+                                     .note = train_note,
+                                     .ctx = run};
+    options_from_config(run->app->cfg, &params.options);
+    struct trainset_result result;
+    switch (trainset_train_kernel(k, trows, n, &params, &made, &result)) {
+    case TRAINSET_OK:
+        break;
+    case TRAINSET_TOO_FEW_ROWS:
+        too_few_rows(&run->error, &run->error_members, k->name, (int64_t)result.usable,
+                     run->quality);
+        goto out;
+    case TRAINSET_STOPPED:
+        (void)stopping(run); /* sets the 503 */
+        goto out;
+    case TRAINSET_BAD_INPUT:
+    case TRAINSET_FAILED:
+    default:
+        api_error_set(&run->error, 500, "%s", result.detail);
         goto out;
     }
-    if (stopping(run) || train_target(run, k, PREDICT_TARGET_LATENCY, true, trows, rows, used,
-                                      usable, out) != 0)
-        goto out;
-
-    /* The rails, in the order the measurements reported them first. */
-    char rails[DB_MAX_RAILS][DB_RAIL_NAME_MAX];
-    unsigned rail_count = 0;
-    for (size_t u = 0; u < usable; u++) {
-        const struct db_training_row *row = &rows[used[u]];
-        for (unsigned r = 0; r < row->rail_count; r++) {
-            bool known = false;
-            for (unsigned q = 0; q < rail_count && !known; q++)
-                known = strcmp(rails[q], row->rails[r].rail) == 0;
-            if (!known && rail_count < DB_MAX_RAILS)
-                snprintf(rails[rail_count++], DB_RAIL_NAME_MAX, "%s", row->rails[r].rail);
-        }
-    }
-    for (unsigned q = 0; q < rail_count; q++) {
-        size_t m = 0;
-        for (size_t u = 0; u < usable; u++) {
-            const struct db_training_row *row = &rows[used[u]];
-            for (unsigned r = 0; r < row->rail_count; r++) {
-                if (strcmp(row->rails[r].rail, rails[q]) != 0 || !isfinite(row->rails[r].power_mw))
-                    continue;
-                subset[m] = trows[u];
-                subset[m].target = row->rails[r].power_mw;
-                rail_used[m++] = used[u];
-                break;
-            }
-        }
-        char target[64];
-        snprintf(target, sizeof target, PREDICT_TARGET_POWER_PREFIX "%.*s",
-                 DB_RAIL_NAME_MAX - 1, rails[q]);
-        if (m < TRAIN_MIN_ROWS) {
-            log_warn(LOG_MODULE, "%s %s: only %zu of %zu rows report the rail; no power model "
-                     "for it", k->name, target, m, usable);
-            continue;
-        }
-        if (stopping(run) ||
-            train_target(run, k, target, false, subset, rows, rail_used, m, out) != 0)
+    for (size_t i = 0; i < made.count; i++) {
+        struct trainset_model *t = &made.items[i];
+        struct db_model *m = model_list_add(out);
+        if (!m) {
+            api_error_set(&run->error, 500, "out of memory collecting the models");
             goto out;
+        }
+        m->blob = t->blob; /* moved: the list frees it from here on */
+        m->blob_len = t->blob_len;
+        t->blob = NULL;
+        memcpy(m->kernel, t->kernel, sizeof m->kernel);
+        memcpy(m->target, t->target, sizeof m->target);
+        memcpy(m->training_hash, t->training_hash, sizeof m->training_hash);
+        memcpy(m->metrics_json, t->metrics_json, sizeof m->metrics_json);
+        m->device_id = run->device_id;
+        snprintf(m->fingerprint, sizeof m->fingerprint, "%s", run->device.fingerprint);
+        m->simulated = params.simulated;
     }
     rc = 0;
 out:
+    trainset_models_free(&made);
     free(rows);
     free(trows);
-    free(subset);
-    free(used);
-    free(rail_used);
     return rc;
 }
 
@@ -728,11 +595,19 @@ static void train_all(struct train_run *run, struct db *db)
         api_error_set(&run->error, 500, "the training made no model");
         goto out;
     }
-    if (db_models_insert(db, models.items, models.count, err, sizeof err) != 0) {
+    /* Superseded models beyond predict.keep_models go in the same transaction:
+     * a history to compare with, bounded however often the board retrains. */
+    size_t pruned = 0;
+    if (db_models_insert_pruned(db, models.items, models.count, run->app->cfg->keep_models,
+                                &pruned, err, sizeof err) != 0) {
         api_error_set(&run->error, 500, "storing %zu models failed (none was stored): %s",
                       models.count, err);
         goto out;
     }
+    if (pruned > 0)
+        log_info(LOG_MODULE, "training: %zu superseded model%s deleted (predict.keep_models = "
+                 "%u per kernel type and target)", pruned, pruned == 1 ? "" : "s",
+                 run->app->cfg->keep_models);
     size_t loaded = 0;
     if (api_models_load(run->app, db, &loaded, err, sizeof err) != 0) {
         api_error_set(&run->error, 500, "the %zu new models are stored but could not be "
