@@ -1,11 +1,13 @@
 /*
  * http_client.c - see http_client.h. One libcurl easy handle per request: the
- * CLI makes one or two requests per run, so reusing connections buys nothing
- * and a fresh handle keeps every request's state (headers, buffers) separate.
+ * CLI makes a few requests per run (a progress poll once a second at most), so
+ * reusing connections buys little and a fresh handle keeps every request's
+ * state (headers, buffers) separate.
  */
 #include "http_client.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,13 @@ struct body_buffer {
     size_t len, cap;
     int too_large;
     int no_memory;
+    /* streaming (http_client_stream): a 2xx body goes to sink, not to data */
+    http_body_fn sink;
+    void *sink_ctx;
+    CURL *curl;
+    int sink_decided; /* the status was looked at (on the first chunk) */
+    int sink_active;  /* ... and it is 2xx: chunks go to sink */
+    int stopped;      /* sink asked to stop */
 };
 
 struct header_state {
@@ -57,6 +66,21 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     struct body_buffer *b = userdata;
     size_t n = size * nmemb;
+    if (b->sink && !b->sink_decided) {
+        /* the headers are complete before the first body byte */
+        long status = 0;
+        if (curl_easy_getinfo(b->curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+            status = 0;
+        b->sink_active = status >= 200 && status <= 299;
+        b->sink_decided = 1;
+    }
+    if (b->sink_active) {
+        if (n > 0 && b->sink(b->sink_ctx, ptr, n) != 0) {
+            b->stopped = 1;
+            return 0; /* CURLE_WRITE_ERROR */
+        }
+        return n;
+    }
     if (n > HTTP_CLIENT_MAX_BODY_BYTES - b->len) {
         b->too_large = 1;
         return 0; /* makes libcurl fail the transfer with CURLE_WRITE_ERROR */
@@ -112,6 +136,18 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
     return n;
 }
 
+/* libcurl's progress callback, used only to notice *interrupted. */
+static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    const volatile sig_atomic_t *interrupted = clientp;
+    return *interrupted ? 1 : 0; /* non-zero: CURLE_ABORTED_BY_CALLBACK */
+}
+
 static int is_unreachable(CURLcode rc, CURL *curl)
 {
     switch (rc) {
@@ -155,16 +191,16 @@ static struct curl_slist *append_header(struct curl_slist *list, const char *lin
     return n;
 }
 
-int http_client_request(const struct http_client_opts *opts, const char *method,
-                        const char *path, const char *body, size_t body_len,
-                        struct http_response *resp, char *err, size_t errlen)
+static int perform(const struct http_client_opts *opts, const char *method, const char *path,
+                   const char *body, size_t body_len, http_body_fn on_data, void *ctx,
+                   struct http_response *resp, char *err, size_t errlen)
 {
     int result = HTTP_CLIENT_ERROR;
     CURL *curl = NULL;
     struct curl_slist *headers = NULL;
     char *url = NULL;
     char *auth = NULL;
-    struct body_buffer buf = {0};
+    struct body_buffer buf = {.sink = on_data, .sink_ctx = ctx};
     struct header_state hs = {0};
     char curl_err[CURL_ERROR_SIZE] = "";
 
@@ -185,6 +221,7 @@ int http_client_request(const struct http_client_opts *opts, const char *method,
         snprintf(err, errlen, "libcurl could not create a handle");
         goto out;
     }
+    buf.curl = curl;
     int ok = 1;
     headers = append_header(headers, "Accept: application/json, application/problem+json, "
                                      "text/csv;q=0.9, */*;q=0.5",
@@ -226,6 +263,18 @@ int http_client_request(const struct http_client_opts *opts, const char *method,
         SETOPT(curl, CURLOPT_TIMEOUT_MS, (long)(opts->timeout_s * 1000.0 + 0.5));
     if (opts->connect_timeout_s > 0)
         SETOPT(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(opts->connect_timeout_s * 1000.0 + 0.5));
+    if (opts->idle_timeout_s > 0) {
+        /* "less than 1 byte per second for this many seconds": libcurl counts
+         * whole seconds, so round up rather than give up early */
+        double whole_s = ceil(opts->idle_timeout_s);
+        SETOPT(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        SETOPT(curl, CURLOPT_LOW_SPEED_TIME, (long)(whole_s < 1.0 ? 1.0 : whole_s));
+    }
+    if (opts->interrupted) {
+        SETOPT(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+        SETOPT(curl, CURLOPT_XFERINFODATA, (void *)opts->interrupted);
+        SETOPT(curl, CURLOPT_NOPROGRESS, 0L);
+    }
     if (body) {
         SETOPT(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
         SETOPT(curl, CURLOPT_POSTFIELDS, body);
@@ -237,6 +286,16 @@ int http_client_request(const struct http_client_opts *opts, const char *method,
 
     CURLcode rc = curl_easy_perform(curl);
     if (rc != CURLE_OK) {
+        if (rc == CURLE_ABORTED_BY_CALLBACK && opts->interrupted && *opts->interrupted) {
+            snprintf(err, errlen, "interrupted");
+            result = HTTP_CLIENT_INTERRUPTED;
+            goto out;
+        }
+        if (buf.stopped) {
+            snprintf(err, errlen, "the receiver stopped the transfer");
+            result = HTTP_CLIENT_STOPPED;
+            goto out;
+        }
         if (buf.too_large)
             snprintf(err, errlen, "the answer is larger than %zu MiB",
                      HTTP_CLIENT_MAX_BODY_BYTES >> 20);
@@ -290,6 +349,25 @@ out:
     if (curl)
         curl_easy_cleanup(curl);
     return result;
+}
+
+int http_client_request(const struct http_client_opts *opts, const char *method,
+                        const char *path, const char *body, size_t body_len,
+                        struct http_response *resp, char *err, size_t errlen)
+{
+    return perform(opts, method, path, body, body_len, NULL, NULL, resp, err, errlen);
+}
+
+int http_client_stream(const struct http_client_opts *opts, const char *method, const char *path,
+                       const char *body, size_t body_len, http_body_fn on_data, void *ctx,
+                       struct http_response *resp, char *err, size_t errlen)
+{
+    if (!on_data) {
+        memset(resp, 0, sizeof *resp);
+        snprintf(err, errlen, "http_client_stream needs a body callback");
+        return HTTP_CLIENT_ERROR;
+    }
+    return perform(opts, method, path, body, body_len, on_data, ctx, resp, err, errlen);
 }
 
 char *http_client_escape(const char *s)

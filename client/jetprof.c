@@ -1,8 +1,11 @@
 /*
  * jetprof.c - the jetprof command-line client: curl-like ad-hoc use of a
- * jetprofd daemon (health, device, kernel catalogue, one measurement, the
- * dataset, any GET), its predictors (train, list, export, predict) and graph
- * estimates, online (POST /v1/estimate) or offline from an exported bundle.
+ * jetprofd daemon (status, health, device, kernel catalogue, power now and as
+ * a live stream, one measurement, the dataset, any GET), its queue (submit a
+ * sweep and follow it with a progress bar, list and cancel jobs), exports of
+ * the dataset (CSV, JSON lines, SQLite, streamed to a file), its predictors
+ * (train, list, export, predict) and graph estimates, online
+ * (POST /v1/estimate) or offline from an exported bundle.
  *
  * It is deliberately thin: every check about kernels, ranges and memory is the
  * daemon's (it owns the catalogue and the executor), so the client only makes
@@ -15,22 +18,38 @@
  * GET /v1/models/export wrote (model_set_load_bundle) and runs the daemon's own
  * estimate code (estimate_graph with estimate_predict_with_set, predict/), so a
  * workstation gets the daemon's numbers, digit for digit, without the board.
- * Only the trees' evaluation is linked in: training (XGBoost) stays in jetprofd.
+ * `train --offline` (client/offline_train.c) trains such a bundle here, with the
+ * daemon's training pipeline (predict/trainset.c, XGBoost), from a fleet file.
+ *
+ * The daemon's address comes from --host (alias --url), else $JETPROF_HOST,
+ * else $JETPROF_URL, else 127.0.0.1:9740: "host", "host:port", "[v6]:port" or
+ * an http(s) URL with an optional path prefix; port 9740 when none is given
+ * (as client/python/jetprof_client.py does).
  *
  * Exit status: 0 success; 1 the daemon answered with an error or could not be
- * reached, or (offline) the models or the graph were refused; 2 usage error,
- * including a file named on the command line that cannot be read.
+ * reached (both 1 since the first release: scripts and tests rely on it; the
+ * message on stderr tells them apart), a sweep waited for ended with failed
+ * or canceled jobs, or (offline) the models or the graph were refused; 2 usage
+ * error, including a file named on the command line that cannot be read and
+ * an address that cannot be parsed; 128+N when signal N (SIGINT: 130) stopped
+ * a command that runs until stopped (power --watch, submit --wait, export).
+ * docs/jetprof.1 documents all of it; keep the two in step.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -39,14 +58,30 @@
 #include "../predict/estimate.h"
 #include "../predict/graph.h"
 #include "../predict/models.h"
+#include "fleet.h"
+#include "fleet_hosts.h"
 #include "http_client.h"
 
 #define JETPROF_CLIENT_VERSION "0.1.0"
 #define DEFAULT_URL "http://127.0.0.1:9740"
+#define DEFAULT_PORT 9740
+#define DEFAULT_HTTPS_PORT 443
 /* measure and train are answered when the runner has done them, which may be
  * minutes behind a queue; everything else is answered at once. */
 #define DEFAULT_TIMEOUT_S 60.0
 #define CONNECT_TIMEOUT_S 10.0
+/* Streams (power --watch, export) have no end to time: they are given up only
+ * after this long without a byte. The power stream sends a heartbeat every
+ * second; an export's first byte waits for the daemon's snapshot. */
+#define STREAM_IDLE_TIMEOUT_S 60.0
+/* submit --wait: one GET /v1/batches/{id} per poll; without a terminal, one
+ * progress line at most every PROGRESS_LINE_MIN_S (when something changed),
+ * and one at least every PROGRESS_LINE_MAX_S (so a log shows it is alive). */
+#define PROGRESS_POLL_MS 1000
+#define PROGRESS_LINE_MIN_S 5.0
+#define PROGRESS_LINE_MAX_S 60.0
+/* An SSE line longer than this is not jetprofd's (an event is a few hundred bytes). */
+#define SSE_LINE_MAX_BYTES ((size_t)1024 * 1024)
 #define TOKEN_MAX_BYTES 4096
 /* Reals printed with 15 significant digits: all a measured value carries,
  * without the binary noise of 17 ("8712.2999999999993"). */
@@ -65,7 +100,13 @@ enum exit_code {
     EXIT_OK = 0,
     EXIT_FAIL = 1,
     EXIT_USAGE = 2,
+    EXIT_SIGNAL_BASE = 128, /* + the signal's number, as a shell reports it */
 };
+
+/* Set by the SIGINT/SIGTERM handler that the commands which run until stopped
+ * install (catch_stop_signals): the signal's number. Every request passes it
+ * to libcurl, which stops the transfer within a second of it being set. */
+static volatile sig_atomic_t stop_signal;
 
 struct cli {
     char *base_url;      /* normalised, malloc'd */
@@ -103,61 +144,100 @@ static void print_help(FILE *out)
         "Usage: jetprof [OPTIONS] COMMAND [ARGS]\n"
         "\n"
         "Command-line client for jetprofd, the kernel latency and power profiling daemon.\n"
-        "Answers are printed as indented JSON on stdout (tables for train, models and\n"
-        "estimate); errors go to stderr. 'jetprof COMMAND --help' describes one command.\n"
+        "Answers are printed as indented JSON on stdout, or as tables and summaries\n"
+        "where a command says so (--json then prints the JSON); errors go to stderr.\n"
+        "'jetprof COMMAND --help' describes one command; man jetprof describes all.\n"
         "\n"
         "Options (before or after the command):\n"
-        "  --url URL          jetprofd's address (default $JETPROF_URL, else " DEFAULT_URL ")\n"
-        "  --token-file PATH  file holding the bearer token for mutating requests\n"
-        "                     (default $JETPROF_TOKEN_FILE; none = no Authorization header)\n"
-        "  --timeout S        give up after S seconds (default: no limit for measure and\n"
-        "                     train, 60 for the other commands; 0 = no limit)\n"
-        "  -h, --help         show this help (or the command's) and exit\n"
-        "  -V, --version      print the version and exit\n"
+        "  --host HOST[:PORT]  jetprofd's address: host, host:port, [v6]:port or an\n"
+        "                      http(s) URL with an optional path prefix; port 9740 when\n"
+        "                      none is given. Default $JETPROF_HOST, else $JETPROF_URL,\n"
+        "                      else 127.0.0.1:9740. A flag beats the environment.\n"
+        "  --url URL           the same as --host (given both, the last one counts)\n"
+        "  --token-file PATH   file holding the bearer token, sent with every request\n"
+        "                      (default $JETPROF_TOKEN_FILE; none = no Authorization header)\n"
+        "  --timeout S         give up a request after S seconds (default: no limit for\n"
+        "                      measure and train, 60 for the others; 0 = no limit); for\n"
+        "                      power --watch and export the longest silence (default 60)\n"
+        "  -h, --help          show this help (or the command's) and exit\n"
+        "  -V, --version       print the version and exit\n"
         "\n"
         "Commands:\n"
-        "  health             liveness, version, uptime, job counts, sampler state\n"
-        "  device             board, executor, sensor backend, rails, sampling asked and got\n"
-        "  kernels            the kernel catalogue with each parameter's valid range\n"
+        "  status [--json]     one summary: health, board, executor, sensor and its rate,\n"
+        "                      queue counts, models; says SIMULATED when it is\n"
+        "  health              liveness, version, uptime, job counts, sampler state\n"
+        "  device              board, executor, sensor backend, rails, sampling asked and got\n"
+        "  kernels             the kernel catalogue with each parameter's valid range\n"
+        "  power [--json]      the latest sample of every rail as a table\n"
+        "  power --watch [--interval MS] [--count N] [--json]\n"
+        "                      one line per sample from the live stream until Ctrl-C\n"
         "  measure KERNEL NAME=VALUE... [--dtype fp32|fp16] [--repeats N]\n"
-        "                     measure one kernel configuration; answered when the job is\n"
-        "                     done; prints the Measurement and a one-line summary on stderr\n"
+        "                      measure one kernel configuration; answered when the job is\n"
+        "                      done; prints the Measurement and a one-line summary on stderr\n"
+        "  submit SWEEP.json|- [--wait] [--json]\n"
+        "                      queue a batch (configs, or a grid, random or list sweep);\n"
+        "                      --wait follows it with a progress bar until it ends\n"
+        "  jobs [--state S] [--batch ID] [--limit N] [--after ID] [--json]\n"
+        "                      the queue's jobs, oldest first, as a table\n"
+        "  cancel JOB_ID | --batch ID [--json]\n"
+        "                      cancel a queued job, or every queued job of a batch\n"
         "  measurements [--kernel K] [--dtype D] [--quality ok|suspect] [--limit N]\n"
         "               [--after ID] [--csv]\n"
-        "                     the stored dataset, oldest first; --csv prints CSV as served\n"
+        "                      one page of the stored dataset, oldest first\n"
+        "  export [--format csv|json|sqlite] [-o FILE] [--kernel K] [--batch ID]\n"
+        "         [--since TIME] [--dtype D] [--quality Q]\n"
+        "                      the whole dataset streamed: CSV, JSON lines, or the SQLite\n"
+        "                      database; FILE is written as FILE.part, then renamed\n"
         "  train [KERNEL...] [--quality ok|any] [--json]\n"
-        "                     train the predictors of these kernel types (default: every\n"
-        "                     type with enough measurements); prints the models' accuracy\n"
-        "  models [--json]    the current predictors and their accuracy\n"
+        "                      train the predictors of these kernel types (default: every\n"
+        "                      type with enough measurements); prints the models' accuracy\n"
+        "  models [--json]     the current predictors and their accuracy\n"
         "  models export [-o FILE]\n"
-        "                     the predictors as one JSON bundle, for estimate --offline\n"
+        "                      the predictors as one JSON bundle, for estimate --offline\n"
         "  predict KERNEL [dtype=fp16] NAME=VALUE... [--json]\n"
-        "                     predicted latency, power and energy of one configuration\n"
+        "                      predicted latency, power and energy of one configuration\n"
         "  estimate [--no-merge] [--json] GRAPH.json\n"
-        "                     a network graph's kernels after fusion and merging, each\n"
-        "                     kernel's prediction and the totals\n"
+        "                      a network graph's kernels after fusion and merging, each\n"
+        "                      kernel's prediction and the totals\n"
         "  estimate --offline --models FILE [--no-merge] [--json] GRAPH.json\n"
-        "                     the same computed here from an exported bundle (no daemon)\n"
-        "  get PATH           any GET request, the body printed as received\n"
+        "                      the same computed here from an exported bundle (no daemon)\n"
+        "  get PATH            any GET request, the body printed as received\n"
+        "  fleet status|submit|progress|cancel|pull ...\n"
+        "                      one command over a shelf of boards listed in a hosts file\n"
+        "                      (--hosts FILE or $JETPROF_HOSTS); 'jetprof fleet --help'\n"
+        "\n"
+        "Environment:\n"
+        "  JETPROF_HOST        the daemon's address when --host/--url is not given\n"
+        "  JETPROF_URL         the same, when JETPROF_HOST is not set (older name)\n"
+        "  JETPROF_TOKEN_FILE  the token file when --token-file is not given\n"
+        "  JETPROF_HOSTS       the fleet's hosts file when --hosts is not given\n"
         "\n"
         "Examples:\n"
-        "  jetprof health\n"
-        "  jetprof kernels\n"
+        "  jetprof status\n"
+        "  jetprof --host jetson.local power --watch --interval 500\n"
         "  jetprof measure linear_relu batch=64 in=256 out=512\n"
-        "  jetprof measure layernorm rows=128 cols=768 --dtype fp16 --repeats 5\n"
-        "  jetprof measurements --kernel linear_relu --limit 10\n"
-        "  jetprof measurements --csv > dataset.csv\n"
+        "  jetprof --token-file ~/.jetprof/token submit sweep.json --wait\n"
+        "  jetprof jobs --state failed\n"
+        "  jetprof cancel --batch 7\n"
+        "  jetprof export --format sqlite -o board.sqlite\n"
+        "  jetprof export --kernel linear_relu --since 2026-11-22 -o linear_relu.csv\n"
         "  jetprof train linear_relu layernorm --quality any\n"
-        "  jetprof predict linear_relu batch=64 in=256 out=512\n"
         "  jetprof estimate mlp.json\n"
         "  jetprof models export -o board.models.json\n"
         "  jetprof estimate --offline --models board.models.json --json mlp.json\n"
         "  jetprof get /v1/measurements/12\n"
-        "  jetprof --url http://jetson.local:9740 --token-file ~/.jetprof/token device\n"
         "\n"
-        "Exit status: 0 success; 1 jetprofd answered with an error or could not be\n"
-        "reached, or an offline estimate was refused; 2 usage error (a file named on\n"
-        "the command line that cannot be read included).\n",
+        "Exit status:\n"
+        "  0    success\n"
+        "  1    jetprofd answered with an error (the status, title and detail of its\n"
+        "       problem document are printed), or could not be reached or did not answer\n"
+        "       in time (the message says which); a sweep followed with submit --wait\n"
+        "       ended with failed or canceled jobs; an offline estimate was refused; a\n"
+        "       file could not be written\n"
+        "  2    usage error: unknown command or option, bad value, unreadable file named\n"
+        "       on the command line or token file, address that cannot be parsed\n"
+        "  130  stopped by Ctrl-C (SIGINT; 143 for SIGTERM) while running until stopped:\n"
+        "       power --watch, submit --wait (the jobs keep running), export\n",
         out);
 }
 
@@ -224,20 +304,139 @@ static bool valid_param_name(const char *s, size_t n)
 
 /* ---- set-up: URL and token ---- */
 
-static char *normalise_url(const char *url)
+/*
+ * The daemon's address as the user wrote it ("host", "host:port", "[::1]:port",
+ * "http://host:port/prefix", "https://host") -> the base URL requests are made
+ * against, "scheme://host:port[/prefix]", malloc'd in *out. The port defaults
+ * to 9740 (443 for https). Returns 0, -1 with the reason in err (a usage
+ * error), or -2 when out of memory.
+ */
+static int parse_address(const char *text, char **out, char *err, size_t errlen)
 {
-    size_t n = strlen(url);
-    while (n > 0 && url[n - 1] == '/')
-        n--;
-    bool has_scheme = strstr(url, "://") != NULL;
-    const char *prefix = has_scheme ? "" : "http://";
-    size_t len = strlen(prefix) + n + 1;
-    char *out = malloc(len);
-    if (!out)
-        return NULL;
-    snprintf(out, len, "%s%.*s", prefix, (int)n, url);
-    return out;
+    const char *p = text, *end = text + strlen(text);
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (p == end) {
+        snprintf(err, errlen, "the address is empty");
+        return -1;
+    }
+    const char *scheme = "http";
+    const char *sep = strstr(p, "://");
+    if (sep && sep < end) {
+        size_t n = (size_t)(sep - p);
+        if (n == 4 && strncasecmp(p, "http", 4) == 0) {
+            scheme = "http";
+        } else if (n == 5 && strncasecmp(p, "https", 5) == 0) {
+            scheme = "https";
+        } else {
+            snprintf(err, errlen, "the scheme must be http or https (got '%.*s')",
+                     (int)(n > 16 ? 16 : n), p);
+            return -1;
+        }
+        p = sep + 3;
+    }
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    const char *auth_end = slash ? slash : end;
+    for (const char *c = p; c < end; c++) {
+        unsigned char u = (unsigned char)*c;
+        if (u <= 0x20 || u == 0x7f) {
+            snprintf(err, errlen, "blanks and control characters are not allowed");
+            return -1;
+        }
+        if (u == '?' || u == '#') {
+            snprintf(err, errlen, "a query or fragment ('%c') is not allowed", u);
+            return -1;
+        }
+        if (u == '@' && c < auth_end) {
+            snprintf(err, errlen, "a user name is not allowed (the token goes in --token-file)");
+            return -1;
+        }
+    }
+    const char *host = p, *host_end, *port_text = NULL;
+    if (*p == '[') {
+        const char *close = memchr(p, ']', (size_t)(auth_end - p));
+        if (!close) {
+            snprintf(err, errlen, "'[' without ']' around an IPv6 address");
+            return -1;
+        }
+        host_end = close + 1;
+        if (host_end < auth_end && *host_end != ':') {
+            snprintf(err, errlen, "only ':PORT' may follow ']'");
+            return -1;
+        }
+        if (close == p + 1) {
+            snprintf(err, errlen, "no host name");
+            return -1;
+        }
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(auth_end - p));
+        if (colon && memchr(colon + 1, ':', (size_t)(auth_end - colon - 1))) {
+            snprintf(err, errlen, "an IPv6 address goes in brackets, e.g. [::1]:9740");
+            return -1;
+        }
+        host_end = colon ? colon : auth_end;
+        if (host_end == host) {
+            snprintf(err, errlen, "no host name");
+            return -1;
+        }
+    }
+    if (host_end < auth_end)
+        port_text = host_end + 1; /* after ':' */
+    long port = strcmp(scheme, "https") == 0 ? DEFAULT_HTTPS_PORT : DEFAULT_PORT;
+    if (port_text) {
+        size_t n = (size_t)(auth_end - port_text);
+        port = 0;
+        for (size_t i = 0; i < n && port <= 65535; i++) {
+            if (port_text[i] < '0' || port_text[i] > '9') {
+                port = -1;
+                break;
+            }
+            port = port * 10 + (port_text[i] - '0');
+        }
+        if (n == 0 || port < 1 || port > 65535) {
+            snprintf(err, errlen, "the port '%.*s' is not a number in [1, 65535]",
+                     (int)(n > 16 ? 16 : n), port_text);
+            return -1;
+        }
+    }
+    const char *prefix = slash ? slash : end;
+    const char *prefix_end = end;
+    while (prefix_end > prefix && prefix_end[-1] == '/')
+        prefix_end--;
+    size_t len = strlen(scheme) + 3 + (size_t)(host_end - host) + 8 +
+                 (size_t)(prefix_end - prefix) + 1;
+    char *url = malloc(len);
+    if (!url)
+        return -2;
+    snprintf(url, len, "%s://%.*s:%ld%.*s", scheme, (int)(host_end - host), host, port,
+             (int)(prefix_end - prefix), prefix);
+    *out = url;
+    return 0;
 }
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+/* SIGINT and SIGTERM set stop_signal instead of ending the process, so a
+ * command that runs until stopped ends cleanly: the terminal line finished,
+ * a partial export removed, the reason said. No SA_RESTART: a sleep returns
+ * at once. Installed even where the shell left SIGINT ignored (a background
+ * job), so `kill -INT` works there too. 0, or -1 with the reason printed. */
+static int catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) {
+        fail("cannot install the signal handlers: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int interrupted_exit(void) { return EXIT_SIGNAL_BASE + (int)stop_signal; }
 
 /* Reads the token: the file's content without trailing blanks and newlines.
  * Returns 0, or -1 with the reason printed. */
@@ -377,22 +576,14 @@ static int print_json(const struct http_response *resp)
  * and HTTP errors are printed. Returns EXIT_OK with *resp filled for a 2xx
  * answer, EXIT_FAIL otherwise (resp freed).
  */
-static int call(const struct cli *cli, double default_timeout_s, const char *method,
-                const char *path, const char *body, size_t body_len, struct http_response *resp)
+/* The exit status for a request that got no HTTP answer, the reason printed
+ * (nothing for an interruption: the caller says what it means). */
+static int transport_failure(const struct cli *cli, int rc, const char *method, const char *path,
+                             const char *err)
 {
-    struct http_client_opts opts = {
-        .base_url = cli->base_url,
-        .token = cli->token,
-        .timeout_s = cli->timeout_s >= 0 ? cli->timeout_s : default_timeout_s,
-        .connect_timeout_s = CONNECT_TIMEOUT_S,
-    };
-    if (opts.timeout_s > 0 && opts.timeout_s < opts.connect_timeout_s)
-        opts.connect_timeout_s = opts.timeout_s;
-    char err[512];
-    int rc = http_client_request(&opts, method, path, body, body_len, resp, err, sizeof err);
     switch (rc) {
-    case HTTP_CLIENT_OK:
-        break;
+    case HTTP_CLIENT_INTERRUPTED:
+        return interrupted_exit();
     case HTTP_CLIENT_UNREACHABLE:
         fail("cannot reach jetprofd at %s: %s", cli->base_url, err);
         return EXIT_FAIL;
@@ -403,12 +594,73 @@ static int call(const struct cli *cli, double default_timeout_s, const char *met
         fail("%s", err);
         return EXIT_FAIL;
     }
+}
+
+static int call(const struct cli *cli, double default_timeout_s, const char *method,
+                const char *path, const char *body, size_t body_len, struct http_response *resp)
+{
+    struct http_client_opts opts = {
+        .base_url = cli->base_url,
+        .token = cli->token,
+        .timeout_s = cli->timeout_s >= 0 ? cli->timeout_s : default_timeout_s,
+        .connect_timeout_s = CONNECT_TIMEOUT_S,
+        .interrupted = &stop_signal,
+    };
+    if (opts.timeout_s > 0 && opts.timeout_s < opts.connect_timeout_s)
+        opts.connect_timeout_s = opts.timeout_s;
+    char err[512];
+    int rc = http_client_request(&opts, method, path, body, body_len, resp, err, sizeof err);
+    if (rc != HTTP_CLIENT_OK)
+        return transport_failure(cli, rc, method, path, err);
     if (resp->status < 200 || resp->status > 299) {
         report_http_error(resp);
         http_response_free(resp);
         return EXIT_FAIL;
     }
     return EXIT_OK;
+}
+
+/*
+ * A GET whose 2xx body goes to on_data as it arrives (http_client_stream),
+ * with no limit on the whole transfer but --timeout (default
+ * STREAM_IDLE_TIMEOUT_S) on silence. EXIT_OK when the body arrived whole;
+ * EXIT_FAIL with *stopped set when on_data stopped it (the caller knows why);
+ * otherwise as call().
+ */
+static int call_stream(const struct cli *cli, const char *path, http_body_fn on_data, void *ctx,
+                       bool *stopped)
+{
+    struct http_client_opts opts = {
+        .base_url = cli->base_url,
+        .token = cli->token,
+        .timeout_s = 0,
+        .connect_timeout_s = CONNECT_TIMEOUT_S,
+        .idle_timeout_s = cli->timeout_s >= 0 ? cli->timeout_s : STREAM_IDLE_TIMEOUT_S,
+        .interrupted = &stop_signal,
+    };
+    if (opts.idle_timeout_s > 0 && opts.idle_timeout_s < opts.connect_timeout_s)
+        opts.connect_timeout_s = opts.idle_timeout_s;
+    *stopped = false;
+    struct http_response resp;
+    char err[512];
+    int rc = http_client_stream(&opts, "GET", path, NULL, 0, on_data, ctx, &resp, err, sizeof err);
+    if (rc == HTTP_CLIENT_STOPPED) {
+        *stopped = true;
+        http_response_free(&resp);
+        return EXIT_FAIL;
+    }
+    if (rc != HTTP_CLIENT_OK) {
+        http_response_free(&resp);
+        return transport_failure(cli, rc, "GET", path, err);
+    }
+    if (resp.status < 200 || resp.status > 299) {
+        report_http_error(&resp);
+        rc = EXIT_FAIL;
+    } else {
+        rc = EXIT_OK;
+    }
+    http_response_free(&resp);
+    return rc;
 }
 
 static int output_done(int rc)
@@ -1008,6 +1260,23 @@ static int print_models_answer(const struct http_response *resp, bool json_out, 
 
 static int cmd_train(const struct cli *cli, int argc, char **argv)
 {
+    /* --offline: trained here from a database (client/offline_train.c), no daemon */
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--offline") != 0)
+            continue;
+        static char train_word[] = "train";
+        char **targv = calloc((size_t)argc + 2, sizeof *targv);
+        if (!targv) {
+            fail("out of memory");
+            return EXIT_FAIL;
+        }
+        targv[0] = train_word;
+        for (int j = 0; j < argc; j++)
+            targv[j + 1] = argv[j];
+        int rc = offline_train_main(argc + 1, targv);
+        free(targv);
+        return rc;
+    }
     const char *quality = NULL;
     bool json_out = false;
     json_t *body = json_object();
@@ -1598,6 +1867,1072 @@ static int cmd_estimate(const struct cli *cli, int argc, char **argv)
     return rc;
 }
 
+/* ---- the service: status, power, submit, jobs, cancel, export ---- */
+
+/* GET path, the answer parsed: a JSON object in *out. EXIT_OK, or as call();
+ * a 2xx answer that is not a JSON object is EXIT_FAIL (message printed). */
+static int get_object(const struct cli *cli, const char *path, json_t **out)
+{
+    struct http_response resp;
+    int rc = call(cli, DEFAULT_TIMEOUT_S, "GET", path, NULL, 0, &resp);
+    if (rc != EXIT_OK)
+        return rc;
+    json_error_t jerr;
+    json_t *doc = json_loadb(resp.body, resp.body_len, 0, &jerr);
+    http_response_free(&resp);
+    if (!json_is_object(doc)) {
+        fail("GET %s: jetprofd's answer is not a JSON object%s%s", path, doc ? "" : ": ",
+             doc ? "" : jerr.text);
+        json_decref(doc);
+        return EXIT_FAIL;
+    }
+    *out = doc;
+    return EXIT_OK;
+}
+
+/* "45s", "3m07s", "2h05m", "3d04h"; "-" for what is not a duration. */
+static const char *format_duration(char *buf, size_t len, double seconds)
+{
+    if (!isfinite(seconds) || seconds < 0 || seconds > 1e12) {
+        snprintf(buf, len, "-");
+        return buf;
+    }
+    long long s = (long long)(seconds + 0.5);
+    if (s < 60)
+        snprintf(buf, len, "%llds", s);
+    else if (s < 3600)
+        snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(buf, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+    else
+        snprintf(buf, len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+    return buf;
+}
+
+static json_int_t int_member(const json_t *obj, const char *name)
+{
+    const json_t *v = json_object_get(obj, name);
+    return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Sleeps ms milliseconds, or less when a stop signal arrives. */
+static void sleep_interruptible(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    /* the handler has no SA_RESTART: nanosleep returns early with EINTR */
+    while (!stop_signal && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Strict integer option value in [lo, hi]; usage error (message printed) when not. */
+static bool option_int(const char *cmd, const char *name, const char *value, int64_t lo,
+                       int64_t hi, int64_t *out)
+{
+    if (!parse_int64(value, out) || *out < lo || *out > hi) {
+        usage_error("%s: %s must be an integer in [%" PRId64 ", %" PRId64 "], got '%s'", cmd,
+                    name, lo, hi, value);
+        return false;
+    }
+    return true;
+}
+
+/* ---- status ---- */
+
+static void print_status(const struct cli *cli, const json_t *health, const json_t *device,
+                         const json_t *models_doc)
+{
+    const json_t *jobs = json_object_get(health, "jobs");
+    const json_t *runner = json_object_get(health, "runner");
+    const json_t *sampler = json_object_get(health, "sampler");
+    const json_t *sensor = json_object_get(device, "sensor");
+    const json_t *executor = json_object_get(device, "executor");
+    const json_t *board = json_object_get(device, "board");
+    bool simulated = json_is_true(json_object_get(health, "simulated")) ||
+                     json_is_true(json_object_get(device, "simulated"));
+    char up[32];
+    printf("jetprofd %s at %s: %s, up %s (started %s)%s\n",
+           str_or(json_object_get(health, "version"), "?"), cli->base_url,
+           str_or(json_object_get(health, "status"), "?"),
+           format_duration(up, sizeof up, json_number_value(json_object_get(health, "uptime_s"))),
+           str_or(json_object_get(health, "started_at"), "?"), simulated ? "  SIMULATED" : "");
+    if (simulated)
+        printf("SIMULATED: power from the sim sensor and/or kernels on the CPU executor; "
+               "no number here is a board's\n");
+    printf("board:     %s", str_or(json_object_get(board, "model"), "?"));
+    const char *l4t = str_or(json_object_get(board, "l4t"), "");
+    if (*l4t)
+        printf(", L4T %s", l4t);
+    printf(", host %s\n", str_or(json_object_get(device, "hostname"), "?"));
+    printf("executor:  %s (%s)\n", str_or(json_object_get(executor, "name"), "?"),
+           str_or(json_object_get(executor, "device"), "?"));
+    if (json_is_object(sensor)) {
+        const json_t *rails = json_object_get(sensor, "rails");
+        const json_t *input = json_object_get(sensor, "board_input_rail");
+        printf("sensor:    %s, %zu rail%s, board input %s", str_or(json_object_get(sensor, "backend"), "?"),
+               json_array_size(rails), json_array_size(rails) == 1 ? "" : "s",
+               json_is_string(input) ? json_string_value(input)
+               : json_is_true(json_object_get(sensor, "board_input_is_sum")) ? "= sum of the rails"
+                                                                              : "unknown");
+    } else {
+        printf("sensor:    none");
+    }
+    if (json_is_object(sampler)) {
+        char got[32], want[32];
+        format_quantity(got, sizeof got, json_number_value(json_object_get(sampler, "achieved_rate_hz")));
+        const json_t *expected = json_object_get(sensor, "expected_rate_hz");
+        if (json_is_number(expected)) {
+            format_quantity(want, sizeof want, json_number_value(expected));
+            printf("; sampling at %s Hz of %s Hz expected", got, want);
+        } else {
+            printf("; sampling at %s Hz", got);
+        }
+        printf(", %" JSON_INTEGER_FORMAT " read errors", int_member(sampler, "read_errors"));
+        const char *last = str_or(json_object_get(sampler, "last_error"), "");
+        if (*last)
+            printf(" (last: %s)", last);
+    }
+    fputc('\n', stdout);
+    if (json_is_object(jobs))
+        printf("queue:     %" JSON_INTEGER_FORMAT " queued, %" JSON_INTEGER_FORMAT
+               " running, %" JSON_INTEGER_FORMAT " done, %" JSON_INTEGER_FORMAT
+               " failed, %" JSON_INTEGER_FORMAT " canceled",
+               int_member(jobs, "queued"), int_member(jobs, "running"), int_member(jobs, "done"),
+               int_member(jobs, "failed"), int_member(jobs, "canceled"));
+    else
+        printf("queue:     unknown (jetprofd could not count the jobs)");
+    if (json_is_object(runner)) {
+        const json_t *current = json_object_get(runner, "current_job_id");
+        if (json_is_true(json_object_get(runner, "busy")) && json_is_integer(current))
+            printf("; runner busy with job %" JSON_INTEGER_FORMAT, json_integer_value(current));
+        else
+            printf("; runner idle");
+        if (json_is_false(json_object_get(runner, "storage_ok")))
+            printf("; STORAGE FAILING");
+        const char *last = str_or(json_object_get(runner, "last_error"), "");
+        if (*last)
+            printf(" (last error: %s)", last);
+    }
+    fputc('\n', stdout);
+    const json_t *models = json_object_get(models_doc, "models");
+    size_t count = json_array_size(models), types = count_kernel_types(models);
+    printf("models:    %zu model%s for %zu kernel type%s\n", count, count == 1 ? "" : "s", types,
+           types == 1 ? "" : "s");
+}
+
+static int cmd_status(const struct cli *cli, int argc, char **argv)
+{
+    bool json_out = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json_out = true;
+            continue;
+        }
+        usage_error("status: unknown %s '%s' (status [--json])",
+                    argv[i][0] == '-' ? "option" : "argument", argv[i]);
+        return EXIT_USAGE;
+    }
+    json_t *health = NULL, *device = NULL, *models = NULL;
+    int rc = get_object(cli, "/v1/health", &health);
+    if (rc == EXIT_OK)
+        rc = get_object(cli, "/v1/device", &device);
+    if (rc == EXIT_OK)
+        rc = get_object(cli, "/v1/models", &models);
+    if (rc == EXIT_OK) {
+        if (json_out) {
+            json_t *all = json_pack("{s:O,s:O,s:O}", "health", health, "device", device,
+                                    "models", models);
+            if (!all) {
+                fail("out of memory");
+                rc = EXIT_FAIL;
+            } else {
+                rc = output_done(json_dumpf(all, stdout, JSON_OUT_FLAGS) != 0 ||
+                                         fputc('\n', stdout) == EOF
+                                     ? -1
+                                     : 0);
+                json_decref(all);
+            }
+        } else {
+            print_status(cli, health, device, models);
+            rc = output_done(ferror(stdout) ? -1 : 0);
+        }
+    }
+    json_decref(health);
+    json_decref(device);
+    json_decref(models);
+    return rc;
+}
+
+/* ---- power ---- */
+
+/* The latest sample as a table, and how it was sampled. */
+static void print_power_table(const json_t *doc)
+{
+    const json_t *rails = json_object_get(doc, "rails");
+    char age[32], got[32], want[32];
+    format_quantity(age, sizeof age, json_number_value(json_object_get(doc, "age_ms")));
+    format_quantity(got, sizeof got, json_number_value(json_object_get(doc, "achieved_rate_hz")));
+    printf("sensor %s%s, sample %s ms old, sampling at %s Hz",
+           str_or(json_object_get(doc, "backend"), "?"),
+           json_is_true(json_object_get(doc, "simulated")) ? " (SIMULATED)" : "", age, got);
+    const json_t *expected = json_object_get(doc, "expected_rate_hz");
+    if (json_is_number(expected)) {
+        format_quantity(want, sizeof want, json_number_value(expected));
+        printf(" of %s Hz expected", want);
+    }
+    fputc('\n', stdout);
+    printf("%-20s %11s %11s %11s\n", "RAIL", "VOLTAGE_MV", "CURRENT_MA", "POWER_MW");
+    size_t i;
+    const json_t *r;
+    double sum_mw = 0;
+    json_array_foreach(rails, i, r)
+    {
+        double mw = json_number_value(json_object_get(r, "power_mw"));
+        sum_mw += mw;
+        printf("%-20s %11.1f %11.1f %11.1f%s\n", str_or(json_object_get(r, "name"), "?"),
+               json_number_value(json_object_get(r, "voltage_mv")),
+               json_number_value(json_object_get(r, "current_ma")), mw,
+               json_is_true(json_object_get(r, "board_input")) ? "  board input" : "");
+    }
+    if (json_is_true(json_object_get(doc, "board_input_is_sum")))
+        printf("%-20s %11s %11s %11.1f  board input (no input rail: sum of the rails)\n", "sum",
+               "", "", sum_mw);
+}
+
+/* The state of one Server-Sent Events stream being read (power --watch). */
+struct sse_reader {
+    char *line;              /* the line being assembled */
+    size_t line_len, line_cap;
+    char *data;              /* the "data:" lines of the event being assembled */
+    size_t data_len, data_cap;
+    bool json_out;           /* print each event's data as received */
+    bool have_first;
+    int64_t first_t_ns;      /* sample time of the first event: lines show time since */
+    uint64_t events;
+    bool said_simulated;
+    int write_errno;         /* a failed write to stdout (EPIPE: the reader went away) */
+    bool bad_stream;         /* not jetprofd's events: message printed */
+};
+
+static int grow(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t cap2 = *cap ? *cap : 1024;
+    while (cap2 < need)
+        cap2 *= 2;
+    char *p = realloc(*buf, cap2);
+    if (!p)
+        return -1;
+    *buf = p;
+    *cap = cap2;
+    return 0;
+}
+
+/* One event: a line on stdout, flushed at once (a pipe reader sees it now). */
+static int sse_event(struct sse_reader *r)
+{
+    if (r->data_len > 0 && r->data[r->data_len - 1] == '\n')
+        r->data_len--; /* the last data line's separator */
+    r->data[r->data_len] = '\0';
+    r->events++;
+    if (r->json_out) {
+        if (fwrite(r->data, 1, r->data_len, stdout) != r->data_len || fputc('\n', stdout) == EOF)
+            goto write_failed;
+    } else {
+        json_error_t jerr;
+        json_t *ev = json_loadb(r->data, r->data_len, 0, &jerr);
+        const json_t *rails = json_object_get(ev, "rails");
+        const json_t *t = json_object_get(ev, "t_ns");
+        if (!json_is_array(rails) || !json_is_integer(t)) {
+            fail("event %" PRIu64 " of the power stream is not a power sample%s%s", r->events,
+                 ev ? "" : ": ", ev ? "" : jerr.text);
+            json_decref(ev);
+            r->bad_stream = true;
+            return -1;
+        }
+        int64_t t_ns = (int64_t)json_integer_value(t);
+        if (!r->have_first) {
+            r->have_first = true;
+            r->first_t_ns = t_ns;
+        }
+        if (json_is_true(json_object_get(ev, "simulated")) && !r->said_simulated) {
+            fputs("jetprof: SIMULATED power (sim sensor), not a board's\n", stderr);
+            r->said_simulated = true;
+        }
+        printf("%+10.3f s", (double)(t_ns - r->first_t_ns) / 1e9);
+        size_t i;
+        const json_t *rail;
+        json_array_foreach(rails, i, rail)
+        printf("  %s %.1f mW", str_or(json_object_get(rail, "name"), "?"),
+               json_number_value(json_object_get(rail, "power_mw")));
+        json_decref(ev);
+        if (fputc('\n', stdout) == EOF)
+            goto write_failed;
+    }
+    if (fflush(stdout) != 0)
+        goto write_failed;
+    return 0;
+write_failed:
+    r->write_errno = errno ? errno : EIO;
+    return -1;
+}
+
+/* One line of the stream (without its end of line): a field, a comment (the
+ * daemon's heartbeat), or the blank line that ends an event. */
+static int sse_line(struct sse_reader *r)
+{
+    const char *line = r->line;
+    size_t n = r->line_len;
+    if (n > 0 && line[n - 1] == '\r')
+        n--;
+    if (n == 0) {
+        int rc = r->data_len > 0 ? sse_event(r) : 0;
+        r->data_len = 0;
+        return rc;
+    }
+    if (line[0] == ':')
+        return 0;
+    const char *colon = memchr(line, ':', n);
+    size_t name_len = colon ? (size_t)(colon - line) : n;
+    if (name_len != 4 || memcmp(line, "data", 4) != 0)
+        return 0; /* id, event, retry: nothing to do with them here */
+    const char *value = colon ? colon + 1 : line + n;
+    if (value < line + n && *value == ' ')
+        value++;
+    size_t vlen = (size_t)(line + n - value);
+    if (grow(&r->data, &r->data_cap, r->data_len + vlen + 2) != 0) {
+        fail("out of memory reading the power stream");
+        r->bad_stream = true;
+        return -1;
+    }
+    memcpy(r->data + r->data_len, value, vlen);
+    r->data_len += vlen;
+    r->data[r->data_len++] = '\n';
+    return 0;
+}
+
+static int sse_chunk(void *ctx, const char *data, size_t len)
+{
+    struct sse_reader *r = ctx;
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == '\n') {
+            if (sse_line(r) != 0)
+                return -1;
+            r->line_len = 0;
+            continue;
+        }
+        if (r->line_len + 1 >= SSE_LINE_MAX_BYTES) {
+            fail("the power stream sent a line longer than %zu bytes: not jetprofd's events",
+                 SSE_LINE_MAX_BYTES);
+            r->bad_stream = true;
+            return -1;
+        }
+        if (grow(&r->line, &r->line_cap, r->line_len + 2) != 0) {
+            fail("out of memory reading the power stream");
+            r->bad_stream = true;
+            return -1;
+        }
+        r->line[r->line_len++] = data[i];
+    }
+    return 0;
+}
+
+static int power_watch(const struct cli *cli, const char *interval, const char *count,
+                       bool json_out)
+{
+    /* both values were checked to be short integers (cmd_power) */
+    char path[128];
+    int n = snprintf(path, sizeof path, "/v1/power/stream");
+    if (interval)
+        n += snprintf(path + n, sizeof path - (size_t)n, "?interval_ms=%s", interval);
+    if (count)
+        snprintf(path + n, sizeof path - (size_t)n, "%ccount=%s", interval ? '&' : '?', count);
+    if (catch_stop_signals() != 0)
+        return EXIT_FAIL;
+    /* a reader that goes away (| head) is a normal end: see EPIPE, not die */
+    signal(SIGPIPE, SIG_IGN);
+    struct sse_reader r = {.json_out = json_out};
+    bool stopped = false;
+    int rc = call_stream(cli, path, sse_chunk, &r, &stopped);
+    if (stopped) {
+        if (r.write_errno == EPIPE) {
+            rc = EXIT_OK;
+        } else if (r.write_errno) {
+            fail("writing the output failed: %s", strerror(r.write_errno));
+            rc = EXIT_FAIL;
+        } else {
+            rc = EXIT_FAIL; /* bad_stream: said */
+        }
+    } else if (rc == EXIT_OK && !count) {
+        fail("jetprofd ended the power stream after %" PRIu64 " events (is it stopping?)",
+             r.events);
+        rc = EXIT_FAIL;
+    }
+    free(r.line);
+    free(r.data);
+    return rc;
+}
+
+static int cmd_power(const struct cli *cli, int argc, char **argv)
+{
+    bool watch = false, json_out = false;
+    const char *interval = NULL, *count = NULL;
+    for (int i = 0; i < argc; i++) {
+        int t;
+        if (strcmp(argv[i], "--watch") == 0 || strcmp(argv[i], "-w") == 0) {
+            watch = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--json") == 0) {
+            json_out = true;
+            continue;
+        }
+        if ((t = take_option(argc, argv, &i, "--interval", &interval)) != 0 ||
+            (t = take_option(argc, argv, &i, "--count", &count)) != 0) {
+            if (t < 0)
+                return EXIT_USAGE;
+            continue;
+        }
+        usage_error("power: unknown %s '%s'", argv[i][0] == '-' ? "option" : "argument", argv[i]);
+        return EXIT_USAGE;
+    }
+    int64_t v;
+    /* ranges as the daemon's (api_power.c), so a mistake is a usage error */
+    if (interval && !option_int("power", "--interval", interval, 0, 60000, &v))
+        return EXIT_USAGE;
+    if (count && !option_int("power", "--count", count, 1, 1000000, &v))
+        return EXIT_USAGE;
+    if (!watch && (interval || count)) {
+        usage_error("power: --interval and --count go with --watch");
+        return EXIT_USAGE;
+    }
+    if (watch)
+        return power_watch(cli, interval, count, json_out);
+    struct http_response resp;
+    int rc = call(cli, DEFAULT_TIMEOUT_S, "GET", "/v1/power", NULL, 0, &resp);
+    if (rc != EXIT_OK)
+        return rc;
+    if (json_out) {
+        rc = output_done(print_json(&resp));
+    } else {
+        json_t *doc = json_loadb(resp.body, resp.body_len, 0, NULL);
+        if (!json_is_array(json_object_get(doc, "rails"))) {
+            fail("jetprofd's answer has no \"rails\" list; printing it as received");
+            rc = output_done(print_raw(&resp));
+            if (rc == EXIT_OK)
+                rc = EXIT_FAIL;
+        } else {
+            print_power_table(doc);
+            rc = output_done(ferror(stdout) ? -1 : 0);
+        }
+        json_decref(doc);
+    }
+    http_response_free(&resp);
+    return rc;
+}
+
+/* ---- submit ---- */
+
+/* Columns of the terminal behind fd, 80 when it does not say. */
+static int terminal_columns(int fd)
+{
+    struct winsize ws;
+    if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    return 80;
+}
+
+struct batch_progress {
+    json_int_t total, queued, running, done, failed, canceled;
+};
+
+static void batch_counts(const json_t *b, struct batch_progress *p)
+{
+    const json_t *c = json_object_get(b, "counts");
+    p->queued = int_member(c, "queued");
+    p->running = int_member(c, "running");
+    p->done = int_member(c, "done");
+    p->failed = int_member(c, "failed");
+    p->canceled = int_member(c, "canceled");
+    p->total = p->queued + p->running + p->done + p->failed + p->canceled;
+}
+
+/* "12/40 done (30%), 8.1/min, ETA 3m27s, 1 failed": the batch's own rate and ETA. */
+static void progress_text(char *buf, size_t len, const json_t *b, const struct batch_progress *p)
+{
+    char rate[32], eta[32];
+    const json_t *r = json_object_get(b, "measured_per_minute");
+    if (json_is_number(r))
+        format_quantity(rate, sizeof rate, json_number_value(r));
+    else
+        snprintf(rate, sizeof rate, "-");
+    const json_t *e = json_object_get(b, "eta_s");
+    format_duration(eta, sizeof eta, json_is_number(e) ? json_number_value(e) : -1);
+    int pct = p->total > 0 ? (int)((p->done + p->failed + p->canceled) * 100 / p->total) : 100;
+    int n = snprintf(buf, len,
+                     "%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT " done (%d%%), %s/min, ETA %s",
+                     p->done, p->total, pct, rate, eta);
+    if (n < 0 || (size_t)n >= len)
+        return;
+    if (p->failed)
+        n += snprintf(buf + n, len - (size_t)n, ", %" JSON_INTEGER_FORMAT " failed", p->failed);
+    if (n >= 0 && (size_t)n < len && p->canceled)
+        snprintf(buf + n, len - (size_t)n, ", %" JSON_INTEGER_FORMAT " canceled", p->canceled);
+}
+
+/* The bar redrawn in place: "\r[#####.....] text", the rest of the line erased. */
+static void draw_bar(FILE *f, const char *text, const struct batch_progress *p)
+{
+    int cols = terminal_columns(fileno(f));
+    int width = cols - (int)strlen(text) - 4;
+    if (width > 40)
+        width = 40;
+    char bar[48];
+    if (width >= 10) {
+        json_int_t ended = p->done + p->failed + p->canceled;
+        int fill = p->total > 0 ? (int)(ended * width / p->total) : width;
+        for (int i = 0; i < width; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[width] = '\0';
+        fprintf(f, "\r[%s] %s\033[K", bar, text);
+    } else {
+        fprintf(f, "\r%s\033[K", text);
+    }
+    fflush(f);
+}
+
+/*
+ * Follows GET /v1/batches/{id} until no job of it is queued or running. The
+ * progress goes to stdout (stderr with --json, whose stdout is the final
+ * Batch document): a bar redrawn in place on a terminal, else plain lines.
+ * Exit 0 when every job is done, 1 when any failed or was canceled,
+ * 128+signal when stopped (the jobs keep running).
+ */
+static int wait_batch(const struct cli *cli, json_int_t batch_id, bool json_out)
+{
+    if (catch_stop_signals() != 0)
+        return EXIT_FAIL;
+    FILE *out = json_out ? stderr : stdout;
+    bool tty = isatty(fileno(out)) == 1;
+    char path[64], text[256];
+    snprintf(path, sizeof path, "/v1/batches/%" JSON_INTEGER_FORMAT, batch_id);
+    double last_line_s = 0;
+    bool printed = false, drew = false;
+    struct batch_progress last = {0}, p;
+    json_t *b = NULL;
+    int rc;
+    for (;;) {
+        json_decref(b);
+        b = NULL;
+        rc = get_object(cli, path, &b);
+        if (rc != EXIT_OK)
+            break;
+        batch_counts(b, &p);
+        bool finished = p.queued + p.running == 0;
+        progress_text(text, sizeof text, b, &p);
+        if (tty) {
+            draw_bar(out, text, &p);
+            drew = true;
+        } else {
+            double now = monotonic_s();
+            bool changed = memcmp(&p, &last, sizeof p) != 0;
+            if (!printed || (!finished && ((changed && now - last_line_s >= PROGRESS_LINE_MIN_S) ||
+                                           now - last_line_s >= PROGRESS_LINE_MAX_S))) {
+                fprintf(out, "batch %" JSON_INTEGER_FORMAT ": %s\n", batch_id, text);
+                fflush(out);
+                printed = true;
+                last_line_s = now;
+                last = p;
+            }
+        }
+        if (finished)
+            break;
+        sleep_interruptible(PROGRESS_POLL_MS);
+        if (stop_signal) {
+            rc = interrupted_exit();
+            break;
+        }
+    }
+    if (drew)
+        fputc('\n', out);
+    if (rc >= EXIT_SIGNAL_BASE) {
+        fflush(out);
+        fail("stopped waiting; the jobs of batch %" JSON_INTEGER_FORMAT
+             " keep running on jetprofd ('jetprof cancel --batch %" JSON_INTEGER_FORMAT
+             "' cancels those still queued)",
+             batch_id, batch_id);
+    } else if (rc == EXIT_OK) {
+        char wall[32];
+        const json_t *w = json_object_get(b, "wall_s");
+        const json_t *e = json_object_get(b, "energy_j");
+        fprintf(out,
+                "batch %" JSON_INTEGER_FORMAT " finished: %" JSON_INTEGER_FORMAT
+                " done, %" JSON_INTEGER_FORMAT " failed, %" JSON_INTEGER_FORMAT
+                " canceled of %" JSON_INTEGER_FORMAT " jobs",
+                batch_id, p.done, p.failed, p.canceled, p.total);
+        if (json_is_number(w))
+            fprintf(out, " in %s",
+                    format_duration(wall, sizeof wall, json_number_value(w)));
+        if (json_is_number(e))
+            fprintf(out, ", %.1f J", json_number_value(e));
+        fputc('\n', out);
+        if (json_out &&
+            (json_dumpf(b, stdout, JSON_OUT_FLAGS) != 0 || fputc('\n', stdout) == EOF))
+            rc = output_done(-1);
+        if (rc == EXIT_OK && p.failed + p.canceled > 0) {
+            fflush(out);
+            fail("batch %" JSON_INTEGER_FORMAT ": %" JSON_INTEGER_FORMAT " failed, %"
+                 JSON_INTEGER_FORMAT " canceled ('jetprof jobs --batch %" JSON_INTEGER_FORMAT
+                 " --state failed' shows why)",
+                 batch_id, p.failed, p.canceled, batch_id);
+            rc = EXIT_FAIL;
+        }
+    }
+    json_decref(b);
+    return rc;
+}
+
+static int cmd_submit(const struct cli *cli, int argc, char **argv)
+{
+    bool wait = false, json_out = false;
+    const char *file = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--wait") == 0) {
+            wait = true;
+            continue;
+        }
+        if (strcmp(a, "--json") == 0) {
+            json_out = true;
+            continue;
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            usage_error("submit: unknown option '%s'", a);
+            return EXIT_USAGE;
+        }
+        if (file) {
+            usage_error("submit takes one SWEEP.json (got '%s' and '%s')", file, a);
+            return EXIT_USAGE;
+        }
+        file = a;
+    }
+    if (!file) {
+        usage_error("submit: which sweep? e.g. 'jetprof submit sweep.json' (- reads standard "
+                    "input; 'jetprof submit --help' shows the forms)");
+        return EXIT_USAGE;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (read_whole_file(file, &text, &len) != 0)
+        return EXIT_USAGE;
+    const char *shown = strcmp(file, "-") == 0 ? "standard input" : file;
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, len, 0, &jerr);
+    if (!json_is_object(doc)) {
+        if (doc)
+            fail("%s: a sweep is a JSON object ({\"configs\": [...]} or {\"sweep\": {...}})",
+                 shown);
+        else
+            fail("%s:%d:%d: not valid JSON: %s", shown, jerr.line, jerr.column, jerr.text);
+        json_decref(doc);
+        free(text);
+        return EXIT_FAIL;
+    }
+    json_decref(doc);
+    struct http_response resp;
+    int rc = call(cli, DEFAULT_TIMEOUT_S, "POST", "/v1/jobs", text, len, &resp);
+    free(text);
+    if (rc != EXIT_OK)
+        return rc;
+    json_t *ans = json_loadb(resp.body, resp.body_len, 0, NULL);
+    const json_t *id = json_object_get(ans, "batch_id");
+    if (!json_is_integer(id)) {
+        fail("jetprofd's answer has no batch_id; printing it as received");
+        rc = output_done(print_raw(&resp));
+        json_decref(ans);
+        http_response_free(&resp);
+        return rc == EXIT_OK ? EXIT_FAIL : rc;
+    }
+    json_int_t batch_id = json_integer_value(id);
+    if (json_out && !wait) {
+        rc = output_done(print_json(&resp));
+    } else {
+        FILE *out = json_out ? stderr : stdout;
+        fprintf(out,
+                "batch %" JSON_INTEGER_FORMAT ": %" JSON_INTEGER_FORMAT
+                " jobs queued, %" JSON_INTEGER_FORMAT " duplicates skipped\n",
+                batch_id, int_member(ans, "jobs"), int_member(ans, "duplicates"));
+        rc = output_done(fflush(out));
+    }
+    json_decref(ans);
+    http_response_free(&resp);
+    if (rc == EXIT_OK && wait)
+        rc = wait_batch(cli, batch_id, json_out);
+    return rc;
+}
+
+/* ---- jobs, cancel ---- */
+
+/* One line per job; the configuration last (its length varies), the error after it. */
+static void print_jobs_table(const json_t *jobs)
+{
+    printf("%8s %6s %-8s %5s %11s  %-24s %s\n", "ID", "BATCH", "STATE", "TRIES", "MEASUREMENT",
+           "FINISHED", "CONFIG");
+    size_t i;
+    const json_t *j;
+    json_array_foreach(jobs, i, j)
+    {
+        char batch[24], meas[24], tries[32];
+        const json_t *b = json_object_get(j, "batch_id");
+        const json_t *m = json_object_get(j, "measurement_id");
+        snprintf(batch, sizeof batch, json_is_integer(b) ? "%" JSON_INTEGER_FORMAT : "-",
+                 json_integer_value(b));
+        snprintf(meas, sizeof meas, json_is_integer(m) ? "%" JSON_INTEGER_FORMAT : "-",
+                 json_integer_value(m));
+        snprintf(tries, sizeof tries, "%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT,
+                 int_member(j, "attempts"), int_member(j, "max_attempts"));
+        printf("%8" JSON_INTEGER_FORMAT " %6s %-8s %5s %11s  %-24s %s", int_member(j, "id"),
+               batch, str_or(json_object_get(j, "state"), "?"), tries, meas,
+               str_or(json_object_get(j, "finished_at"), "-"),
+               str_or(json_object_get(j, "config_key"), "?"));
+        const char *error = str_or(json_object_get(j, "error"), "");
+        if (*error)
+            printf("  error: %s", error);
+        fputc('\n', stdout);
+    }
+}
+
+static int cmd_jobs(const struct cli *cli, int argc, char **argv)
+{
+    static const char *const filters[][2] = {
+        {"--state", "state"}, {"--batch", "batch"}, {"--limit", "limit"}, {"--after", "after"}};
+    enum { NFILTERS = sizeof filters / sizeof filters[0] };
+    const char *values[NFILTERS] = {0};
+    bool json_out = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json_out = true;
+            continue;
+        }
+        int matched = 0;
+        for (size_t f = 0; f < NFILTERS && !matched; f++) {
+            matched = take_option(argc, argv, &i, filters[f][0], &values[f]);
+            if (matched < 0)
+                return EXIT_USAGE;
+        }
+        if (!matched) {
+            usage_error("jobs: unknown %s '%s'", argv[i][0] == '-' ? "option" : "argument",
+                        argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    int64_t v;
+    if ((values[1] && !option_int("jobs", "--batch", values[1], 1, INT64_MAX, &v)) ||
+        (values[2] && !option_int("jobs", "--limit", values[2], 1, 10000, &v)) ||
+        (values[3] && !option_int("jobs", "--after", values[3], 0, INT64_MAX, &v)))
+        return EXIT_USAGE;
+    char *query = NULL;
+    size_t qlen = 0;
+    int rc = EXIT_OK;
+    for (size_t f = 0; f < NFILTERS && rc == EXIT_OK; f++)
+        if (values[f] && query_add(&query, &qlen, filters[f][1], values[f]) != 0)
+            rc = EXIT_FAIL;
+    size_t plen = strlen("/v1/jobs") + qlen + 1;
+    char *path = rc == EXIT_OK ? malloc(plen) : NULL;
+    if (!path) {
+        free(query);
+        fail("out of memory");
+        return EXIT_FAIL;
+    }
+    snprintf(path, plen, "/v1/jobs%s", query ? query : "");
+    free(query);
+    struct http_response resp;
+    rc = call(cli, DEFAULT_TIMEOUT_S, "GET", path, NULL, 0, &resp);
+    free(path);
+    if (rc != EXIT_OK)
+        return rc;
+    if (json_out) {
+        rc = output_done(print_json(&resp));
+        http_response_free(&resp);
+        return rc;
+    }
+    json_t *doc = json_loadb(resp.body, resp.body_len, 0, NULL);
+    const json_t *jobs = json_object_get(doc, "jobs");
+    if (!json_is_array(jobs)) {
+        fail("jetprofd's answer has no \"jobs\" list; printing it as received");
+        rc = output_done(print_raw(&resp));
+        if (rc == EXIT_OK)
+            rc = EXIT_FAIL;
+    } else {
+        print_jobs_table(jobs);
+        rc = output_done(ferror(stdout) ? -1 : 0);
+        fflush(stdout);
+        const json_t *next = json_object_get(doc, "next_after");
+        fprintf(stderr, "%zu job%s", json_array_size(jobs), json_array_size(jobs) == 1 ? "" : "s");
+        if (json_is_integer(next))
+            fprintf(stderr, "; more with --after %" JSON_INTEGER_FORMAT, json_integer_value(next));
+        fputc('\n', stderr);
+    }
+    json_decref(doc);
+    http_response_free(&resp);
+    return rc;
+}
+
+static int cmd_cancel(const struct cli *cli, int argc, char **argv)
+{
+    const char *job = NULL, *batch = NULL;
+    bool json_out = false;
+    for (int i = 0; i < argc; i++) {
+        int t;
+        if (strcmp(argv[i], "--json") == 0) {
+            json_out = true;
+            continue;
+        }
+        if ((t = take_option(argc, argv, &i, "--batch", &batch)) != 0) {
+            if (t < 0)
+                return EXIT_USAGE;
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            usage_error("cancel: unknown option '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+        if (job) {
+            usage_error("cancel takes one JOB_ID (got '%s' and '%s'); a whole batch: cancel "
+                        "--batch ID",
+                        job, argv[i]);
+            return EXIT_USAGE;
+        }
+        job = argv[i];
+    }
+    if (!job == !batch) {
+        usage_error("cancel: give either a JOB_ID or --batch ID");
+        return EXIT_USAGE;
+    }
+    int64_t id;
+    if (!option_int("cancel", job ? "JOB_ID" : "--batch", job ? job : batch, 1, INT64_MAX, &id))
+        return EXIT_USAGE;
+    char path[64];
+    snprintf(path, sizeof path, "/v1/%s/%" PRId64, job ? "jobs" : "batches", id);
+    struct http_response resp;
+    int rc = call(cli, DEFAULT_TIMEOUT_S, "DELETE", path, NULL, 0, &resp);
+    if (rc != EXIT_OK)
+        return rc;
+    if (json_out) {
+        rc = output_done(print_json(&resp));
+        http_response_free(&resp);
+        return rc;
+    }
+    json_t *doc = json_loadb(resp.body, resp.body_len, 0, NULL);
+    if (job) {
+        printf("canceled job %" PRId64 " (%s)\n", id,
+               str_or(json_object_get(doc, "config_key"), "?"));
+    } else {
+        struct batch_progress p;
+        batch_counts(doc, &p);
+        printf("batch %" PRId64 ": %" JSON_INTEGER_FORMAT " queued job%s canceled; now %"
+               JSON_INTEGER_FORMAT " done, %" JSON_INTEGER_FORMAT " running, %" JSON_INTEGER_FORMAT
+               " failed, %" JSON_INTEGER_FORMAT " canceled of %" JSON_INTEGER_FORMAT "\n",
+               id, int_member(doc, "canceled"), int_member(doc, "canceled") == 1 ? "" : "s",
+               p.done, p.running, p.failed, p.canceled, p.total);
+        if (p.running > 0) {
+            fflush(stdout);
+            fputs("jetprof: a running job is not stopped: it finishes and is stored\n", stderr);
+        }
+    }
+    rc = output_done(ferror(stdout) ? -1 : 0);
+    json_decref(doc);
+    http_response_free(&resp);
+    return rc;
+}
+
+/* ---- export ---- */
+
+struct export_sink {
+    FILE *f;
+    uint64_t bytes, newlines;
+    int write_errno;
+};
+
+static int export_chunk(void *ctx, const char *data, size_t len)
+{
+    struct export_sink *x = ctx;
+    if (fwrite(data, 1, len, x->f) != len) {
+        x->write_errno = errno ? errno : EIO;
+        return -1;
+    }
+    x->bytes += len;
+    for (const char *p = data; (p = memchr(p, '\n', len - (size_t)(p - data))) != NULL; p++)
+        x->newlines++;
+    return 0;
+}
+
+static int cmd_export(const struct cli *cli, int argc, char **argv)
+{
+    static const char *const filters[][2] = {{"--kernel", "kernel"}, {"--batch", "batch"},
+                                             {"--since", "since"},   {"--dtype", "dtype"},
+                                             {"--quality", "quality"}};
+    enum { NFILTERS = sizeof filters / sizeof filters[0] };
+    const char *values[NFILTERS] = {0};
+    const char *format = "csv", *output = NULL;
+    bool any_filter = false;
+    for (int i = 0; i < argc; i++) {
+        int t;
+        if ((t = take_option(argc, argv, &i, "--format", &format)) != 0 ||
+            (t = take_option(argc, argv, &i, "-o", &output)) != 0 ||
+            (t = take_option(argc, argv, &i, "--output", &output)) != 0) {
+            if (t < 0)
+                return EXIT_USAGE;
+            continue;
+        }
+        int matched = 0;
+        for (size_t f = 0; f < NFILTERS && !matched; f++) {
+            matched = take_option(argc, argv, &i, filters[f][0], &values[f]);
+            if (matched < 0)
+                return EXIT_USAGE;
+        }
+        if (!matched) {
+            usage_error("export: unknown %s '%s'", argv[i][0] == '-' ? "option" : "argument",
+                        argv[i]);
+            return EXIT_USAGE;
+        }
+        any_filter = true;
+    }
+    bool sqlite = strcmp(format, "sqlite") == 0;
+    const char *api_format = strcmp(format, "csv") == 0 ? "csv"
+                             : strcmp(format, "json") == 0 || strcmp(format, "jsonl") == 0
+                                 ? "jsonl"
+                                 : NULL;
+    if (!sqlite && !api_format) {
+        usage_error("export: --format must be csv, json or sqlite, got '%s'", format);
+        return EXIT_USAGE;
+    }
+    if (sqlite && any_filter) {
+        usage_error("export: the sqlite export is the whole database; --kernel, --batch, "
+                    "--since, --dtype and --quality go with --format csv or json");
+        return EXIT_USAGE;
+    }
+    if (output && !*output) {
+        usage_error("export: -o needs a file name");
+        return EXIT_USAGE;
+    }
+    int64_t v;
+    if (values[1] && !option_int("export", "--batch", values[1], 1, INT64_MAX, &v))
+        return EXIT_USAGE;
+    bool to_stdout = !output || strcmp(output, "-") == 0;
+    if (sqlite && to_stdout && isatty(STDOUT_FILENO)) {
+        usage_error("export: not writing a binary SQLite file to a terminal; use -o FILE or "
+                    "redirect standard output");
+        return EXIT_USAGE;
+    }
+
+    char *path = NULL;
+    if (sqlite) {
+        path = strdup("/v1/export.sqlite");
+    } else {
+        char *query = NULL;
+        size_t qlen = 0;
+        bool ok = query_add(&query, &qlen, "format", api_format) == 0;
+        for (size_t f = 0; f < NFILTERS && ok; f++)
+            if (values[f])
+                ok = query_add(&query, &qlen, filters[f][1], values[f]) == 0;
+        size_t plen = strlen("/v1/measurements") + qlen + 1;
+        path = ok ? malloc(plen) : NULL;
+        if (path)
+            snprintf(path, plen, "/v1/measurements%s", query);
+        free(query);
+    }
+    if (!path) {
+        fail("out of memory");
+        return EXIT_FAIL;
+    }
+
+    /* A regular file (or a new one) is written as FILE.part and renamed when
+     * whole, so FILE is never half an export; anything else (/dev/null, a
+     * FIFO, standard output) is written directly. */
+    char *part = NULL;
+    struct export_sink x = {.f = stdout};
+    struct stat st;
+    int rc = EXIT_FAIL;
+    /* before FILE.part exists, so a Ctrl-C always finds it to remove */
+    if (catch_stop_signals() != 0)
+        goto out;
+    if (!to_stdout) {
+        if (stat(output, &st) == 0 && !S_ISREG(st.st_mode)) {
+            x.f = fopen(output, "wb");
+            if (!x.f) {
+                fail("cannot write %s: %s", output, strerror(errno));
+                goto out;
+            }
+        } else {
+            size_t n = strlen(output) + sizeof ".part";
+            part = malloc(n);
+            if (!part) {
+                fail("out of memory");
+                goto out;
+            }
+            snprintf(part, n, "%s.part", output);
+            x.f = fopen(part, "wb");
+            if (!x.f) {
+                fail("cannot write %s: %s", part, strerror(errno));
+                free(part);
+                part = NULL;
+                goto out;
+            }
+        }
+    }
+    bool stopped = false;
+    rc = call_stream(cli, path, export_chunk, &x, &stopped);
+    if (stopped) {
+        fail("cannot write %s: %s", to_stdout ? "standard output" : part ? part : output,
+             strerror(x.write_errno));
+        rc = EXIT_FAIL;
+    } else if (rc >= EXIT_SIGNAL_BASE) {
+        fail("export interrupted%s", part ? "; the partial file is removed" : "");
+    }
+    if (fflush(x.f) != 0 && rc == EXIT_OK) {
+        fail("cannot write %s: %s", to_stdout ? "standard output" : part ? part : output,
+             strerror(errno));
+        rc = EXIT_FAIL;
+    }
+    if (part && rc == EXIT_OK && fsync(fileno(x.f)) != 0) {
+        fail("cannot write %s: %s", part, strerror(errno));
+        rc = EXIT_FAIL;
+    }
+out:
+    if (x.f && x.f != stdout && fclose(x.f) != 0 && rc == EXIT_OK) {
+        fail("cannot write %s: %s", part ? part : output, strerror(errno));
+        rc = EXIT_FAIL;
+    }
+    if (part) {
+        if (rc == EXIT_OK && rename(part, output) != 0) {
+            fail("cannot rename %s to %s: %s", part, output, strerror(errno));
+            rc = EXIT_FAIL;
+        }
+        if (rc != EXIT_OK)
+            unlink(part);
+    }
+    if (rc == EXIT_OK && !to_stdout) {
+        if (sqlite)
+            fprintf(stderr, "wrote %s: %" PRIu64 " bytes (SQLite database)\n", output, x.bytes);
+        else
+            fprintf(stderr, "wrote %s: %" PRIu64 " measurements, %" PRIu64 " bytes\n", output,
+                    strcmp(api_format, "csv") == 0 && x.newlines > 0 ? x.newlines - 1
+                                                                   : x.newlines,
+                    x.bytes);
+    }
+    free(part);
+    free(path);
+    return rc;
+}
+
 /* ---- per-command help ---- */
 
 static const char help_health[] = "Usage: jetprof health\n"
@@ -1628,7 +2963,21 @@ static const char help_train[] =
     "runner has trained them (between jobs; no default time limit).\n"
     "Prints one line per model with its accuracy on the held-out split (RMSE in the\n"
     "target's unit, MAPE, share within +-10 %, Kendall tau); --json prints the answer.\n"
-    "Example: jetprof train linear_relu layernorm --quality any\n";
+    "Example: jetprof train linear_relu layernorm --quality any\n"
+    "\n"
+    "Usage: jetprof train --offline DB --device FINGERPRINT -o FILE [KERNEL...]\n"
+    "           [--quality ok|any] [--seed N] [--rounds N] [--max-depth N] [--eta X]\n"
+    "           [--ensemble N] [--holdout X] [--json]\n"
+    "Trains here, with the daemon's training code, from DB: a fleet file ('jetprof\n"
+    "fleet pull') or a board's database ('jetprof export --format sqlite'). The rows\n"
+    "of the device with that fingerprint (or a unique prefix of 8+ characters; the\n"
+    "identical boards that share it train one model), sorted by uid: the same rows\n"
+    "and options make the models a board makes. FILE (- = stdout) is the bundle for\n"
+    "'estimate --offline --models FILE'. Options default to the daemon's\n"
+    "predict.train_* defaults (seed 42, rounds 200, max-depth 6, eta 0.1, ensemble 5,\n"
+    "holdout 0.2). Exit 1 when the device is not in DB (its devices are listed) or a\n"
+    "kernel type has too few rows.\n"
+    "Example: jetprof train --offline fleet.sqlite --device 3f2a9c01 -o orin.json\n";
 static const char help_models[] =
     "Usage: jetprof models [--json]\n"
     "       jetprof models export [-o FILE]\n"
@@ -1655,25 +3004,130 @@ static const char help_estimate[] =
     "--offline --models FILE runs the same code here on the models of a bundle from\n"
     "'jetprof models export -o FILE': the same models give the same numbers.\n"
     "Example: jetprof estimate --offline --models board.models.json mlp.json\n";
+static const char help_status[] =
+    "Usage: jetprof status [--json]\n"
+    "One summary of the daemon: version, health and uptime, board, executor, sensor\n"
+    "with its achieved and expected sample rate, the queue's job counts, the runner,\n"
+    "and how many models there are. Says SIMULATED when the sim sensor or the CPU\n"
+    "executor makes the numbers. --json prints {\"health\", \"device\", \"models\"}:\n"
+    "the answers of GET /v1/health, /v1/device and /v1/models.\n";
+static const char help_power[] =
+    "Usage: jetprof power [--json]\n"
+    "       jetprof power --watch [--interval MS] [--count N] [--json]\n"
+    "The latest sample of every rail (GET /v1/power) as a table: voltage, current\n"
+    "and power, the board-input rail marked, with the sensor and its sample rate.\n"
+    "--watch follows GET /v1/power/stream (Server-Sent Events) and prints one line\n"
+    "per event, its sample time from the first event and each rail's power, until\n"
+    "Ctrl-C (exit 130), the reader of a pipe goes away (exit 0), or N events\n"
+    "(--count, exit 0). --interval MS: one event per MS of sample time (0 = every\n"
+    "sample; default the daemon's sensor.stream_interval_ms, 100). --json prints\n"
+    "the answer, or with --watch each event's data as one JSON line.\n"
+    "Example: jetprof power --watch --interval 500\n";
+static const char help_submit[] =
+    "Usage: jetprof submit SWEEP.json|- [--wait] [--json]\n"
+    "Queues a batch (POST /v1/jobs, needs the token when the daemon has one) and\n"
+    "prints its id and how many jobs were queued and skipped as duplicates. The\n"
+    "file (- reads standard input) is one of:\n"
+    "  {\"configs\": [{\"kernel\": \"linear\", \"batch\": 8, \"in\": 64, \"out\": 64}, ...]}\n"
+    "  {\"sweep\": {\"type\": \"grid\", \"kernel\": \"linear_relu\",\n"
+    "             \"params\": {\"batch\": [8, 16], \"in\": [64, 128], \"out\": [64]}}}\n"
+    "  {\"sweep\": {\"type\": \"random\", \"kernel\": \"linear\", \"count\": 500, \"seed\": 1,\n"
+    "             \"params\": {\"batch\": [1, 512], \"in\": [8, 4096], \"out\": 64}}}\n"
+    "  {\"sweep\": {\"type\": \"list\", \"kernel\": \"layernorm\",\n"
+    "             \"points\": [{\"rows\": 8, \"cols\": 64}, {\"rows\": 16, \"cols\": 64}]}}\n"
+    "with, at the top level, \"dtype\", \"repeats\" (1..20) and \"repeat_existing\".\n"
+    "--wait then follows GET /v1/batches/{id} until no job is queued or running:\n"
+    "a progress bar (done/total, measured per minute, ETA) redrawn in place when\n"
+    "stdout is a terminal, else a plain line at most every 5 s, and a final line.\n"
+    "Exit 0 when every job is done, 1 when any failed or was canceled, 130 on\n"
+    "Ctrl-C (the jobs keep running: 'jetprof cancel --batch ID' stops the rest).\n"
+    "--json prints the answer; with --wait the progress goes to stderr and the\n"
+    "final Batch document to stdout.\n"
+    "Example: jetprof submit sweep.json --wait\n";
+static const char help_jobs[] =
+    "Usage: jetprof jobs [--state S] [--batch ID] [--limit N] [--after ID] [--json]\n"
+    "The queue's jobs, oldest first (GET /v1/jobs): id, batch, state, attempts,\n"
+    "measurement, when it ended, configuration and error. S is queued, running,\n"
+    "done, failed or canceled; at most N jobs (1..10000, default 100) with an id\n"
+    "above --after; the count and the --after for the next page go to stderr.\n"
+    "--json prints the answer.\n"
+    "Example: jetprof jobs --batch 7 --state failed\n";
+static const char help_cancel[] =
+    "Usage: jetprof cancel JOB_ID [--json]\n"
+    "       jetprof cancel --batch ID [--json]\n"
+    "Cancels one queued job (DELETE /v1/jobs/{id}; a job that is running or ended\n"
+    "cannot be: 409, exit 1), or every queued job of a batch (DELETE\n"
+    "/v1/batches/{id}; the running one finishes). Needs the token when the daemon\n"
+    "has one. --json prints the answer (the Job, or the Batch with \"canceled\").\n";
+static const char help_export[] =
+    "Usage: jetprof export [--format csv|json|sqlite] [-o FILE] [--kernel K]\n"
+    "                      [--batch ID] [--since TIME] [--dtype D] [--quality Q]\n"
+    "The dataset, streamed (never held in memory): csv (the default) and json\n"
+    "(JSON lines, one Measurement a line) from GET /v1/measurements with\n"
+    "format=csv|jsonl, every matching row; sqlite is the whole database as one\n"
+    "consistent SQLite file (GET /v1/export.sqlite; filters do not apply).\n"
+    "-o FILE is written as FILE.part and renamed when complete (removed on an\n"
+    "error or Ctrl-C); without -o (or -o -) the export goes to stdout, for sqlite\n"
+    "only when stdout is not a terminal. --since takes YYYY-MM-DD or\n"
+    "YYYY-MM-DDTHH:MM[:SS[.fff]] with Z or +HH:MM. --timeout is the longest silence.\n"
+    "Example: jetprof export --format sqlite -o board.sqlite\n";
 static const char help_get[] = "Usage: jetprof get PATH\n"
                                "Any GET request; the body printed as received.\n"
                                "Example: jetprof get /v1/measurements/12\n";
+
+/* ---- fleet (client/fleet.c) ---- */
+
+/* --hosts FILE: set by main, read by cmd_fleet (the command table's signature
+ * has no room for it). */
+static const char *fleet_hosts_flag;
+
+/* `jetprof fleet ...`: fleet_main with the global options it uses; --timeout
+ * 0 there means each command's default (a fleet request never waits forever). */
+static int cmd_fleet(const struct cli *cli, int argc, char **argv)
+{
+    static char fleet_word[] = "fleet";
+    if (catch_stop_signals() != 0)
+        return EXIT_FAIL;
+    char **fargv = calloc((size_t)argc + 2, sizeof *fargv);
+    if (!fargv) {
+        fail("out of memory");
+        return EXIT_FAIL;
+    }
+    fargv[0] = fleet_word;
+    for (int i = 0; i < argc; i++)
+        fargv[i + 1] = argv[i];
+    struct fleet_globals g = {
+        .hosts_file = fleet_hosts_flag,
+        .timeout_s = cli->timeout_s > 0 ? cli->timeout_s : 0,
+        .interrupted = &stop_signal,
+    };
+    int rc = fleet_main(&g, argc + 1, fargv);
+    free(fargv);
+    return rc;
+}
 
 static const struct command {
     const char *name;
     int (*run)(const struct cli *cli, int argc, char **argv);
     const char *help; /* jetprof COMMAND --help */
 } commands[] = {
+    {"status", cmd_status, help_status},
     {"health", cmd_health, help_health},
     {"device", cmd_device, help_device},
     {"kernels", cmd_kernels, help_kernels},
+    {"power", cmd_power, help_power},
     {"measure", cmd_measure, help_measure},
+    {"submit", cmd_submit, help_submit},
+    {"jobs", cmd_jobs, help_jobs},
+    {"cancel", cmd_cancel, help_cancel},
     {"measurements", cmd_measurements, help_measurements},
+    {"export", cmd_export, help_export},
     {"train", cmd_train, help_train},
     {"models", cmd_models, help_models},
     {"predict", cmd_predict, help_predict},
     {"estimate", cmd_estimate, help_estimate},
     {"get", cmd_get, help_get},
+    {"fleet", cmd_fleet, fleet_help_text},
 };
 
 /* ---- main ---- */
@@ -1715,8 +3169,10 @@ int main(int argc, char **argv)
                 goto out;
             }
             if ((t = take_option(argc, argv, &i, "--url", &url)) != 0 ||
+                (t = take_option(argc, argv, &i, "--host", &url)) != 0 ||
                 (t = take_option(argc, argv, &i, "--token-file", &token_file)) != 0 ||
-                (t = take_option(argc, argv, &i, "--timeout", &timeout)) != 0) {
+                (t = take_option(argc, argv, &i, "--timeout", &timeout)) != 0 ||
+                (t = take_option(argc, argv, &i, "--hosts", &fleet_hosts_flag)) != 0) {
                 if (t < 0)
                     goto out;
                 continue;
@@ -1731,8 +3187,9 @@ int main(int argc, char **argv)
                 if (strcmp(a, commands[c].name) == 0)
                     command = &commands[c];
             if (!command) {
-                usage_error("unknown command '%s' (commands: health, device, kernels, measure, "
-                            "measurements, train, models, predict, estimate, get)",
+                usage_error("unknown command '%s' (commands: status, health, device, kernels, "
+                            "power, measure, submit, jobs, cancel, measurements, export, train, "
+                            "models, predict, estimate, get, fleet)",
                             a);
                 goto out;
             }
@@ -1756,15 +3213,29 @@ int main(int argc, char **argv)
         }
         cli.timeout_s = t;
     }
+    /* a flag beats the environment; JETPROF_HOST beats the older JETPROF_URL */
+    const char *url_from = "--host/--url";
     if (!url || !*url) {
-        url = getenv("JETPROF_URL");
-        if (!url || !*url)
+        url_from = "JETPROF_HOST";
+        url = getenv("JETPROF_HOST");
+        if (!url || !*url) {
+            url_from = "JETPROF_URL";
+            url = getenv("JETPROF_URL");
+        }
+        if (!url || !*url) {
+            url_from = "the default";
             url = DEFAULT_URL;
+        }
     }
-    cli.base_url = normalise_url(url);
-    if (!cli.base_url) {
+    char addr_err[160];
+    int addr_rc = parse_address(url, &cli.base_url, addr_err, sizeof addr_err);
+    if (addr_rc == -2) {
         fail("out of memory");
         rc = EXIT_FAIL;
+        goto out;
+    }
+    if (addr_rc != 0) {
+        usage_error("jetprofd address '%.200s' (%s): %s", url, url_from, addr_err);
         goto out;
     }
     if (!token_file || !*token_file) {

@@ -34,8 +34,9 @@ How it talks to the daemon:
   RFC 9457 problem document (status, title, detail and the whole body, e.g. the
   ``parameter``, ``kernels`` or ``node`` members); a failure to reach the daemon
   raises :class:`JetprofConnectionError`.
-- Mutating endpoints send ``Authorization: Bearer <token>`` when a token is
-  configured (argument ``token``, the file ``token_file``, or the file named by
+- Every request sends ``Authorization: Bearer <token>`` when a token is
+  configured (the daemon requires it on mutating endpoints, and on reads too
+  with ``server.auth_reads``) (argument ``token``, the file ``token_file``, or the file named by
   the environment variable ``JETPROF_TOKEN_FILE``). The address defaults to
   ``JETPROF_HOST`` (or ``JETPROF_URL``, the command-line client's variable), else
   127.0.0.1:9740.
@@ -387,7 +388,11 @@ class JetprofClient:
         h = {"Accept": accept, "User-Agent": "jetprof-python/%s" % __version__}
         if body is not None:
             h["Content-Type"] = "application/json"
-        if auth and self.token:
+        # Sent on reads as well: with server.auth_reads the daemon requires it
+        # everywhere (GET /v1/health aside). `auth` keeps documenting which calls
+        # need it whatever the daemon's settings.
+        del auth
+        if self.token:
             h["Authorization"] = "Bearer " + self.token
         return h
 
