@@ -67,7 +67,20 @@ struct options {
     unsigned rounds;
     unsigned batch_graphs; /* graphs per batch POST */
     unsigned batch_rounds;
+    unsigned modes;        /* MODE_* bits: which modes run (--modes) */
 };
+
+/* --modes names, in the order the modes run. */
+enum { MODE_HOT = 1, MODE_COLD = 2, MODE_MIXED = 4, MODE_BATCH_HOT = 8, MODE_BATCH_COLD = 16 };
+static const struct {
+    const char *name;
+    unsigned bit;
+} mode_names[] = {{"hot", MODE_HOT},
+                  {"cold", MODE_COLD},
+                  {"mixed", MODE_MIXED},
+                  {"batch-hot", MODE_BATCH_HOT},
+                  {"batch-cold", MODE_BATCH_COLD}};
+#define MODE_ALL (MODE_HOT | MODE_COLD | MODE_MIXED | MODE_BATCH_HOT | MODE_BATCH_COLD)
 
 /* ---- a keep-alive HTTP/1.1 connection ---- */
 
@@ -593,8 +606,29 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: bench_estimate --url http://127.0.0.1:PORT [--graph FILE] [--requests N]\n"
                "                      [--rounds R] [--batch-graphs N] [--batch-rounds R]\n"
+               "                      [--modes hot,cold,mixed,batch-hot,batch-cold]\n"
+               "--modes runs only the modes named (all by default; the driver's summary needs\n"
+               "all), e.g. --modes hot while profiling the daemon.\n"
                "Normally run by bench/bench_estimate.sh (make bench), which starts jetprofd,\n"
                "collects a dataset and trains the predictors first.\n");
+}
+
+/* "hot,batch-cold" into MODE_* bits. 0 or -1. */
+static int parse_modes(const char *s, unsigned *out)
+{
+    *out = 0;
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        size_t i = 0;
+        while (i < sizeof mode_names / sizeof mode_names[0] &&
+               !(strlen(mode_names[i].name) == n && strncmp(mode_names[i].name, s, n) == 0))
+            i++;
+        if (i == sizeof mode_names / sizeof mode_names[0])
+            return -1;
+        *out |= mode_names[i].bit;
+        s += n + (s[n] == ',');
+    }
+    return *out ? 0 : -1;
 }
 
 static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
@@ -626,7 +660,8 @@ int main(int argc, char **argv)
                         .requests = 500,
                         .rounds = 5,
                         .batch_graphs = 1000,
-                        .batch_rounds = 5};
+                        .batch_rounds = 5,
+                        .modes = MODE_ALL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -646,6 +681,8 @@ int main(int argc, char **argv)
             bad = parse_uint(v, 1, 10000, &o.batch_graphs);
         } else if (strcmp(a, "--batch-rounds") == 0 && v) {
             bad = parse_uint(v, 1, 1000, &o.batch_rounds);
+        } else if (strcmp(a, "--modes") == 0 && v) {
+            bad = parse_modes(v, &o.modes);
         } else {
             usage(stderr);
             return 2;
@@ -699,27 +736,35 @@ int main(int argc, char **argv)
 
     struct gen_state gs = {.next_cold = COLD_FIRST_BATCH, .rng = 0x9e3779b97f4a7c15ull,
                            .pool_base = MIXED_FIRST_BATCH};
-    struct mode_result hot, cold, mixed, bhot, bcold;
-    printf("single graphs, one POST /v1/estimate each on a kept-alive connection, %u per round, "
-           "%u rounds:\n",
-           o.requests, o.rounds);
-    if (run_mode(&c, graph, "cache hot", o.rounds, o.requests, 1, true, gen_hot, &gs, &hot) ||
-        run_mode(&c, graph, "cache cold", o.rounds, o.requests, 1, false, gen_cold, &gs, &cold) ||
-        run_mode(&c, graph, "mixed (pool of 512)", o.rounds, o.requests, 1, false, gen_mixed, &gs,
-                 &mixed))
+    struct mode_result hot = {0}, cold = {0}, mixed = {0}, bhot = {0}, bcold = {0};
+    if (o.modes & (MODE_HOT | MODE_COLD | MODE_MIXED))
+        printf("single graphs, one POST /v1/estimate each on a kept-alive connection, %u per "
+               "round, %u rounds:\n",
+               o.requests, o.rounds);
+    if (((o.modes & MODE_HOT) &&
+         run_mode(&c, graph, "cache hot", o.rounds, o.requests, 1, true, gen_hot, &gs, &hot)) ||
+        ((o.modes & MODE_COLD) &&
+         run_mode(&c, graph, "cache cold", o.rounds, o.requests, 1, false, gen_cold, &gs,
+                  &cold)) ||
+        ((o.modes & MODE_MIXED) && run_mode(&c, graph, "mixed (pool of 512)", o.rounds,
+                                            o.requests, 1, false, gen_mixed, &gs, &mixed)))
         goto out;
-    printf("batches: %u graphs in one POST /v1/estimate {\"graphs\": [...]}, %u rounds:\n",
-           o.batch_graphs, o.batch_rounds);
-    if (run_mode(&c, graph, "batch, cache hot", o.batch_rounds, 1, o.batch_graphs, true,
-                 gen_batch_hot, &gs, &bhot) ||
-        run_mode(&c, graph, "batch, cache cold", o.batch_rounds, 1, o.batch_graphs, false,
-                 gen_cold, &gs, &bcold))
+    if (o.modes & (MODE_BATCH_HOT | MODE_BATCH_COLD))
+        printf("batches: %u graphs in one POST /v1/estimate {\"graphs\": [...]}, %u rounds:\n",
+               o.batch_graphs, o.batch_rounds);
+    if (((o.modes & MODE_BATCH_HOT) && run_mode(&c, graph, "batch, cache hot", o.batch_rounds, 1,
+                                                 o.batch_graphs, true, gen_batch_hot, &gs,
+                                                 &bhot)) ||
+        ((o.modes & MODE_BATCH_COLD) && run_mode(&c, graph, "batch, cache cold", o.batch_rounds,
+                                                 1, o.batch_graphs, false, gen_cold, &gs,
+                                                 &bcold)))
         goto out;
-    printf("result: single_hot_graphs_per_s=%.1f single_cold_graphs_per_s=%.1f "
-           "single_mixed_graphs_per_s=%.1f batch_hot_graphs_per_s=%.1f "
-           "batch_cold_graphs_per_s=%.1f batch_graphs=%u\n",
-           hot.graphs_per_s, cold.graphs_per_s, mixed.graphs_per_s, bhot.graphs_per_s,
-           bcold.graphs_per_s, o.batch_graphs);
+    if (o.modes == MODE_ALL)
+        printf("result: single_hot_graphs_per_s=%.1f single_cold_graphs_per_s=%.1f "
+               "single_mixed_graphs_per_s=%.1f batch_hot_graphs_per_s=%.1f "
+               "batch_cold_graphs_per_s=%.1f batch_graphs=%u\n",
+               hot.graphs_per_s, cold.graphs_per_s, mixed.graphs_per_s, bhot.graphs_per_s,
+               bcold.graphs_per_s, o.batch_graphs);
     rc = 0;
 out:
     free(a.body);

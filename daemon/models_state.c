@@ -10,9 +10,11 @@
  * when nobody was predicting, else the last reader. A training that finishes
  * never waits for, nor breaks, a prediction in flight.
  *
- * Cache. Keyed by catalog_config_key text ("linear_relu:fp32:batch=64,...") and
- * storing the whole struct kernel_prediction, so a hit returns the very bytes a
- * miss computed. Layout: SHARD_COUNT independent shards (one for small caches),
+ * Cache. Keyed by the configuration itself - kernel type, dtype and parameter
+ * values, compared as integers: what catalog_config_key's text
+ * ("linear_relu:fp32:batch=64,...") says, without printing it on every lookup
+ * (that snprintf was most of a hit's cost) - and storing the whole struct
+ * kernel_prediction, so a hit returns the very bytes a miss computed. Layout: SHARD_COUNT independent shards (one for small caches),
  * each a fixed-capacity chained hash table with its own mutex: HTTP threads
  * that hash to different shards never contend, and a critical section is one
  * chain walk plus a ~500-byte copy (no rwlock needed: a hit writes the CLOCK
@@ -42,9 +44,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Keys are at most ~80 characters ("attention:fp16:batch=...,head_dim=..."); one
- * that does not fit is predicted without the cache. */
-#define CACHE_KEY_MAX 128
 #define SHARD_COUNT 16
 /* Below this many entries per shard one shard is used: sharding a tiny cache
  * would only make its eviction order harder to reason about. */
@@ -59,12 +58,23 @@ struct set_ref {
     atomic_uint refs; /* the state's own reference + one per reader */
 };
 
+/* A configuration as a cache key: equal keys are equal catalog_config_key texts.
+ * Kernel types compare by catalogue entry (by name when two entries differ, so
+ * a configuration built from a copy of the catalogue still matches); parameters
+ * past param_count are not part of it. */
+struct cache_key {
+    const struct catalog_kernel *kernel;
+    enum dtype dtype;
+    unsigned param_count;
+    int64_t params[CATALOG_MAX_PARAMS];
+};
+
 struct cache_entry {
     uint64_t hash;
     uint64_t generation;
     uint32_t next; /* chain within the bucket, NO_SLOT at the end */
     bool referenced;
-    char key[CACHE_KEY_MAX];
+    struct cache_key key;
     struct kernel_prediction prediction;
 };
 
@@ -126,16 +136,45 @@ static struct set_ref *set_ref_acquire(struct models_state *ms)
 
 /* ---- cache ---- */
 
-/* FNV-1a, 64 bits: keys are short ASCII, and its low bits spread well enough
- * for power-of-two tables; the top bits pick the shard. */
-static uint64_t key_hash(const char *key)
+/* The key of cfg; false when it has none (no kernel or an invalid dtype, which
+ * model_set_predict then refuses: predicted without the cache, as before). */
+static bool key_of(const struct kernel_config *cfg, struct cache_key *key)
+{
+    if (!cfg->kernel || (unsigned)cfg->dtype >= DTYPE_COUNT)
+        return false;
+    memset(key, 0, sizeof *key);
+    key->kernel = cfg->kernel;
+    key->dtype = cfg->dtype;
+    key->param_count =
+        cfg->kernel->param_count < CATALOG_MAX_PARAMS ? cfg->kernel->param_count : CATALOG_MAX_PARAMS;
+    memcpy(key->params, cfg->params, key->param_count * sizeof key->params[0]);
+    return true;
+}
+
+static bool key_equal(const struct cache_key *a, const struct cache_key *b)
+{
+    return a->dtype == b->dtype && a->param_count == b->param_count &&
+           memcmp(a->params, b->params, a->param_count * sizeof a->params[0]) == 0 &&
+           (a->kernel == b->kernel || strcmp(a->kernel->name, b->kernel->name) == 0);
+}
+
+/* FNV-1a over the kernel type's name, then a multiply-xorshift mix of the dtype
+ * and each parameter: the low bits pick the bucket (power-of-two tables), the
+ * top bits the shard. */
+static uint64_t key_hash(const struct cache_key *key)
 {
     uint64_t h = 14695981039346656037ull;
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)key->kernel->name; *p; p++) {
         h ^= *p;
         h *= 1099511628211ull;
     }
-    return h;
+    h ^= (uint64_t)key->dtype;
+    for (unsigned i = 0; i < key->param_count; i++) {
+        h = (h ^ (uint64_t)key->params[i]) * 0x9E3779B97F4A7C15ull;
+        h ^= h >> 29;
+    }
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 31);
 }
 
 static struct cache_shard *shard_for(struct models_state *ms, uint64_t hash)
@@ -149,12 +188,12 @@ static uint32_t *bucket_for(struct cache_shard *sh, uint64_t hash)
 }
 
 /* The slot holding key for generation, or NULL. Under sh->lock. */
-static struct cache_entry *shard_find(struct cache_shard *sh, uint64_t hash, const char *key,
-                                      uint64_t generation)
+static struct cache_entry *shard_find(struct cache_shard *sh, uint64_t hash,
+                                      const struct cache_key *key, uint64_t generation)
 {
     for (uint32_t i = *bucket_for(sh, hash); i != NO_SLOT; i = sh->slots[i].next) {
         struct cache_entry *e = &sh->slots[i];
-        if (e->hash == hash && e->generation == generation && strcmp(e->key, key) == 0)
+        if (e->hash == hash && e->generation == generation && key_equal(&e->key, key))
             return e;
     }
     return NULL;
@@ -212,7 +251,7 @@ static void shard_clear(struct cache_shard *sh, atomic_size_t *entries)
     pthread_mutex_unlock(&sh->lock);
 }
 
-static bool cache_lookup(struct models_state *ms, uint64_t hash, const char *key,
+static bool cache_lookup(struct models_state *ms, uint64_t hash, const struct cache_key *key,
                          uint64_t generation, struct kernel_prediction *out)
 {
     struct cache_shard *sh = shard_for(ms, hash);
@@ -226,7 +265,7 @@ static bool cache_lookup(struct models_state *ms, uint64_t hash, const char *key
     return e != NULL;
 }
 
-static void cache_insert(struct models_state *ms, uint64_t hash, const char *key,
+static void cache_insert(struct models_state *ms, uint64_t hash, const struct cache_key *key,
                          uint64_t generation, const struct kernel_prediction *p)
 {
     struct cache_shard *sh = shard_for(ms, hash);
@@ -240,7 +279,7 @@ static void cache_insert(struct models_state *ms, uint64_t hash, const char *key
             e->hash = hash;
             e->generation = generation;
             e->referenced = false;
-            snprintf(e->key, sizeof e->key, "%s", key);
+            e->key = *key;
             memcpy(&e->prediction, p, sizeof *p);
             uint32_t *head = bucket_for(sh, hash);
             e->next = *head;
@@ -376,10 +415,10 @@ int models_state_predict(void *ctx, const struct kernel_config *cfg,
         return -1;
     }
 
-    char key[CACHE_KEY_MAX];
-    bool cacheable = ms->cache_capacity > 0 && catalog_config_key(cfg, key, sizeof key) >= 0;
-    uint64_t hash = cacheable ? key_hash(key) : 0;
-    if (cacheable && cache_lookup(ms, hash, key, r->generation, out)) {
+    struct cache_key key;
+    bool cacheable = ms->cache_capacity > 0 && key_of(cfg, &key);
+    uint64_t hash = cacheable ? key_hash(&key) : 0;
+    if (cacheable && cache_lookup(ms, hash, &key, r->generation, out)) {
         atomic_fetch_add(&ms->hits, 1);
         set_ref_release(r);
         return 0;
@@ -392,7 +431,7 @@ int models_state_predict(void *ctx, const struct kernel_config *cfg,
     memset(out, 0, sizeof *out);
     int rc = model_set_predict(r->set, cfg, out, err, errlen);
     if (rc == 0 && cacheable)
-        cache_insert(ms, hash, key, r->generation, out);
+        cache_insert(ms, hash, &key, r->generation, out);
     set_ref_release(r);
     return rc;
 }

@@ -41,6 +41,24 @@ struct estimate_options {
 json_t *estimate_graph(const json_t *graph, const struct estimate_options *opt,
                        estimate_predict_fn predict, void *ctx, struct graph_error *err);
 
+/* estimate_graph's answer as compact JSON text, byte for byte what
+ * json_dumpb(estimate_graph(...), JSON_COMPACT | JSON_REAL_PRECISION(12))
+ * prints, without building the tree: the daemon's path (POST /v1/estimate). */
+struct estimate_text {
+    char *data;    /* malloc'd, NUL-terminated once anything is appended */
+    size_t len, cap;
+    bool failed;   /* an append ran out of memory; later appends fail too */
+};
+
+/* Appends the answer for one graph to out: 0, or -1 with *err as estimate_graph
+ * (out as it was before the call). */
+int estimate_graph_text(const json_t *graph, const struct estimate_options *opt,
+                        estimate_predict_fn predict, void *ctx, struct estimate_text *out,
+                        struct graph_error *err);
+/* Appends n bytes (a batch's framing): 0, or -1 when out of memory. */
+int estimate_text_append(struct estimate_text *t, const char *s, size_t n);
+void estimate_text_free(struct estimate_text *t); /* and zeroes *t */
+
 /* The JSON of one kernel prediction as /v1/predict and the kernels above use:
  * latency_us, latency_us_spread, power_mw {}, power_mw_spread {}, energy_uj {}. Adds the fields to obj. */
 int estimate_prediction_fields(json_t *obj, const struct kernel_prediction *p);

@@ -455,6 +455,24 @@ static int shape_from_json(const json_t *arr, size_t skip, struct shape *out, in
     return 0;
 }
 
+/* "nodes[12]" into buf (32 bytes): the place named in messages, made for every
+ * node and input of every graph, so without snprintf. */
+static void index_label(char *buf, const char *prefix, size_t i)
+{
+    size_t at = strlen(prefix);
+    char digits[24];
+    size_t n = 0;
+    memcpy(buf, prefix, at);
+    do {
+        digits[n++] = (char)('0' + i % 10);
+        i /= 10;
+    } while (i);
+    while (n)
+        buf[at++] = digits[--n];
+    buf[at++] = ']';
+    buf[at] = '\0';
+}
+
 /* ---- names ---- */
 
 static uint64_t name_hash(const char *s)
@@ -592,7 +610,9 @@ static void range_text(const struct attr_spec *a, double min, double max, char *
                  a->max_open ? ')' : ']');
 }
 
-/* Checks one attribute value; an integer attrs[0] becomes the node's value. */
+/* Checks one attribute value; an integer attrs[0] becomes the node's value.
+ * The range's text is only made for a message: this runs for every attribute
+ * of every graph, and snprintf of doubles was most of it. */
 static int attr_check(struct builder *b, struct node *n, unsigned which, const json_t *v,
                       const char *key)
 {
@@ -601,29 +621,36 @@ static int attr_check(struct builder *b, struct node *n, unsigned which, const j
     char range[64];
     if (attr_range(b, a, &min, &max) != 0)
         return -1;
-    range_text(a, min, max, range, sizeof range);
     if (a->type == ATTR_INT) {
-        if (!json_is_integer(v))
+        if (!json_is_integer(v)) {
+            range_text(a, min, max, range, sizeof range);
             return fail(b, 422, n->name, "node '%s': attribute '%s' must be %s", n->name, key,
                         range);
+        }
         json_int_t x = json_integer_value(v);
-        if ((double)x < min || (double)x > max)
+        if ((double)x < min || (double)x > max) {
+            range_text(a, min, max, range, sizeof range);
             return fail(b, 422, n->name,
                         "node '%s': attribute '%s' = %" JSON_INTEGER_FORMAT
                         " is outside the range; %s (%s) must be %s",
                         n->name, key, x, key, a->doc, range);
+        }
         if (which == 0)
             n->value = (int64_t)x;
         return 0;
     }
-    if (!json_is_number(v))
+    if (!json_is_number(v)) {
+        range_text(a, min, max, range, sizeof range);
         return fail(b, 422, n->name, "node '%s': attribute '%s' must be %s", n->name, key,
                     range);
+    }
     double x = json_number_value(v);
-    if (x < min || x > max || (a->min_open && x == min) || (a->max_open && x == max))
+    if (x < min || x > max || (a->min_open && x == min) || (a->max_open && x == max)) {
+        range_text(a, min, max, range, sizeof range);
         return fail(b, 422, n->name,
                     "node '%s': attribute '%s' = %g is outside the range; %s (%s) must be %s",
                     n->name, key, x, key, a->doc, range);
+    }
     return 0;
 }
 
@@ -664,7 +691,7 @@ static int native_inputs(struct builder *b, const json_t *inputs)
     for (size_t i = 0; i < json_array_size(inputs); i++) {
         const json_t *in = json_array_get(inputs, i);
         char where[32], why[128], buf[64];
-        snprintf(where, sizeof where, "inputs[%zu]", i);
+        index_label(where, "inputs[", i);
         if (!json_is_object(in))
             return fail(b, 422, "", "%s must be an object {\"name\", \"shape\"}", where);
         const char *name = check_name(b, json_object_get(in, "name"), where);
@@ -816,7 +843,7 @@ static int parse_native(struct builder *b, const json_t *g)
     for (size_t i = 0; i < nn; i++) {
         const json_t *obj = json_array_get(nodes, i);
         char where[32];
-        snprintf(where, sizeof where, "nodes[%zu]", i);
+        index_label(where, "nodes[", i);
         if (!json_is_object(obj))
             return fail(b, 422, "", "%s must be an object {\"name\", \"op\", \"inputs\", ...}",
                         where);
