@@ -109,7 +109,8 @@ endif
 # ---- sources, one archive per module (dependency direction of DESIGN.md) ----
 COMMON_SRC  := $(wildcard common/*.c)
 SENSORS_SRC := $(wildcard sensors/*.c)
-CUDAKERN_SRC := cudakern/catalog.c cudakern/kernel_data.c cudakern/exec.c cudakern/exec_cpu.c
+CUDAKERN_SRC := cudakern/catalog.c cudakern/kernel_data.c cudakern/exec.c cudakern/exec_cpu.c \
+                cudakern/sweep.c
 DB_SRC      := $(wildcard db/*.c)
 PREDICT_SRC := $(wildcard predict/*.c)
 DAEMON_SRC  := $(filter-out daemon/main.c,$(wildcard daemon/*.c))

@@ -128,6 +128,18 @@ done
 post /v1/models/train '{"quality": "any"}'
 [ "$(status)" = 200 ] || die "POST /v1/models/train answered $(status): $(head -c 400 "$TMP/answer")"
 echo "bench_estimate.sh: dataset collected and $(jget 'len(j["models"])') models trained in $(($(date +%s) - t0)) s"
+# Kernel-level accuracy on the held-out split of each model (CPU executor data,
+# simulated sensor): the models the estimates below use.
+"$PY" - "$TMP/answer" <<'EOF2'
+import json, sys
+j = json.load(open(sys.argv[1]))
+print("# kernel-level accuracy (held-out split; simulated: %s)" % j.get("simulated"))
+print("%-16s %-22s %6s %6s %9s %8s %7s" % ("kernel", "target", "train", "test", "MAPE %", "+-10 %", "tau"))
+for m in j["models"]:
+    x = m["metrics"]
+    print("%-16s %-22s %6d %6d %9.2f %8.1f %7.3f" % (m["kernel"], m["target"], x["train_rows"],
+          x["test_rows"], x["mape"], 100 * x["within_10pct"], x["kendall_tau"]))
+EOF2
 
 # ---- 4. and 5. ----
 # shellcheck disable=SC2086

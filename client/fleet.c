@@ -18,10 +18,10 @@
  * configurations with the daemon's rules (grid order, the random sweep's
  * seeded splitmix64 draws, duplicates dropped) and deals them round-robin,
  * each board getting {"configs": [its share]}; a board alone with its
- * fingerprint gets the sweep as written. The expansion repeats
- * daemon/sweep.c's (the client does not link daemon code); the integration
- * test checks that the shards of a random sweep add up to exactly what a
- * board expands from the same body.
+ * fingerprint gets the sweep as written. The expansion is cudakern/sweep.c's,
+ * the one the daemon's POST /v1/jobs uses (the client does not link daemon
+ * code); the integration test checks that the shards of a random sweep add up
+ * to exactly what a board expands from the same body.
  *
  * The manifest (--manifest FILE, else $JETPROF_FLEET_MANIFEST, else
  * ./jetprof-fleet.json) is written whole, atomically (a temporary file in the
@@ -46,7 +46,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +54,8 @@
 
 #include "../common/clock.h"
 #include "../cudakern/catalog.h"
+#include "../cudakern/sweep.h"
+#include "cli_common.h"
 #include "fleet_hosts.h"
 #include "fleet_pull.h"
 #include "http_client.h"
@@ -78,9 +79,6 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_SIGNAL_BASE = 128 };
 /* The workstation expands a sharded sweep in memory (a JSON object per
  * configuration, ~300 bytes): a million is ~300 MiB, more than any night. */
 #define SHARD_MAX_CONFIGS ((size_t)1000000)
-/* daemon/sweep.c's limits, kept here so a sweep is refused the same way */
-#define GRID_AXIS_MAX 64
-#define SWEEP_DEFAULT_SEED 1
 /* A board sampling below this share of its expected rate is flagged. */
 #define SAMPLING_LOW_RATIO 0.9
 #define JSON_OUT_FLAGS (JSON_INDENT(2) | JSON_REAL_PRECISION(15))
@@ -137,27 +135,10 @@ const char fleet_help_text[] =
 
 /* ---- messages and small helpers ---- */
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("jetprof fleet: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("jetprof fleet: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\nTry 'jetprof fleet --help' for more information.\n", stderr);
-}
+/* "jetprof fleet: ..." on stderr (cli_common.c); a usage error adds the line
+ * "Try 'jetprof fleet --help' ...". */
+#define fail(...) cli_fail("jetprof fleet", __VA_ARGS__)
+#define usage_error(...) cli_usage_error("jetprof fleet", "jetprof fleet --help", __VA_ARGS__)
 
 static bool interrupted(const struct fleet_globals *g)
 {
@@ -180,50 +161,9 @@ static double connect_timeout(double timeout_s)
     return timeout_s < CONNECT_TIMEOUT_S ? timeout_s : CONNECT_TIMEOUT_S;
 }
 
-static double monotonic_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Sleeps ms milliseconds, or less when the stop signal arrives (jetprof's
- * handler has no SA_RESTART, so nanosleep returns with EINTR). */
-static void sleep_interruptible(const struct fleet_globals *g, long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (!interrupted(g) && nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 static const char *str_or(const json_t *v, const char *fallback)
 {
     return json_is_string(v) && json_string_value(v)[0] ? json_string_value(v) : fallback;
-}
-
-static json_int_t int_member(const json_t *obj, const char *name)
-{
-    const json_t *v = json_object_get(obj, name);
-    return json_is_integer(v) ? json_integer_value(v) : 0;
-}
-
-/* "45s", "3m07s", "2h05m", "3d04h"; "-" for what is not a duration. */
-static const char *format_duration(char *buf, size_t len, double seconds)
-{
-    if (!isfinite(seconds) || seconds < 0 || seconds > 1e12) {
-        snprintf(buf, len, "-");
-        return buf;
-    }
-    long long s = (long long)(seconds + 0.5);
-    if (s < 60)
-        snprintf(buf, len, "%llds", s);
-    else if (s < 3600)
-        snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
-    else if (s < 86400)
-        snprintf(buf, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
-    else
-        snprintf(buf, len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
-    return buf;
 }
 
 /* A rate or a count with the digits that matter: "8.1", "120", "0.25". */
@@ -258,75 +198,6 @@ static void add_problem(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The whole file (or standard input for "-"), NUL-terminated. 0; -1 with
- * the reason printed. */
-static int read_input(const char *path, char **out, size_t *out_len)
-{
-    bool is_stdin = strcmp(path, "-") == 0;
-    FILE *f = is_stdin ? stdin : fopen(path, "rb");
-    if (!f) {
-        fail("cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    int rc = -1;
-    if (!buf) {
-        fail("out of memory");
-        goto out;
-    }
-    for (;;) {
-        if (len + 1 >= cap) {
-            if (cap > INPUT_FILE_MAX_BYTES) {
-                fail("%s is larger than %zu MiB", is_stdin ? "standard input" : path,
-                     INPUT_FILE_MAX_BYTES >> 20);
-                goto out;
-            }
-            char *p = realloc(buf, cap * 2);
-            if (!p) {
-                fail("out of memory");
-                goto out;
-            }
-            buf = p;
-            cap *= 2;
-        }
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-        if (n == 0) {
-            if (ferror(f)) {
-                fail("cannot read %s: %s", is_stdin ? "standard input" : path, strerror(errno));
-                goto out;
-            }
-            break;
-        }
-    }
-    buf[len] = '\0';
-    *out = buf;
-    *out_len = len;
-    buf = NULL;
-    rc = 0;
-out:
-    free(buf);
-    if (f && !is_stdin)
-        fclose(f);
-    return rc;
-}
-
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Writes doc to path atomically: a temporary file beside it, fsync'd, renamed
  * over path, the directory fsync'd. 0; -1 with the reason printed. */
 static int write_json_atomically(const char *path, const json_t *doc)
@@ -351,8 +222,8 @@ static int write_json_atomically(const char *path, const json_t *doc)
     int rc = -1;
     size_t len = strlen(text);
     /* readable by the others in the lab who follow the night from their shell */
-    if (fchmod(fd, 0644) != 0 || write_all(fd, text, len) != 0 || write_all(fd, "\n", 1) != 0 ||
-        fsync(fd) != 0) {
+    if (fchmod(fd, 0644) != 0 || cli_write_all(fd, text, len) != 0 ||
+        cli_write_all(fd, "\n", 1) != 0 || fsync(fd) != 0) {
         fail("cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
@@ -526,7 +397,7 @@ static void status_collect(struct status_row *row, struct fleet_result *res)
         if (*last)
             add_problem(row->problems, sizeof row->problems, "last runner error: %.200s", last);
         const json_t *sampler = json_object_get(health, "sampler");
-        json_int_t errors = int_member(sampler, "read_errors");
+        json_int_t errors = cli_int_member(sampler, "read_errors");
         if (errors > 0)
             add_problem(row->problems, sizeof row->problems,
                         "%" JSON_INTEGER_FORMAT " sensor read errors", errors);
@@ -605,29 +476,31 @@ static void status_cells(const struct status_row *row, char cells[COL_COUNT][CEL
         snprintf(cells[COL_QUEUE], CELL_MAX,
                  "%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
                  "/%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT,
-                 int_member(jobs, "queued"), int_member(jobs, "running"), int_member(jobs, "done"),
-                 int_member(jobs, "failed"), int_member(jobs, "canceled"));
+                 cli_int_member(jobs, "queued"), cli_int_member(jobs, "running"),
+                 cli_int_member(jobs, "done"), cli_int_member(jobs, "failed"),
+                 cli_int_member(jobs, "canceled"));
     if (row->batch) {
         const json_t *c = json_object_get(row->batch, "counts");
-        json_int_t done = int_member(c, "done"), failed = int_member(c, "failed"),
-                   canceled = int_member(c, "canceled");
-        json_int_t total = done + failed + canceled + int_member(c, "queued") +
-                           int_member(c, "running");
+        json_int_t done = cli_int_member(c, "done"), failed = cli_int_member(c, "failed"),
+                   canceled = cli_int_member(c, "canceled");
+        json_int_t total = done + failed + canceled + cli_int_member(c, "queued") +
+                           cli_int_member(c, "running");
         json_int_t pct = total > 0 ? (done + failed + canceled) * 100 / total : 100;
         char eta[32];
         const json_t *e = json_object_get(row->batch, "eta_s");
         snprintf(cells[COL_BATCH], CELL_MAX,
                  "#%" JSON_INTEGER_FORMAT " %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
                  " (%" JSON_INTEGER_FORMAT "%%) ETA %s",
-                 int_member(row->batch, "id"), done, total, pct,
-                 format_duration(eta, sizeof eta, json_is_number(e) ? json_number_value(e) : -1));
+                 cli_int_member(row->batch, "id"), done, total, pct,
+                 cli_format_duration(eta, sizeof eta,
+                                     json_is_number(e) ? json_number_value(e) : -1));
     } else if (row->running_job) {
         const json_t *b = json_object_get(row->running_job, "batch_id");
         if (json_is_integer(b))
             snprintf(cells[COL_BATCH], CELL_MAX, "#%" JSON_INTEGER_FORMAT, json_integer_value(b));
         else
             snprintf(cells[COL_BATCH], CELL_MAX, "ad-hoc job %" JSON_INTEGER_FORMAT,
-                     int_member(row->running_job, "id"));
+                     cli_int_member(row->running_job, "id"));
     } else if (json_is_object(jobs)) {
         snprintf(cells[COL_BATCH], CELL_MAX, "idle");
     }
@@ -813,543 +686,58 @@ out:
 
 /* ---- the sweep expanded on the workstation (submit --shard) ---- */
 
-/* The same generator and draw as daemon/sweep.c (sweep_splitmix64,
- * sweep_draw): a random sweep's configurations depend only on its body. */
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static int64_t draw(uint64_t *state, int64_t low, int64_t high, bool log_scale)
-{
-    uint64_t x = splitmix64(state);
-    if (high <= low)
-        return low;
-    if (log_scale && low >= 1) {
-        double u = (double)(x >> 11) * 0x1.0p-53;
-        double lo = log((double)low), hi = log((double)high + 1.0);
-        double v = floor(exp(lo + u * (hi - lo)));
-        if (v < (double)low)
-            return low;
-        if (v >= (double)high)
-            return high;
-        return (int64_t)v;
-    }
-    uint64_t span = (uint64_t)high - (uint64_t)low + 1u;
-    if (span == 0)
-        return (int64_t)x;
-    return (int64_t)((uint64_t)low + x % span);
-}
-
 struct expansion {
-    json_t *configs;    /* the configurations, each an object POST /v1/jobs takes, duplicates
-                           dropped (the first kept) */
-    size_t drawn;       /* before duplicates were dropped */
-    json_t *top;        /* members every shard body carries: dtype, repeats, repeat_existing */
-    char **keys;        /* canonical key per drawn configuration (dedup) */
-    size_t nkeys, capkeys;
+    json_t *configs; /* the configurations, each an object POST /v1/jobs takes, repeated ones
+                        dropped (the first kept) */
+    json_t *top;     /* members every shard body carries: dtype, repeats, repeat_existing */
 };
 
 static void expansion_free(struct expansion *x)
 {
     json_decref(x->configs);
     json_decref(x->top);
-    for (size_t i = 0; i < x->nkeys; i++)
-        free(x->keys[i]);
-    free(x->keys);
     memset(x, 0, sizeof *x);
 }
 
-static bool listed(const char *const *names, const char *key)
-{
-    for (size_t i = 0; names[i]; i++)
-        if (strcmp(names[i], key) == 0)
-            return true;
-    return false;
-}
-
-/* An unknown member of obj (where: "sweep", "" for the top level)? err set. */
-static int check_members(json_t *obj, const char *const *accepted, const char *accepted_text,
-                         const char *where, char *err, size_t errlen)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v)
-    {
-        if (!listed(accepted, key)) {
-            snprintf(err, errlen, "member '%s%s%.60s': unknown member; accepted members%s%s: %s",
-                     where, *where ? "." : "", key, *where ? " of " : "", where, accepted_text);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Records one configuration: its object (a new reference is taken) and key. */
-static int add_config(struct expansion *x, const struct kernel_config *kc, json_t *obj, char *err,
-                      size_t errlen)
-{
-    char key[512];
-    if (catalog_config_key(kc, key, sizeof key) < 0) {
-        snprintf(err, errlen, "a configuration of %s does not fit a key", kc->kernel->name);
-        return -1;
-    }
-    if (x->nkeys == x->capkeys) {
-        size_t cap = x->capkeys ? x->capkeys * 2 : 256;
-        char **k = realloc(x->keys, cap * sizeof *k);
-        if (!k)
-            goto oom;
-        x->keys = k;
-        x->capkeys = cap;
-    }
-    char *copy = strdup(key);
-    if (!copy)
-        goto oom;
-    if (json_array_append(x->configs, obj) != 0) {
-        free(copy);
-        goto oom;
-    }
-    x->keys[x->nkeys++] = copy;
-    x->drawn++;
-    return 0;
-oom:
-    snprintf(err, errlen, "out of memory");
-    return -1;
-}
-
-/* A point of kernel k as the object POST /v1/jobs takes. */
-static int add_point(struct expansion *x, const struct catalog_kernel *k, enum dtype d,
-                     const int64_t *values, char *err, size_t errlen)
-{
-    struct kernel_config kc = {.kernel = k, .dtype = d};
-    json_t *o = json_pack("{s:s,s:s}", "kernel", k->name, "dtype", dtype_name(d));
-    for (unsigned i = 0; o && i < k->param_count; i++) {
-        kc.params[i] = values[i];
-        if (json_object_set_new(o, k->params[i].name, json_integer((json_int_t)values[i])) != 0) {
-            json_decref(o);
-            o = NULL;
-        }
-    }
-    if (!o) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    int rc = add_config(x, &kc, o, err, errlen);
-    json_decref(o);
-    return rc;
-}
-
-/* One value of parameter p at member path: an integer within the catalogue's range. */
-static int check_value(const struct catalog_kernel *k, const struct catalog_param *p,
-                       const json_t *v, const char *path, int64_t *out, char *err, size_t errlen)
-{
-    if (!json_is_integer(v)) {
-        snprintf(err, errlen,
-                 "member '%s': not an integer; parameter '%s' of %s takes integers in "
-                 "[%" PRId64 ", %" PRId64 "]",
-                 path, p->name, k->name, p->min, p->max);
-        return -1;
-    }
-    int64_t x = (int64_t)json_integer_value(v);
-    if (x < p->min || x > p->max) {
-        snprintf(err, errlen,
-                 "member '%s': parameter '%s' = %" PRId64 " is outside %s's range [%" PRId64
-                 ", %" PRId64 "]",
-                 path, p->name, x, k->name, p->min, p->max);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-/* Every key of params is a parameter of k, and every parameter of k is there. */
-static int check_param_names(const struct catalog_kernel *k, json_t *params, const char *where,
-                             char *err, size_t errlen)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(params, key, v)
-    {
-        if (catalog_param_index(k, key) < 0) {
-            snprintf(err, errlen, "member '%s.%.60s': unknown parameter for kernel %s", where,
-                     key, k->name);
-            return -1;
-        }
-    }
-    for (unsigned i = 0; i < k->param_count; i++) {
-        if (!json_object_get(params, k->params[i].name)) {
-            snprintf(err, errlen, "member '%s.%s': parameter '%s' of %s is missing", where,
-                     k->params[i].name, k->params[i].name, k->name);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int expand_grid(struct expansion *x, const struct catalog_kernel *k, enum dtype d,
-                       json_t *params, char *err, size_t errlen)
-{
-    int64_t values[CATALOG_MAX_PARAMS][GRID_AXIS_MAX];
-    size_t counts[CATALOG_MAX_PARAMS] = {0};
-    size_t total = 1;
-    for (unsigned i = 0; i < k->param_count; i++) {
-        const struct catalog_param *p = &k->params[i];
-        json_t *v = json_object_get(params, p->name);
-        char path[96];
-        snprintf(path, sizeof path, "sweep.params.%s", p->name);
-        if (json_is_array(v)) {
-            size_t n = json_array_size(v);
-            if (n == 0 || n > GRID_AXIS_MAX) {
-                snprintf(err, errlen, "member '%s': %zu values; a grid takes 1 to %d per parameter",
-                         path, n, GRID_AXIS_MAX);
-                return -1;
-            }
-            for (size_t j = 0; j < n; j++) {
-                char vpath[112];
-                snprintf(vpath, sizeof vpath, "%s[%zu]", path, j);
-                if (check_value(k, p, json_array_get(v, j), vpath, &values[i][j], err, errlen) != 0)
-                    return -1;
-            }
-            counts[i] = n;
-        } else {
-            if (check_value(k, p, v, path, &values[i][0], err, errlen) != 0)
-                return -1;
-            counts[i] = 1;
-        }
-        total = total > SHARD_MAX_CONFIGS / counts[i] ? SHARD_MAX_CONFIGS + 1 : total * counts[i];
-    }
-    if (total > SHARD_MAX_CONFIGS) {
-        snprintf(err, errlen, "member 'sweep.params': the grid has more than %zu configurations, "
-                              "more than the workstation shards",
-                 SHARD_MAX_CONFIGS);
-        return -1;
-    }
-    /* the daemon's order: an odometer, the catalogue's last parameter fastest */
-    size_t idx[CATALOG_MAX_PARAMS] = {0};
-    int64_t point[CATALOG_MAX_PARAMS] = {0};
-    for (size_t n = 0; n < total; n++) {
-        for (unsigned i = 0; i < k->param_count; i++)
-            point[i] = values[i][idx[i]];
-        if (add_point(x, k, d, point, err, errlen) != 0)
-            return -1;
-        for (int i = (int)k->param_count - 1; i >= 0; i--) {
-            if (++idx[i] < counts[i])
-                break;
-            idx[i] = 0;
-        }
-    }
-    return 0;
-}
-
-static int expand_random(struct expansion *x, const struct catalog_kernel *k, enum dtype d,
-                         json_t *sweep, json_t *params, char *err, size_t errlen)
-{
-    json_t *cv = json_object_get(sweep, "count");
-    if (!json_is_integer(cv) || json_integer_value(cv) < 1 ||
-        (uint64_t)json_integer_value(cv) > SHARD_MAX_CONFIGS) {
-        snprintf(err, errlen, "member 'sweep.count': a random sweep needs the number of "
-                              "configurations to draw, an integer in [1, %zu]",
-                 SHARD_MAX_CONFIGS);
-        return -1;
-    }
-    size_t count = (size_t)json_integer_value(cv);
-    uint64_t seed = SWEEP_DEFAULT_SEED;
-    json_t *sv = json_object_get(sweep, "seed");
-    if (sv) {
-        if (!json_is_integer(sv)) {
-            snprintf(err, errlen, "member 'sweep.seed': not an integer");
-            return -1;
-        }
-        seed = (uint64_t)json_integer_value(sv);
-    }
-    int64_t low[CATALOG_MAX_PARAMS], high[CATALOG_MAX_PARAMS];
-    for (unsigned i = 0; i < k->param_count; i++) {
-        const struct catalog_param *p = &k->params[i];
-        json_t *v = json_object_get(params, p->name);
-        char path[96], bound[112];
-        snprintf(path, sizeof path, "sweep.params.%s", p->name);
-        if (!json_is_array(v)) {
-            if (check_value(k, p, v, path, &low[i], err, errlen) != 0)
-                return -1;
-            high[i] = low[i];
-            continue;
-        }
-        if (json_array_size(v) != 2) {
-            snprintf(err, errlen, "member '%s': expected [low, high] within [%" PRId64 ", %" PRId64
-                                  "]",
-                     path, p->min, p->max);
-            return -1;
-        }
-        snprintf(bound, sizeof bound, "%s[0]", path);
-        if (check_value(k, p, json_array_get(v, 0), bound, &low[i], err, errlen) != 0)
-            return -1;
-        snprintf(bound, sizeof bound, "%s[1]", path);
-        if (check_value(k, p, json_array_get(v, 1), bound, &high[i], err, errlen) != 0)
-            return -1;
-        if (low[i] > high[i]) {
-            snprintf(err, errlen, "member '%s': the range [%" PRId64 ", %" PRId64
-                                  "] is inverted (low > high)",
-                     path, low[i], high[i]);
-            return -1;
-        }
-    }
-    uint64_t state = seed;
-    int64_t point[CATALOG_MAX_PARAMS] = {0};
-    for (size_t n = 0; n < count; n++) {
-        for (unsigned i = 0; i < k->param_count; i++)
-            point[i] = draw(&state, low[i], high[i], k->params[i].log_scale);
-        if (add_point(x, k, d, point, err, errlen) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int expand_list(struct expansion *x, const struct catalog_kernel *k, enum dtype d,
-                       json_t *points, char *err, size_t errlen)
-{
-    if (!json_is_array(points) || json_array_size(points) == 0 ||
-        json_array_size(points) > SHARD_MAX_CONFIGS) {
-        snprintf(err, errlen, "member 'sweep.points': a list sweep needs a non-empty array (at "
-                              "most %zu) of parameter objects",
-                 SHARD_MAX_CONFIGS);
-        return -1;
-    }
-    for (size_t i = 0; i < json_array_size(points); i++) {
-        json_t *pt = json_array_get(points, i);
-        char where[48];
-        snprintf(where, sizeof where, "sweep.points[%zu]", i);
-        if (!json_is_object(pt)) {
-            snprintf(err, errlen, "member '%s': expected an object of %s's parameters", where,
-                     k->name);
-            return -1;
-        }
-        if (check_param_names(k, pt, where, err, errlen) != 0)
-            return -1;
-        int64_t point[CATALOG_MAX_PARAMS] = {0};
-        for (unsigned j = 0; j < k->param_count; j++) {
-            char path[96];
-            snprintf(path, sizeof path, "%s.%s", where, k->params[j].name);
-            if (check_value(k, &k->params[j], json_object_get(pt, k->params[j].name), path,
-                            &point[j], err, errlen) != 0)
-                return -1;
-        }
-        if (add_point(x, k, d, point, err, errlen) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* {"configs": [...]}: each configuration kept as written (the daemon applies
- * the top-level dtype to those without one), checked here for its key. */
-static int expand_configs(struct expansion *x, json_t *list, bool have_dtype, enum dtype top,
-                          char *err, size_t errlen)
-{
-    if (!json_is_array(list) || json_array_size(list) == 0 ||
-        json_array_size(list) > SHARD_MAX_CONFIGS) {
-        snprintf(err, errlen, "member 'configs': expected a non-empty array (at most %zu) of "
-                              "configurations",
-                 SHARD_MAX_CONFIGS);
-        return -1;
-    }
-    for (size_t i = 0; i < json_array_size(list); i++) {
-        json_t *c = json_array_get(list, i);
-        char where[48];
-        snprintf(where, sizeof where, "configs[%zu]", i);
-        if (!json_is_object(c)) {
-            snprintf(err, errlen, "member '%s': expected an object such as "
-                                  "{\"kernel\":\"linear\",\"batch\":8,\"in\":64,\"out\":64}",
-                     where);
-            return -1;
-        }
-        json_t *kv = json_object_get(c, "kernel");
-        const struct catalog_kernel *k = json_is_string(kv) ? catalog_find(json_string_value(kv))
-                                                            : NULL;
-        if (!k) {
-            snprintf(err, errlen, "member '%s.kernel': missing or not a kernel of the catalogue",
-                     where);
-            return -1;
-        }
-        struct kernel_config kc = {.kernel = k, .dtype = have_dtype ? top : DTYPE_FP32};
-        json_t *dv = json_object_get(c, "dtype");
-        if (dv && (!json_is_string(dv) || dtype_parse(json_string_value(dv), &kc.dtype) != 0)) {
-            snprintf(err, errlen, "member '%s.dtype': expected \"fp32\" or \"fp16\"", where);
-            return -1;
-        }
-        for (unsigned j = 0; j < k->param_count; j++) {
-            char path[96];
-            snprintf(path, sizeof path, "%s.%s", where, k->params[j].name);
-            if (check_value(k, &k->params[j], json_object_get(c, k->params[j].name), path,
-                            &kc.params[j], err, errlen) != 0)
-                return -1;
-        }
-        if (add_config(x, &kc, c, err, errlen) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int compare_key_index(const void *a, const void *b, void *keys)
-{
-    size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
-    char **k = keys;
-    int c = strcmp(k[ia], k[ib]);
-    return c ? c : (ia < ib ? -1 : ia > ib);
-}
-
-/* Drops every configuration whose key came earlier: the daemon queues a
- * configuration once per batch, and two boards must never share one. */
-static int drop_duplicates(struct expansion *x, char *err, size_t errlen)
-{
-    size_t n = x->nkeys;
-    size_t *order = malloc((n ? n : 1) * sizeof *order);
-    bool *dup = calloc(n ? n : 1, sizeof *dup);
-    json_t *kept = json_array();
-    int rc = -1;
-    if (!order || !dup || !kept) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++)
-        order[i] = i;
-    qsort_r(order, n, sizeof *order, compare_key_index, x->keys);
-    for (size_t i = 1; i < n; i++)
-        if (strcmp(x->keys[order[i]], x->keys[order[i - 1]]) == 0)
-            dup[order[i]] = true; /* the later index of an equal pair (sorted by index) */
-    for (size_t i = 0; i < n; i++) {
-        if (!dup[i] && json_array_append(kept, json_array_get(x->configs, i)) != 0) {
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
-    }
-    json_decref(x->configs);
-    x->configs = kept;
-    kept = NULL;
-    rc = 0;
-out:
-    json_decref(kept);
-    free(order);
-    free(dup);
-    return rc;
-}
-
-/* The sweep file's body -> its explicit configurations, checked as the daemon
- * checks them (the message names the member). 0; -1 with err. */
+/* The sweep file's body -> its explicit configurations, expanded and checked
+ * by cudakern/sweep.c exactly as a board expands them (the message names the
+ * member), repeated ones dropped: a board queues a configuration once per
+ * batch, and two boards must never share one. 0; -1 with err. */
 static int expand_sweep(json_t *body, struct expansion *x, char *err, size_t errlen)
 {
-    static const char *const top_members[] = {"configs", "sweep", "dtype", "repeats",
-                                              "repeat_existing", NULL};
-    static const char *const grid_members[] = {"type", "kernel", "dtype", "params", NULL};
-    static const char *const random_members[] = {"type", "kernel", "dtype", "params", "count",
-                                                 "seed", NULL};
-    static const char *const list_members[] = {"type", "kernel", "dtype", "points", NULL};
+    const struct sweep_spec_options opt = {.max_configs = SHARD_MAX_CONFIGS,
+                                           .limit_name = "the workstation's shard limit"};
+    json_t *sweep = json_object_get(body, "sweep");
+    struct sweep_spec spec;
+    struct sweep_spec_error serr;
     memset(x, 0, sizeof *x);
+    if (sweep_spec_expand(body, &opt, &spec, &serr) != 0) {
+        snprintf(err, errlen, "%s", serr.detail);
+        return -1;
+    }
+    int rc = -1;
     x->configs = json_array();
     x->top = json_object();
-    if (!x->configs || !x->top) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (check_members(body, top_members, "configs, sweep, dtype, repeats, repeat_existing", "",
-                      err, errlen) != 0)
-        return -1;
-    json_t *configs = json_object_get(body, "configs"), *sweep = json_object_get(body, "sweep");
-    if ((configs != NULL) == (sweep != NULL)) {
-        snprintf(err, errlen, "give exactly one of \"configs\" (a list of configurations) or "
-                              "\"sweep\" (grid, random or list)");
-        return -1;
-    }
-    enum dtype d = DTYPE_FP32;
-    json_t *dv = json_object_get(body, "dtype");
-    if (dv && (!json_is_string(dv) || dtype_parse(json_string_value(dv), &d) != 0)) {
-        snprintf(err, errlen, "member 'dtype': expected \"fp32\" or \"fp16\"");
-        return -1;
-    }
-    static const char *const carried[] = {"repeats", "repeat_existing", NULL};
-    for (size_t i = 0; carried[i]; i++) {
-        json_t *v = json_object_get(body, carried[i]);
-        if (v && json_object_set(x->top, carried[i], v) != 0) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-    }
-    int rc;
-    if (configs) {
-        rc = expand_configs(x, configs, dv != NULL, d, err, errlen);
-        if (rc == 0 && dv && json_object_set(x->top, "dtype", dv) != 0) {
-            snprintf(err, errlen, "out of memory");
-            rc = -1;
-        }
-    } else {
-        if (!json_is_object(sweep)) {
-            snprintf(err, errlen, "member 'sweep': expected an object such as {\"type\": "
-                                  "\"grid\", \"kernel\": \"linear\", \"params\": {...}}");
-            return -1;
-        }
-        const char *type = str_or(json_object_get(sweep, "type"), "");
-        const char *const *accepted = strcmp(type, "grid") == 0     ? grid_members
-                                      : strcmp(type, "random") == 0 ? random_members
-                                      : strcmp(type, "list") == 0   ? list_members
-                                                                    : NULL;
-        if (!accepted) {
-            snprintf(err, errlen, "member 'sweep.type': expected \"grid\", \"random\" or \"list\"");
-            return -1;
-        }
-        const char *accepted_text = strcmp(type, "grid") == 0 ? "type, kernel, dtype, params"
-                                    : strcmp(type, "random") == 0
-                                        ? "type, kernel, dtype, params, count, seed"
-                                        : "type, kernel, dtype, points";
-        if (check_members(sweep, accepted, accepted_text, "sweep", err, errlen) != 0)
-            return -1;
-        json_t *kv = json_object_get(sweep, "kernel");
-        const struct catalog_kernel *k = json_is_string(kv) ? catalog_find(json_string_value(kv))
-                                                            : NULL;
-        if (!k) {
-            snprintf(err, errlen, "member 'sweep.kernel': missing or not a kernel of the "
-                                  "catalogue ('jetprof kernels' lists them)");
-            return -1;
-        }
-        json_t *sdv = json_object_get(sweep, "dtype");
-        if (sdv) {
-            enum dtype sd;
-            if (!json_is_string(sdv) || dtype_parse(json_string_value(sdv), &sd) != 0) {
-                snprintf(err, errlen, "member 'sweep.dtype': expected \"fp32\" or \"fp16\"");
-                return -1;
-            }
-            if (dv && sd != d) {
-                snprintf(err, errlen, "member 'sweep.dtype': \"%s\" contradicts the top-level "
-                                      "dtype \"%s\"; give one",
-                         dtype_name(sd), dtype_name(d));
-                return -1;
-            }
-            d = sd;
-        }
-        /* the batch records its dtype: keep the sweep's for every shard */
-        if ((dv || sdv) && json_object_set_new(x->top, "dtype", json_string(dtype_name(d))) != 0) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        if (strcmp(type, "list") == 0) {
-            rc = expand_list(x, k, d, json_object_get(sweep, "points"), err, errlen);
-        } else {
-            json_t *params = json_object_get(sweep, "params");
-            if (!json_is_object(params)) {
-                snprintf(err, errlen, "member 'sweep.params': a %s sweep needs an object with "
-                                      "every parameter of %s",
-                         type, k->name);
-                return -1;
-            }
-            if (check_param_names(k, params, "sweep.params", err, errlen) != 0)
-                return -1;
-            rc = strcmp(type, "grid") == 0 ? expand_grid(x, k, d, params, err, errlen)
-                                           : expand_random(x, k, d, sweep, params, err, errlen);
-        }
-    }
+    if (sweep_spec_unique(&spec, NULL) != 0 || !x->configs || !x->top)
+        goto out;
+    for (size_t i = 0; i < spec.count; i++)
+        if (json_array_append_new(x->configs, sweep_config_json(&spec.configs[i])) != 0)
+            goto out;
+    /* the batch records its dtype: keep the spec's for every shard */
+    if ((json_object_get(body, "dtype") || json_object_get(sweep, "dtype")) &&
+        json_object_set_new(x->top, "dtype", json_string(dtype_name(spec.dtype))) != 0)
+        goto out;
+    if (spec.repeats && json_object_set_new(x->top, "repeats", json_integer(spec.repeats)) != 0)
+        goto out;
+    if (json_object_get(body, "repeat_existing") &&
+        json_object_set_new(x->top, "repeat_existing", json_boolean(spec.repeat_existing)) != 0)
+        goto out;
+    rc = 0;
+out:
     if (rc != 0)
-        return -1;
-    return drop_duplicates(x, err, errlen);
+        snprintf(err, errlen, "out of memory");
+    sweep_spec_free(&spec);
+    return rc;
 }
 
 /* {"configs": [configs i with i % of == index], + top} as text (malloc'd);
@@ -1454,24 +842,17 @@ static int cmd_submit(const struct fleet_globals *g, int argc, char **argv)
     if (rc != EXIT_OK)
         return rc;
     n = hosts.count;
-    if (read_input(file, &text, &text_len) != 0) {
-        rc = EXIT_USAGE;
+    char read_err[CLI_ERR_MAX];
+    int read_rc = cli_read_sweep(file, INPUT_FILE_MAX_BYTES, &text, &text_len, &doc, read_err,
+                                 sizeof read_err);
+    if (read_rc != 0) {
+        fail("%s", read_err);
+        rc = read_rc == -1 ? EXIT_USAGE : EXIT_FAIL;
         goto out;
     }
-    const char *shown = strcmp(file, "-") == 0 ? "standard input" : file;
-    json_error_t jerr;
-    doc = json_loadb(text, text_len, 0, &jerr);
-    if (!json_is_object(doc)) {
-        if (doc)
-            fail("%s: a sweep is a JSON object ({\"configs\": [...]} or {\"sweep\": {...}})",
-                 shown);
-        else
-            fail("%s:%d:%d: not valid JSON: %s", shown, jerr.line, jerr.column, jerr.text);
-        rc = EXIT_FAIL;
-        goto out;
-    }
+    const char *shown = cli_input_name(file);
     if (shard) {
-        char err[512];
+        char err[SWEEP_DETAIL_MAX];
         if (expand_sweep(doc, &x, err, sizeof err) != 0) {
             fail("%s: %s", shown, err);
             rc = EXIT_FAIL;
@@ -1600,8 +981,8 @@ static int cmd_submit(const struct fleet_globals *g, int argc, char **argv)
             continue;
         }
         b->batch_id = json_integer_value(id);
-        b->jobs = int_member(ans, "jobs");
-        b->duplicates = int_member(ans, "duplicates");
+        b->jobs = cli_int_member(ans, "jobs");
+        b->duplicates = cli_int_member(ans, "duplicates");
         json_decref(ans);
         if (b->shard_of < 0 && !shard)
             b->configs = (size_t)(b->jobs + b->duplicates);
@@ -1754,7 +1135,7 @@ static int manifest_boards(const char *path, json_t *m, struct manifest_board **
             char err[600];
             b[i].host.token_file = strdup(json_string_value(tf));
             if (!b[i].host.token_file ||
-                fleet_read_token(b[i].host.token_file, &b[i].host.token, err, sizeof err) != 0) {
+                cli_read_token(b[i].host.token_file, &b[i].host.token, err, sizeof err) != 0) {
                 fail("%s: board %s: %s", path, b[i].host.name,
                      b[i].host.token_file ? err : "out of memory");
                 goto fail;
@@ -1860,11 +1241,11 @@ static int poll_batches(const struct fleet_globals *g, struct manifest_board *b,
             continue;
         }
         const json_t *c = json_object_get(doc, "counts");
-        b[i].queued = int_member(c, "queued");
-        b[i].running = int_member(c, "running");
-        b[i].done = int_member(c, "done");
-        b[i].failed = int_member(c, "failed");
-        b[i].canceled = int_member(c, "canceled");
+        b[i].queued = cli_int_member(c, "queued");
+        b[i].running = cli_int_member(c, "running");
+        b[i].done = cli_int_member(c, "done");
+        b[i].failed = cli_int_member(c, "failed");
+        b[i].canceled = cli_int_member(c, "canceled");
         const json_t *v;
         b[i].rate_per_min = json_is_number(v = json_object_get(doc, "measured_per_minute"))
                                 ? json_number_value(v)
@@ -1956,7 +1337,7 @@ static void aggregate_text(char *buf, size_t len, const struct aggregate *a, siz
         format_quantity(rate, sizeof rate, a->rate_per_min);
     else
         snprintf(rate, sizeof rate, "-");
-    format_duration(eta, sizeof eta, a->eta_s);
+    cli_format_duration(eta, sizeof eta, a->eta_s);
     int pct = a->total > 0 ? (int)(a->ended * 100 / a->total) : 100;
     int w = snprintf(buf, len,
                      "fleet: %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
@@ -2007,7 +1388,7 @@ static void board_text(char *buf, size_t len, const struct manifest_board *b, si
         format_quantity(rate, sizeof rate, b->rate_per_min);
     else
         snprintf(rate, sizeof rate, "-");
-    format_duration(eta, sizeof eta, b->eta_s);
+    cli_format_duration(eta, sizeof eta, b->eta_s);
     json_int_t total = board_total(b), ended = b->done + b->failed + b->canceled;
     int pct = total > 0 ? (int)(ended * 100 / total) : 100;
     used += (size_t)snprintf(buf + used, len - used,
@@ -2026,14 +1407,6 @@ static void board_text(char *buf, size_t len, const struct manifest_board *b, si
         snprintf(buf + used, len - used, "; now %s", b->problem);
 }
 
-static int terminal_columns(int fd)
-{
-    struct winsize ws;
-    if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-        return ws.ws_col;
-    return 80;
-}
-
 /* One block: the aggregate line and a line per board. On a terminal the
  * block is redrawn in place (cursor moved up over the previous one), the
  * aggregate line with a bar; lines are cut to the terminal's width so the
@@ -2047,7 +1420,7 @@ static void draw_block(FILE *out, bool tty, size_t *drawn_lines, const struct ag
         if (strlen(b[i].host.name) > name_w)
             name_w = strlen(b[i].host.name);
     aggregate_text(text, sizeof text, a, n);
-    int cols = tty ? terminal_columns(fileno(out)) : 0;
+    int cols = tty ? cli_terminal_columns(fileno(out)) : 0;
     if (tty && *drawn_lines > 0)
         fprintf(out, "\033[%zuA", *drawn_lines);
     if (tty) {
@@ -2140,7 +1513,7 @@ static int progress_run(const struct fleet_globals *g, const char *mpath, json_t
                 draw_block(out, false, &drawn, &a, b, n);
             break;
         }
-        double now = monotonic_s();
+        double now = cli_monotonic_s();
         bool changed = a.ended != last.ended || a.left != last.left ||
                        a.unreachable != last.unreachable || a.total != last.total;
         if (tty || !printed || a.finished ||
@@ -2153,7 +1526,7 @@ static int progress_run(const struct fleet_globals *g, const char *mpath, json_t
         }
         if (a.finished)
             break;
-        sleep_interruptible(g, PROGRESS_POLL_MS);
+        cli_sleep_ms(PROGRESS_POLL_MS, g->interrupted);
         if (interrupted(g)) {
             rc = interrupted_exit(g);
             break;
@@ -2182,7 +1555,7 @@ static int progress_run(const struct fleet_globals *g, const char *mpath, json_t
                     a.done, a.failed, a.canceled, a.total, n);
             if (a.wall_s > 0)
                 fprintf(out, " in %s (the longest board)",
-                        format_duration(wall, sizeof wall, a.wall_s));
+                        cli_format_duration(wall, sizeof wall, a.wall_s));
             if (a.energy_j > 0)
                 fprintf(out, ", %.1f J", a.energy_j);
             fputc('\n', out);
@@ -2346,8 +1719,9 @@ static int cmd_cancel(const struct fleet_globals *g, int argc, char **argv)
         printf("%-*s  batch %" JSON_INTEGER_FORMAT ": %" JSON_INTEGER_FORMAT
                " queued jobs canceled; %" JSON_INTEGER_FORMAT " running (it finishes), %"
                JSON_INTEGER_FORMAT " done, %" JSON_INTEGER_FORMAT " failed\n",
-               (int)name_w, b[i].host.name, b[i].batch_id, int_member(doc, "canceled"),
-               int_member(c, "running"), int_member(c, "done"), int_member(c, "failed"));
+               (int)name_w, b[i].host.name, b[i].batch_id, cli_int_member(doc, "canceled"),
+               cli_int_member(c, "running"), cli_int_member(c, "done"),
+               cli_int_member(c, "failed"));
         json_decref(doc);
     }
     if (fflush(stdout) != 0) {

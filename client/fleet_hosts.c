@@ -17,15 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
 
+#include "cli_common.h"
 #include "http_client.h"
 
-#define DEFAULT_PORT 9740
-#define DEFAULT_HTTPS_PORT 443
 /* A fleet answer is a JSON document of a few KiB (a batch, the device); more
  * than this is not jetprofd's. */
 #define FLEET_MAX_BODY_BYTES ((size_t)64 * 1024 * 1024)
@@ -36,169 +34,12 @@
 #define POLL_SLICE_MS 200
 #define USER_AGENT "jetprof/0.1.0 (fleet)"
 
-/* ---- addresses and tokens (the CLI's rules, client/jetprof.c) ---- */
-
-int fleet_parse_url(const char *text, char **out, char *err, size_t errlen)
-{
-    const char *p = text, *end = text + strlen(text);
-    while (p < end && (*p == ' ' || *p == '\t'))
-        p++;
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    if (p == end) {
-        snprintf(err, errlen, "the address is empty");
-        return -1;
-    }
-    const char *scheme = "http";
-    const char *sep = strstr(p, "://");
-    if (sep && sep < end) {
-        size_t n = (size_t)(sep - p);
-        if (n == 4 && strncasecmp(p, "http", 4) == 0) {
-            scheme = "http";
-        } else if (n == 5 && strncasecmp(p, "https", 5) == 0) {
-            scheme = "https";
-        } else {
-            snprintf(err, errlen, "the scheme must be http or https (got '%.*s')",
-                     (int)(n > 16 ? 16 : n), p);
-            return -1;
-        }
-        p = sep + 3;
-    }
-    const char *slash = memchr(p, '/', (size_t)(end - p));
-    const char *auth_end = slash ? slash : end;
-    for (const char *c = p; c < end; c++) {
-        unsigned char u = (unsigned char)*c;
-        if (u <= 0x20 || u == 0x7f) {
-            snprintf(err, errlen, "blanks and control characters are not allowed");
-            return -1;
-        }
-        if (u == '?' || u == '#') {
-            snprintf(err, errlen, "a query or fragment ('%c') is not allowed", u);
-            return -1;
-        }
-        if (u == '@' && c < auth_end) {
-            snprintf(err, errlen, "a user name is not allowed (the token goes in a token file)");
-            return -1;
-        }
-    }
-    const char *host = p, *host_end, *port_text = NULL;
-    if (*p == '[') {
-        const char *close = memchr(p, ']', (size_t)(auth_end - p));
-        if (!close) {
-            snprintf(err, errlen, "'[' without ']' around an IPv6 address");
-            return -1;
-        }
-        host_end = close + 1;
-        if (host_end < auth_end && *host_end != ':') {
-            snprintf(err, errlen, "only ':PORT' may follow ']'");
-            return -1;
-        }
-        if (close == p + 1) {
-            snprintf(err, errlen, "no host name");
-            return -1;
-        }
-    } else {
-        const char *colon = memchr(p, ':', (size_t)(auth_end - p));
-        if (colon && memchr(colon + 1, ':', (size_t)(auth_end - colon - 1))) {
-            snprintf(err, errlen, "an IPv6 address goes in brackets, e.g. [::1]:9740");
-            return -1;
-        }
-        host_end = colon ? colon : auth_end;
-        if (host_end == host) {
-            snprintf(err, errlen, "no host name");
-            return -1;
-        }
-    }
-    if (host_end < auth_end)
-        port_text = host_end + 1; /* after ':' */
-    long port = strcmp(scheme, "https") == 0 ? DEFAULT_HTTPS_PORT : DEFAULT_PORT;
-    if (port_text) {
-        size_t n = (size_t)(auth_end - port_text);
-        port = 0;
-        for (size_t i = 0; i < n && port <= 65535; i++) {
-            if (port_text[i] < '0' || port_text[i] > '9') {
-                port = -1;
-                break;
-            }
-            port = port * 10 + (port_text[i] - '0');
-        }
-        if (n == 0 || port < 1 || port > 65535) {
-            snprintf(err, errlen, "the port '%.*s' is not a number in [1, 65535]",
-                     (int)(n > 16 ? 16 : n), port_text);
-            return -1;
-        }
-    }
-    const char *prefix = slash ? slash : end;
-    const char *prefix_end = end;
-    while (prefix_end > prefix && prefix_end[-1] == '/')
-        prefix_end--;
-    size_t len = strlen(scheme) + 3 + (size_t)(host_end - host) + 8 +
-                 (size_t)(prefix_end - prefix) + 1;
-    char *url = malloc(len);
-    if (!url)
-        return -2;
-    snprintf(url, len, "%s://%.*s:%ld%.*s", scheme, (int)(host_end - host), host, port,
-             (int)(prefix_end - prefix), prefix);
-    *out = url;
-    return 0;
-}
+/* ---- addresses ---- */
 
 char *fleet_default_name(const char *url)
 {
     const char *p = strstr(url, "://");
     return strdup(p ? p + 3 : url);
-}
-
-int fleet_read_token(const char *path, char **out, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char *buf = malloc(FLEET_TOKEN_MAX_BYTES + 1);
-    if (!buf) {
-        fclose(f);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    size_t n = fread(buf, 1, FLEET_TOKEN_MAX_BYTES + 1, f);
-    int read_error = ferror(f);
-    int saved_errno = errno;
-    fclose(f);
-    if (read_error) {
-        snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(saved_errno));
-        free(buf);
-        return -1;
-    }
-    if (n > FLEET_TOKEN_MAX_BYTES) {
-        snprintf(err, errlen, "token file %s is larger than %d bytes", path,
-                 FLEET_TOKEN_MAX_BYTES);
-        free(buf);
-        return -1;
-    }
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-                     buf[n - 1] == '\t'))
-        n--;
-    buf[n] = '\0';
-    if (n == 0) {
-        snprintf(err, errlen, "token file %s is empty", path);
-        free(buf);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)buf[i];
-        if (c < 0x21 || c > 0x7e) {
-            snprintf(err, errlen,
-                     "token file %s: the token must be one line of printable characters "
-                     "without blanks (byte %zu is 0x%02x)",
-                     path, i + 1, c);
-            free(buf);
-            return -1;
-        }
-    }
-    *out = buf;
-    return 0;
 }
 
 /* ---- the hosts file ---- */
@@ -367,7 +208,7 @@ static int parse_line(char **fields, size_t nf, const char *dir, struct fleet_ho
                       size_t errlen)
 {
     char why[200];
-    int rc = fleet_parse_url(fields[0], &h->url, why, sizeof why);
+    int rc = cli_parse_address(fields[0], "a token file", &h->url, why, sizeof why);
     if (rc == -2)
         return -2;
     if (rc != 0) {
@@ -392,7 +233,7 @@ static int parse_line(char **fields, size_t nf, const char *dir, struct fleet_ho
         h->token_file = resolve_path(fields[2], dir, err, errlen);
         if (!h->token_file)
             return strcmp(err, "out of memory") == 0 ? -2 : -1;
-        if (fleet_read_token(h->token_file, &h->token, err, errlen) != 0)
+        if (cli_read_token(h->token_file, &h->token, err, errlen) != 0)
             return -1;
     }
     return 0;

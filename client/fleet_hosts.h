@@ -18,8 +18,9 @@
  * relative path is taken from the hosts file's directory, "~/" from $HOME.
  * Every mistake is reported as "FILE:LINE: what is wrong".
  *
- * The two address/token readers are the CLI's rules (client/jetprof.c keeps
- * its own copies static): the same text means the same board everywhere.
+ * Addresses and token files are read with the CLI's own rules
+ * (cli_parse_address, cli_read_token in cli_common.h): the same text means
+ * the same board everywhere.
  */
 #ifndef JETPROF_FLEET_HOSTS_H
 #define JETPROF_FLEET_HOSTS_H
@@ -31,7 +32,6 @@
 #include <jansson.h>
 
 #define FLEET_NAME_MAX 64   /* a board's name, NUL included */
-#define FLEET_TOKEN_MAX_BYTES 4096
 
 struct fleet_host {
     char *url;        /* normalised base URL, "http://host:port[/prefix]" */
@@ -63,18 +63,9 @@ void fleet_host_free(struct fleet_host *h); /* the strings of one entry */
  */
 const char *fleet_hosts_path(const char *hosts_flag, char *err, size_t errlen);
 
-/* An address as `jetprof --host` takes it -> "scheme://host:port[/prefix]" in
- * *out (malloc'd). 0; -1 with the reason in err; -2 out of memory. */
-int fleet_parse_url(const char *text, char **out, char *err, size_t errlen);
-
 /* The name a board gets when the hosts file gives none: the URL without its
  * scheme ("10.0.0.7:9740", "lab.example:443/jetprof"). malloc'd, NULL on no memory. */
 char *fleet_default_name(const char *url);
-
-/* The token in the file at path (trailing blanks and newlines dropped; one
- * line of printable characters, not empty, at most FLEET_TOKEN_MAX_BYTES).
- * 0 with *out malloc'd; -1 with the reason in err. */
-int fleet_read_token(const char *path, char **out, char *err, size_t errlen);
 
 /* ---- concurrent requests ---- */
 

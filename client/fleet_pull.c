@@ -57,6 +57,7 @@
 #include <sqlite3.h>
 
 #include "../common/clock.h"
+#include "cli_common.h"
 #include "fleet_hosts.h"
 #include "http_client.h"
 
@@ -947,12 +948,11 @@ out:
 
 /* ---- arguments and output ---- */
 
-static void usage(const char *fmt, const char *arg)
-{
-    fputs("jetprof: fleet pull: ", stderr);
-    fprintf(stderr, fmt, arg);
-    fputs("\nTry 'jetprof fleet pull --help' for more information.\n", stderr);
-}
+/* Messages (cli_common.c): "jetprof: fleet pull: ..."; a usage error adds "Try
+ * 'jetprof fleet pull --help' ..."; "jetprof: ..." for what is not pull's own. */
+#define fail(...) cli_fail("jetprof: fleet pull", __VA_ARGS__)
+#define usage_error(...) \
+    cli_usage_error("jetprof: fleet pull", "jetprof fleet pull --help", __VA_ARGS__)
 
 /* "500k", "8M", "1G", "123456" -> bytes/s; -1 when not a positive size. */
 static curl_off_t parse_rate(const char *s)
@@ -1015,7 +1015,7 @@ int fleet_pull_main(const struct fleet_globals *g, int argc, char **argv)
     char err[1024];
 
     if (!only) {
-        fprintf(stderr, "jetprof: out of memory\n");
+        cli_fail("jetprof", "out of memory");
         return EXIT_FAIL;
     }
     for (int i = 1; i < argc; i++) {
@@ -1032,7 +1032,7 @@ int fleet_pull_main(const struct fleet_globals *g, int argc, char **argv)
         bool takes = strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0 ||
                      strcmp(a, "--board") == 0 || strcmp(a, "--limit-rate") == 0;
         if (takes && i + 1 >= argc) {
-            usage("%s needs a value", a);
+            usage_error("%s needs a value", a);
             goto out;
         }
         if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
@@ -1042,17 +1042,17 @@ int fleet_pull_main(const struct fleet_globals *g, int argc, char **argv)
         } else if (strcmp(a, "--limit-rate") == 0) {
             opts.limit_rate = parse_rate(argv[++i]);
             if (opts.limit_rate < 0) {
-                usage("--limit-rate takes bytes per second (suffix k, M or G), got '%s'",
-                      argv[i]);
+                usage_error("--limit-rate takes bytes per second (suffix k, M or G), got '%s'",
+                            argv[i]);
                 goto out;
             }
         } else {
-            usage(a[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", a);
+            usage_error(a[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", a);
             goto out;
         }
     }
     if (!out_path || !*out_path) {
-        usage("%s", "which file? -o FILE names the merged database");
+        usage_error("which file? -o FILE names the merged database");
         goto out;
     }
     if (g->timeout_s > 0)
@@ -1060,18 +1060,18 @@ int fleet_pull_main(const struct fleet_globals *g, int argc, char **argv)
 
     const char *hosts_path = fleet_hosts_path(g->hosts_file, err, sizeof err);
     if (!hosts_path) {
-        fprintf(stderr, "jetprof: fleet pull: %s\n", err);
+        fail("%s", err);
         goto out;
     }
     int hrc = fleet_hosts_load(hosts_path, &hosts, err, sizeof err);
     if (hrc != 0) {
-        fprintf(stderr, "jetprof: %s\n", hrc == -2 ? "out of memory" : err);
+        cli_fail("jetprof", "%s", hrc == -2 ? "out of memory" : err);
         rc = hrc == -2 ? EXIT_FAIL : EXIT_USAGE;
         goto out;
     }
     boards = calloc(hosts.count, sizeof *boards);
     if (!boards) {
-        fprintf(stderr, "jetprof: out of memory\n");
+        cli_fail("jetprof", "out of memory");
         rc = EXIT_FAIL;
         goto out;
     }
@@ -1091,8 +1091,7 @@ int fleet_pull_main(const struct fleet_globals *g, int argc, char **argv)
         for (size_t h = 0; h < hosts.count && !known; h++)
             known = strcmp(only[k], hosts.hosts[h].name) == 0;
         if (!known) {
-            fprintf(stderr, "jetprof: fleet pull: no board named '%s' in %s\n", only[k],
-                    hosts_path);
+            fail("no board named '%s' in %s", only[k], hosts_path);
             goto out;
         }
     }
@@ -1100,12 +1099,12 @@ int fleet_pull_main(const struct fleet_globals *g, int argc, char **argv)
     /* The output first: a file that cannot be merged into fails before any download. */
     db = fleet_open(out_path, g->interrupted, err, sizeof err);
     if (!db) {
-        fprintf(stderr, "jetprof: fleet pull: %s\n", err);
+        fail("%s", err);
         rc = EXIT_FAIL;
         goto out;
     }
     if (download_all(boards, n, out_path, &opts, err, sizeof err) != 0) {
-        fprintf(stderr, "jetprof: fleet pull: %s\n", err);
+        fail("%s", err);
         rc = EXIT_FAIL;
         goto out;
     }
@@ -1150,7 +1149,7 @@ int fleet_pull_main(const struct fleet_globals *g, int argc, char **argv)
     if (json_out) {
         json_t *r = report_json(out_path, boards, n, total, added, failed);
         if (!r || json_dumpf(r, stdout, JSON_INDENT(2)) != 0) {
-            fprintf(stderr, "jetprof: out of memory\n");
+            cli_fail("jetprof", "out of memory");
             json_decref(r);
             rc = EXIT_FAIL;
             goto out;
@@ -1175,7 +1174,7 @@ out:
         }
     }
     if (db && sqlite3_close(db) != SQLITE_OK) {
-        fprintf(stderr, "jetprof: fleet pull: closing %s: %s\n", out_path, sqlite3_errmsg(db));
+        fail("closing %s: %s", out_path, sqlite3_errmsg(db));
         rc = EXIT_FAIL;
     }
     free(boards);

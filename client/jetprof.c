@@ -12,7 +12,9 @@
  * sure it sends well-formed JSON (integers are integers) and turns the answer
  * into readable output: JSON pretty-printed on stdout (tables for train, models
  * and estimate), errors as one line on stderr built from the daemon's
- * problem+json (title and detail). HTTP transport lives in http_client.c.
+ * problem+json (title and detail). HTTP transport lives in http_client.c;
+ * what every jetprof command shares (messages, the address rules, the token
+ * file, reading files and numbers) in cli_common.c.
  *
  * The one exception is `estimate --offline --models FILE`: it loads the bundle
  * GET /v1/models/export wrote (model_set_load_bundle) and runs the daemon's own
@@ -40,14 +42,11 @@
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,14 +57,13 @@
 #include "../predict/estimate.h"
 #include "../predict/graph.h"
 #include "../predict/models.h"
+#include "cli_common.h"
 #include "fleet.h"
 #include "fleet_hosts.h"
 #include "http_client.h"
 
 #define JETPROF_CLIENT_VERSION "0.1.0"
 #define DEFAULT_URL "http://127.0.0.1:9740"
-#define DEFAULT_PORT 9740
-#define DEFAULT_HTTPS_PORT 443
 /* measure and train are answered when the runner has done them, which may be
  * minutes behind a queue; everything else is answered at once. */
 #define DEFAULT_TIMEOUT_S 60.0
@@ -82,7 +80,6 @@
 #define PROGRESS_LINE_MAX_S 60.0
 /* An SSE line longer than this is not jetprofd's (an event is a few hundred bytes). */
 #define SSE_LINE_MAX_BYTES ((size_t)1024 * 1024)
-#define TOKEN_MAX_BYTES 4096
 /* Reals printed with 15 significant digits: all a measured value carries,
  * without the binary noise of 17 ("8712.2999999999993"). */
 #define JSON_OUT_FLAGS (JSON_INDENT(2) | JSON_REAL_PRECISION(15))
@@ -114,29 +111,11 @@ struct cli {
     double timeout_s;    /* -1 = command default */
 };
 
-/* ---- messages ---- */
+/* ---- messages (cli_common.c) ---- */
 
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("jetprof: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\nTry 'jetprof --help' for more information.\n", stderr);
-}
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("jetprof: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
+/* "jetprof: ..." on stderr; a usage error adds "Try 'jetprof --help' ...". */
+#define fail(...) cli_fail("jetprof", __VA_ARGS__)
+#define usage_error(...) cli_usage_error("jetprof", "jetprof --help", __VA_ARGS__)
 
 static void print_help(FILE *out)
 {
@@ -269,25 +248,6 @@ static int take_option(int argc, char **argv, int *i, const char *name, const ch
     return 1;
 }
 
-/* Strict base-10 integer: the whole string, no blanks, within int64. */
-static bool parse_int64(const char *s, int64_t *out)
-{
-    if (!s || !*s)
-        return false;
-    const char *p = s;
-    if (*p == '-' || *p == '+')
-        p++;
-    if (*p < '0' || *p > '9')
-        return false;
-    errno = 0;
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return false;
-    *out = (int64_t)v;
-    return true;
-}
-
 static bool valid_param_name(const char *s, size_t n)
 {
     if (n == 0)
@@ -302,119 +262,7 @@ static bool valid_param_name(const char *s, size_t n)
     return true;
 }
 
-/* ---- set-up: URL and token ---- */
-
-/*
- * The daemon's address as the user wrote it ("host", "host:port", "[::1]:port",
- * "http://host:port/prefix", "https://host") -> the base URL requests are made
- * against, "scheme://host:port[/prefix]", malloc'd in *out. The port defaults
- * to 9740 (443 for https). Returns 0, -1 with the reason in err (a usage
- * error), or -2 when out of memory.
- */
-static int parse_address(const char *text, char **out, char *err, size_t errlen)
-{
-    const char *p = text, *end = text + strlen(text);
-    while (p < end && (*p == ' ' || *p == '\t'))
-        p++;
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    if (p == end) {
-        snprintf(err, errlen, "the address is empty");
-        return -1;
-    }
-    const char *scheme = "http";
-    const char *sep = strstr(p, "://");
-    if (sep && sep < end) {
-        size_t n = (size_t)(sep - p);
-        if (n == 4 && strncasecmp(p, "http", 4) == 0) {
-            scheme = "http";
-        } else if (n == 5 && strncasecmp(p, "https", 5) == 0) {
-            scheme = "https";
-        } else {
-            snprintf(err, errlen, "the scheme must be http or https (got '%.*s')",
-                     (int)(n > 16 ? 16 : n), p);
-            return -1;
-        }
-        p = sep + 3;
-    }
-    const char *slash = memchr(p, '/', (size_t)(end - p));
-    const char *auth_end = slash ? slash : end;
-    for (const char *c = p; c < end; c++) {
-        unsigned char u = (unsigned char)*c;
-        if (u <= 0x20 || u == 0x7f) {
-            snprintf(err, errlen, "blanks and control characters are not allowed");
-            return -1;
-        }
-        if (u == '?' || u == '#') {
-            snprintf(err, errlen, "a query or fragment ('%c') is not allowed", u);
-            return -1;
-        }
-        if (u == '@' && c < auth_end) {
-            snprintf(err, errlen, "a user name is not allowed (the token goes in --token-file)");
-            return -1;
-        }
-    }
-    const char *host = p, *host_end, *port_text = NULL;
-    if (*p == '[') {
-        const char *close = memchr(p, ']', (size_t)(auth_end - p));
-        if (!close) {
-            snprintf(err, errlen, "'[' without ']' around an IPv6 address");
-            return -1;
-        }
-        host_end = close + 1;
-        if (host_end < auth_end && *host_end != ':') {
-            snprintf(err, errlen, "only ':PORT' may follow ']'");
-            return -1;
-        }
-        if (close == p + 1) {
-            snprintf(err, errlen, "no host name");
-            return -1;
-        }
-    } else {
-        const char *colon = memchr(p, ':', (size_t)(auth_end - p));
-        if (colon && memchr(colon + 1, ':', (size_t)(auth_end - colon - 1))) {
-            snprintf(err, errlen, "an IPv6 address goes in brackets, e.g. [::1]:9740");
-            return -1;
-        }
-        host_end = colon ? colon : auth_end;
-        if (host_end == host) {
-            snprintf(err, errlen, "no host name");
-            return -1;
-        }
-    }
-    if (host_end < auth_end)
-        port_text = host_end + 1; /* after ':' */
-    long port = strcmp(scheme, "https") == 0 ? DEFAULT_HTTPS_PORT : DEFAULT_PORT;
-    if (port_text) {
-        size_t n = (size_t)(auth_end - port_text);
-        port = 0;
-        for (size_t i = 0; i < n && port <= 65535; i++) {
-            if (port_text[i] < '0' || port_text[i] > '9') {
-                port = -1;
-                break;
-            }
-            port = port * 10 + (port_text[i] - '0');
-        }
-        if (n == 0 || port < 1 || port > 65535) {
-            snprintf(err, errlen, "the port '%.*s' is not a number in [1, 65535]",
-                     (int)(n > 16 ? 16 : n), port_text);
-            return -1;
-        }
-    }
-    const char *prefix = slash ? slash : end;
-    const char *prefix_end = end;
-    while (prefix_end > prefix && prefix_end[-1] == '/')
-        prefix_end--;
-    size_t len = strlen(scheme) + 3 + (size_t)(host_end - host) + 8 +
-                 (size_t)(prefix_end - prefix) + 1;
-    char *url = malloc(len);
-    if (!url)
-        return -2;
-    snprintf(url, len, "%s://%.*s:%ld%.*s", scheme, (int)(host_end - host), host, port,
-             (int)(prefix_end - prefix), prefix);
-    *out = url;
-    return 0;
-}
+/* ---- set-up: signals ---- */
 
 static void on_stop_signal(int sig) { stop_signal = sig; }
 
@@ -437,58 +285,6 @@ static int catch_stop_signals(void)
 }
 
 static int interrupted_exit(void) { return EXIT_SIGNAL_BASE + (int)stop_signal; }
-
-/* Reads the token: the file's content without trailing blanks and newlines.
- * Returns 0, or -1 with the reason printed. */
-static int read_token(const char *path, char **out)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fail("cannot read token file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char *buf = malloc(TOKEN_MAX_BYTES + 1);
-    if (!buf) {
-        fclose(f);
-        fail("out of memory");
-        return -1;
-    }
-    size_t n = fread(buf, 1, TOKEN_MAX_BYTES + 1, f);
-    int read_error = ferror(f);
-    int saved_errno = errno;
-    fclose(f);
-    if (read_error) {
-        fail("cannot read token file %s: %s", path, strerror(saved_errno));
-        free(buf);
-        return -1;
-    }
-    if (n > TOKEN_MAX_BYTES) {
-        fail("token file %s is larger than %d bytes", path, TOKEN_MAX_BYTES);
-        free(buf);
-        return -1;
-    }
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-                     buf[n - 1] == '\t'))
-        n--;
-    buf[n] = '\0';
-    if (n == 0) {
-        fail("token file %s is empty", path);
-        free(buf);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)buf[i];
-        if (c < 0x21 || c > 0x7e) {
-            fail("token file %s: the token must be one line of printable characters "
-                 "without blanks (byte %zu is 0x%02x)",
-                 path, i + 1, c);
-            free(buf);
-            return -1;
-        }
-    }
-    *out = buf;
-    return 0;
-}
 
 /* ---- answers ---- */
 
@@ -672,6 +468,64 @@ static int output_done(int rc)
     return EXIT_OK;
 }
 
+/* Prints the answer, as received (raw) or as indented JSON, and frees it.
+ * EXIT_OK, or EXIT_FAIL when the output cannot be written. */
+static int print_answer(struct http_response *resp, bool raw)
+{
+    int rc = output_done(raw ? print_raw(resp) : print_json(resp));
+    http_response_free(resp);
+    return rc;
+}
+
+/* A 2xx answer that is not what the command expected (what: "has no \"jobs\"
+ * list"): says so and prints it as received. EXIT_FAIL, or the output's error. */
+static int print_unexpected(const struct http_response *resp, const char *what)
+{
+    fail("jetprofd's answer %s; printing it as received", what);
+    int rc = output_done(print_raw(resp));
+    return rc == EXIT_OK ? EXIT_FAIL : rc;
+}
+
+/* POSTs body (consumed) as compact JSON, prints the answer, then summary's one
+ * line on stderr (measure, predict). EXIT_OK, or as call(). */
+static int post_with_summary(const struct cli *cli, double default_timeout_s, const char *path,
+                             json_t *body, void (*summary)(const struct http_response *))
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text) {
+        fail("out of memory");
+        return EXIT_FAIL;
+    }
+    struct http_response resp;
+    int rc = call(cli, default_timeout_s, "POST", path, text, strlen(text), &resp);
+    free(text);
+    if (rc != EXIT_OK)
+        return rc;
+    rc = output_done(print_json(&resp));
+    if (rc == EXIT_OK) {
+        fflush(stdout); /* the JSON before the summary when both go to a terminal */
+        summary(&resp);
+    }
+    http_response_free(&resp);
+    return rc;
+}
+
+/* The JSON file named on the command line ("-" = standard input): its text,
+ * kept to be sent as written, and the document; a sweep must be an object.
+ * EXIT_OK with both; EXIT_USAGE when it cannot be read, EXIT_FAIL when it is
+ * not JSON (or not a sweep), the reason printed. */
+static int read_json_arg(const char *path, bool sweep, char **text, size_t *len, json_t **doc)
+{
+    char err[CLI_ERR_MAX];
+    int rc = sweep ? cli_read_sweep(path, INPUT_FILE_MAX_BYTES, text, len, doc, err, sizeof err)
+                   : cli_read_json(path, INPUT_FILE_MAX_BYTES, text, len, doc, err, sizeof err);
+    if (rc == 0)
+        return EXIT_OK;
+    fail("%s", err);
+    return rc == -1 ? EXIT_USAGE : EXIT_FAIL;
+}
+
 /* ---- commands ---- */
 
 /* health, device, kernels: one GET, pretty-printed. */
@@ -686,9 +540,7 @@ static int cmd_simple_get(const struct cli *cli, const char *name, const char *p
     int rc = call(cli, DEFAULT_TIMEOUT_S, "GET", path, NULL, 0, &resp);
     if (rc != EXIT_OK)
         return rc;
-    rc = output_done(print_json(&resp));
-    http_response_free(&resp);
-    return rc;
+    return print_answer(&resp, false);
 }
 
 static int cmd_health(const struct cli *cli, int argc, char **argv)
@@ -841,7 +693,7 @@ static int build_config_body(const struct config_syntax *syn, int argc, char **a
             goto out;
         }
         int64_t v;
-        if (!parse_int64(eq + 1, &v)) {
+        if (!cli_parse_int64(eq + 1, &v)) {
             usage_error("%s: parameter '%s' must be a 64-bit integer, got '%s'", cmd, name,
                         eq + 1);
             goto out;
@@ -863,7 +715,7 @@ static int build_config_body(const struct config_syntax *syn, int argc, char **a
         goto out;
     }
     int64_t repeats_v = 0;
-    if (repeats && !parse_int64(repeats, &repeats_v)) {
+    if (repeats && !cli_parse_int64(repeats, &repeats_v)) {
         usage_error("%s: --repeats must be a 64-bit integer, got '%s'", cmd, repeats);
         goto out;
     }
@@ -888,24 +740,7 @@ static int cmd_measure(const struct cli *cli, int argc, char **argv)
     int rc = build_config_body(&syntax, argc, argv, &body);
     if (rc != EXIT_OK)
         return rc;
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    if (!text) {
-        fail("out of memory");
-        return EXIT_FAIL;
-    }
-    struct http_response resp;
-    rc = call(cli, 0, "POST", "/v1/measure", text, strlen(text), &resp);
-    free(text);
-    if (rc != EXIT_OK)
-        return rc;
-    rc = output_done(print_json(&resp));
-    if (rc == EXIT_OK) {
-        fflush(stdout); /* the JSON before the summary when both go to a terminal */
-        print_measure_summary(&resp);
-    }
-    http_response_free(&resp);
-    return rc;
+    return post_with_summary(cli, 0, "/v1/measure", body, print_measure_summary);
 }
 
 /* Appends "&name=escaped(value)" (or "?..." first) to *query. 0 or -1 (no memory). */
@@ -927,6 +762,43 @@ static int query_add(char **query, size_t *len, const char *name, const char *va
     return 0;
 }
 
+/*
+ * argv[*i] as one of the filter options of filters[n] ({"--option", "query
+ * name"}): 1 with values[f] set (and *i advanced past a separate value), 0
+ * when it is none of them, -1 when its value is missing (usage error printed).
+ */
+static int take_filter(int argc, char **argv, int *i, const char *const (*filters)[2], size_t n,
+                       const char **values)
+{
+    for (size_t f = 0; f < n; f++) {
+        int t = take_option(argc, argv, i, filters[f][0], &values[f]);
+        if (t != 0)
+            return t;
+    }
+    return 0;
+}
+
+/* Appends the filters given (values[f] not NULL) to *query, as their query
+ * names, in filters' order. 0 or -1 (no memory). */
+static int query_add_filters(char **query, size_t *len, const char *const (*filters)[2],
+                             const char *const *values, size_t n)
+{
+    for (size_t f = 0; f < n; f++)
+        if (values[f] && query_add(query, len, filters[f][1], values[f]) != 0)
+            return -1;
+    return 0;
+}
+
+/* base followed by query (may be NULL), malloc'd; NULL when out of memory. */
+static char *path_with_query(const char *base, const char *query)
+{
+    size_t n = strlen(base) + (query ? strlen(query) : 0) + 1;
+    char *path = malloc(n);
+    if (path)
+        snprintf(path, n, "%s%s", base, query ? query : "");
+    return path;
+}
+
 static int cmd_measurements(const struct cli *cli, int argc, char **argv)
 {
     static const char *const filters[][2] = {
@@ -941,12 +813,9 @@ static int cmd_measurements(const struct cli *cli, int argc, char **argv)
             csv = true;
             continue;
         }
-        int matched = 0;
-        for (size_t f = 0; f < NFILTERS && !matched; f++) {
-            matched = take_option(argc, argv, &i, filters[f][0], &values[f]);
-            if (matched < 0)
-                return EXIT_USAGE;
-        }
+        int matched = take_filter(argc, argv, &i, filters, NFILTERS, values);
+        if (matched < 0)
+            return EXIT_USAGE;
         if (!matched) {
             if (argv[i][0] == '-')
                 usage_error("measurements: unknown option '%s'", argv[i]);
@@ -957,7 +826,7 @@ static int cmd_measurements(const struct cli *cli, int argc, char **argv)
     }
     for (size_t f = 3; f < NFILTERS; f++) { /* --limit, --after */
         int64_t v;
-        if (values[f] && !parse_int64(values[f], &v)) {
+        if (values[f] && !cli_parse_int64(values[f], &v)) {
             usage_error("measurements: %s must be a 64-bit integer, got '%s'", filters[f][0],
                         values[f]);
             return EXIT_USAGE;
@@ -965,35 +834,20 @@ static int cmd_measurements(const struct cli *cli, int argc, char **argv)
     }
     char *query = NULL;
     size_t len = 0;
-    int rc = EXIT_OK;
-    for (size_t f = 0; f < NFILTERS && rc == EXIT_OK; f++)
-        if (values[f] && query_add(&query, &len, filters[f][1], values[f]) != 0)
-            rc = EXIT_FAIL;
-    if (rc == EXIT_OK && csv && query_add(&query, &len, "format", "csv") != 0)
-        rc = EXIT_FAIL;
-    char *path = NULL;
-    if (rc == EXIT_OK) {
-        size_t plen = strlen("/v1/measurements") + len + 1;
-        path = malloc(plen);
-        if (path)
-            snprintf(path, plen, "/v1/measurements%s", query ? query : "");
-        else
-            rc = EXIT_FAIL;
-    }
+    bool ok = query_add_filters(&query, &len, filters, values, NFILTERS) == 0 &&
+              (!csv || query_add(&query, &len, "format", "csv") == 0);
+    char *path = ok ? path_with_query("/v1/measurements", query) : NULL;
     free(query);
-    if (rc != EXIT_OK) {
-        free(path);
+    if (!path) {
         fail("out of memory");
-        return rc;
+        return EXIT_FAIL;
     }
     struct http_response resp;
-    rc = call(cli, DEFAULT_TIMEOUT_S, "GET", path, NULL, 0, &resp);
+    int rc = call(cli, DEFAULT_TIMEOUT_S, "GET", path, NULL, 0, &resp);
     free(path);
     if (rc != EXIT_OK)
         return rc;
-    rc = output_done(csv ? print_raw(&resp) : print_json(&resp));
-    http_response_free(&resp);
-    return rc;
+    return print_answer(&resp, csv);
 }
 
 static int cmd_get(const struct cli *cli, int argc, char **argv)
@@ -1017,81 +871,10 @@ static int cmd_get(const struct cli *cli, int argc, char **argv)
     int rc = call(cli, DEFAULT_TIMEOUT_S, "GET", path, NULL, 0, &resp);
     if (rc != EXIT_OK)
         return rc;
-    rc = output_done(print_raw(&resp));
-    http_response_free(&resp);
-    return rc;
+    return print_answer(&resp, true);
 }
 
 /* ---- files ---- */
-
-/* Reads PATH ("-" = stdin) whole, NUL-terminated (the NUL not counted).
- * 0, or -1 with the reason printed. */
-static int read_whole_file(const char *path, char **out, size_t *out_len)
-{
-    bool is_stdin = strcmp(path, "-") == 0;
-    const char *shown = is_stdin ? "standard input" : path;
-    FILE *f = is_stdin ? stdin : fopen(path, "rb");
-    if (!f) {
-        fail("cannot read %s: %s", shown, strerror(errno));
-        return -1;
-    }
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    int rc = -1;
-    if (!buf) {
-        fail("out of memory");
-        goto out;
-    }
-    for (;;) {
-        if (cap - len < 2) {
-            if (cap >= INPUT_FILE_MAX_BYTES) {
-                fail("%s is larger than %zu MiB", shown, INPUT_FILE_MAX_BYTES >> 20);
-                goto out;
-            }
-            char *p = realloc(buf, cap * 2);
-            if (!p) {
-                fail("out of memory reading %s", shown);
-                goto out;
-            }
-            buf = p;
-            cap *= 2;
-        }
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    if (ferror(f)) {
-        fail("cannot read %s: %s", shown, strerror(errno));
-        goto out;
-    }
-    buf[len] = '\0';
-    *out = buf;
-    *out_len = len;
-    buf = NULL;
-    rc = 0;
-out:
-    free(buf);
-    if (!is_stdin)
-        fclose(f);
-    return rc;
-}
-
-/* Writes all of data to fd. 0 or -1 (errno set). */
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, data, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        data += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
 
 /* Writes data to path: a regular file through a temporary file in the same
  * directory and a rename, so an interrupted export never leaves half a bundle
@@ -1102,7 +885,7 @@ static int write_file_replace(const char *path, const char *data, size_t len)
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
         int fd = open(path, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || write_all(fd, data, len) != 0) {
+        if (fd < 0 || cli_write_all(fd, data, len) != 0) {
             fail("cannot write %s: %s", path, strerror(errno));
             if (fd >= 0)
                 close(fd);
@@ -1128,7 +911,7 @@ static int write_file_replace(const char *path, const char *data, size_t len)
         return -1;
     }
     int rc = -1;
-    if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (cli_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         fail("cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         goto out;
@@ -1230,9 +1013,7 @@ static int print_models_answer(const struct http_response *resp, bool json_out, 
     json_t *models = json_object_get(root, "models");
     if (!json_is_array(models)) {
         json_decref(root);
-        fail("jetprofd's answer has no \"models\" list; printing it as received");
-        int raw = output_done(print_raw(resp));
-        return raw == EXIT_OK ? EXIT_FAIL : raw;
+        return print_unexpected(resp, "has no \"models\" list");
     }
     int rc = output_done(print_models_table(models));
     fflush(stdout);
@@ -1469,24 +1250,7 @@ static int cmd_predict(const struct cli *cli, int argc, char **argv)
         fail("out of memory");
         return EXIT_FAIL;
     }
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    if (!text) {
-        fail("out of memory");
-        return EXIT_FAIL;
-    }
-    struct http_response resp;
-    rc = call(cli, DEFAULT_TIMEOUT_S, "POST", "/v1/predict", text, strlen(text), &resp);
-    free(text);
-    if (rc != EXIT_OK)
-        return rc;
-    rc = output_done(print_json(&resp));
-    if (rc == EXIT_OK) {
-        fflush(stdout); /* the JSON before the summary when both go to a terminal */
-        print_predict_summary(&resp);
-    }
-    http_response_free(&resp);
-    return rc;
+    return post_with_summary(cli, DEFAULT_TIMEOUT_S, "/v1/predict", body, print_predict_summary);
 }
 
 /* ---- estimate ---- */
@@ -1742,10 +1506,12 @@ static int estimate_offline(const char *graph_path, const json_t *doc, const cha
 {
     char *text = NULL;
     size_t len = 0;
-    if (read_whole_file(models_path, &text, &len) != 0)
+    char err[CLI_ERR_MAX];
+    if (cli_read_file(models_path, INPUT_FILE_MAX_BYTES, &text, &len, err, sizeof err) != 0) {
+        fail("%s", err);
         return EXIT_USAGE;
+    }
     struct model_set *set = NULL;
-    char err[512];
     if (model_set_load_bundle(text, len, &set, err, sizeof err) != 0) {
         free(text);
         fail("%s: not a usable model bundle (from 'jetprof models export'): %s", models_path, err);
@@ -1827,19 +1593,13 @@ static int cmd_estimate(const struct cli *cli, int argc, char **argv)
 
     char *text = NULL;
     size_t len = 0;
-    if (read_whole_file(graph_path, &text, &len) != 0)
-        return EXIT_USAGE;
-    const char *shown = strcmp(graph_path, "-") == 0 ? "standard input" : graph_path;
-    json_error_t jerr;
-    json_t *doc = json_loadb(text, len, 0, &jerr);
-    if (!doc) {
-        fail("%s:%d:%d: not valid JSON: %s", shown, jerr.line, jerr.column, jerr.text);
-        free(text);
-        return EXIT_FAIL;
-    }
+    json_t *doc = NULL;
+    int rc = read_json_arg(graph_path, false, &text, &len, &doc);
+    if (rc != EXIT_OK)
+        return rc;
+    const char *shown = cli_input_name(graph_path);
 
     json_t *answer = NULL;
-    int rc;
     if (offline) {
         rc = estimate_offline(shown, doc, models_path, merge, &answer);
     } else {
@@ -1851,10 +1611,7 @@ static int cmd_estimate(const struct cli *cli, int argc, char **argv)
             if (!json_is_object(answer)) {
                 json_decref(answer);
                 answer = NULL;
-                fail("jetprofd's answer is not a JSON object; printing it as received");
-                rc = output_done(print_raw(&resp));
-                if (rc == EXIT_OK)
-                    rc = EXIT_FAIL;
+                rc = print_unexpected(&resp, "is not a JSON object");
             }
             http_response_free(&resp);
         }
@@ -1890,52 +1647,11 @@ static int get_object(const struct cli *cli, const char *path, json_t **out)
     return EXIT_OK;
 }
 
-/* "45s", "3m07s", "2h05m", "3d04h"; "-" for what is not a duration. */
-static const char *format_duration(char *buf, size_t len, double seconds)
-{
-    if (!isfinite(seconds) || seconds < 0 || seconds > 1e12) {
-        snprintf(buf, len, "-");
-        return buf;
-    }
-    long long s = (long long)(seconds + 0.5);
-    if (s < 60)
-        snprintf(buf, len, "%llds", s);
-    else if (s < 3600)
-        snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
-    else if (s < 86400)
-        snprintf(buf, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
-    else
-        snprintf(buf, len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
-    return buf;
-}
-
-static json_int_t int_member(const json_t *obj, const char *name)
-{
-    const json_t *v = json_object_get(obj, name);
-    return json_is_integer(v) ? json_integer_value(v) : 0;
-}
-
-static double monotonic_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Sleeps ms milliseconds, or less when a stop signal arrives. */
-static void sleep_interruptible(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    /* the handler has no SA_RESTART: nanosleep returns early with EINTR */
-    while (!stop_signal && nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* Strict integer option value in [lo, hi]; usage error (message printed) when not. */
 static bool option_int(const char *cmd, const char *name, const char *value, int64_t lo,
                        int64_t hi, int64_t *out)
 {
-    if (!parse_int64(value, out) || *out < lo || *out > hi) {
+    if (!cli_parse_int64(value, out) || *out < lo || *out > hi) {
         usage_error("%s: %s must be an integer in [%" PRId64 ", %" PRId64 "], got '%s'", cmd,
                     name, lo, hi, value);
         return false;
@@ -1960,7 +1676,8 @@ static void print_status(const struct cli *cli, const json_t *health, const json
     printf("jetprofd %s at %s: %s, up %s (started %s)%s\n",
            str_or(json_object_get(health, "version"), "?"), cli->base_url,
            str_or(json_object_get(health, "status"), "?"),
-           format_duration(up, sizeof up, json_number_value(json_object_get(health, "uptime_s"))),
+           cli_format_duration(up, sizeof up,
+                               json_number_value(json_object_get(health, "uptime_s"))),
            str_or(json_object_get(health, "started_at"), "?"), simulated ? "  SIMULATED" : "");
     if (simulated)
         printf("SIMULATED: power from the sim sensor and/or kernels on the CPU executor; "
@@ -1993,7 +1710,7 @@ static void print_status(const struct cli *cli, const json_t *health, const json
         } else {
             printf("; sampling at %s Hz", got);
         }
-        printf(", %" JSON_INTEGER_FORMAT " read errors", int_member(sampler, "read_errors"));
+        printf(", %" JSON_INTEGER_FORMAT " read errors", cli_int_member(sampler, "read_errors"));
         const char *last = str_or(json_object_get(sampler, "last_error"), "");
         if (*last)
             printf(" (last: %s)", last);
@@ -2003,8 +1720,9 @@ static void print_status(const struct cli *cli, const json_t *health, const json
         printf("queue:     %" JSON_INTEGER_FORMAT " queued, %" JSON_INTEGER_FORMAT
                " running, %" JSON_INTEGER_FORMAT " done, %" JSON_INTEGER_FORMAT
                " failed, %" JSON_INTEGER_FORMAT " canceled",
-               int_member(jobs, "queued"), int_member(jobs, "running"), int_member(jobs, "done"),
-               int_member(jobs, "failed"), int_member(jobs, "canceled"));
+               cli_int_member(jobs, "queued"), cli_int_member(jobs, "running"),
+               cli_int_member(jobs, "done"), cli_int_member(jobs, "failed"),
+               cli_int_member(jobs, "canceled"));
     else
         printf("queue:     unknown (jetprofd could not count the jobs)");
     if (json_is_object(runner)) {
@@ -2324,10 +2042,7 @@ static int cmd_power(const struct cli *cli, int argc, char **argv)
     } else {
         json_t *doc = json_loadb(resp.body, resp.body_len, 0, NULL);
         if (!json_is_array(json_object_get(doc, "rails"))) {
-            fail("jetprofd's answer has no \"rails\" list; printing it as received");
-            rc = output_done(print_raw(&resp));
-            if (rc == EXIT_OK)
-                rc = EXIT_FAIL;
+            rc = print_unexpected(&resp, "has no \"rails\" list");
         } else {
             print_power_table(doc);
             rc = output_done(ferror(stdout) ? -1 : 0);
@@ -2340,15 +2055,6 @@ static int cmd_power(const struct cli *cli, int argc, char **argv)
 
 /* ---- submit ---- */
 
-/* Columns of the terminal behind fd, 80 when it does not say. */
-static int terminal_columns(int fd)
-{
-    struct winsize ws;
-    if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-        return ws.ws_col;
-    return 80;
-}
-
 struct batch_progress {
     json_int_t total, queued, running, done, failed, canceled;
 };
@@ -2356,11 +2062,11 @@ struct batch_progress {
 static void batch_counts(const json_t *b, struct batch_progress *p)
 {
     const json_t *c = json_object_get(b, "counts");
-    p->queued = int_member(c, "queued");
-    p->running = int_member(c, "running");
-    p->done = int_member(c, "done");
-    p->failed = int_member(c, "failed");
-    p->canceled = int_member(c, "canceled");
+    p->queued = cli_int_member(c, "queued");
+    p->running = cli_int_member(c, "running");
+    p->done = cli_int_member(c, "done");
+    p->failed = cli_int_member(c, "failed");
+    p->canceled = cli_int_member(c, "canceled");
     p->total = p->queued + p->running + p->done + p->failed + p->canceled;
 }
 
@@ -2374,7 +2080,7 @@ static void progress_text(char *buf, size_t len, const json_t *b, const struct b
     else
         snprintf(rate, sizeof rate, "-");
     const json_t *e = json_object_get(b, "eta_s");
-    format_duration(eta, sizeof eta, json_is_number(e) ? json_number_value(e) : -1);
+    cli_format_duration(eta, sizeof eta, json_is_number(e) ? json_number_value(e) : -1);
     int pct = p->total > 0 ? (int)((p->done + p->failed + p->canceled) * 100 / p->total) : 100;
     int n = snprintf(buf, len,
                      "%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT " done (%d%%), %s/min, ETA %s",
@@ -2390,7 +2096,7 @@ static void progress_text(char *buf, size_t len, const json_t *b, const struct b
 /* The bar redrawn in place: "\r[#####.....] text", the rest of the line erased. */
 static void draw_bar(FILE *f, const char *text, const struct batch_progress *p)
 {
-    int cols = terminal_columns(fileno(f));
+    int cols = cli_terminal_columns(fileno(f));
     int width = cols - (int)strlen(text) - 4;
     if (width > 40)
         width = 40;
@@ -2441,7 +2147,7 @@ static int wait_batch(const struct cli *cli, json_int_t batch_id, bool json_out)
             draw_bar(out, text, &p);
             drew = true;
         } else {
-            double now = monotonic_s();
+            double now = cli_monotonic_s();
             bool changed = memcmp(&p, &last, sizeof p) != 0;
             if (!printed || (!finished && ((changed && now - last_line_s >= PROGRESS_LINE_MIN_S) ||
                                            now - last_line_s >= PROGRESS_LINE_MAX_S))) {
@@ -2454,7 +2160,7 @@ static int wait_batch(const struct cli *cli, json_int_t batch_id, bool json_out)
         }
         if (finished)
             break;
-        sleep_interruptible(PROGRESS_POLL_MS);
+        cli_sleep_ms(PROGRESS_POLL_MS, &stop_signal);
         if (stop_signal) {
             rc = interrupted_exit();
             break;
@@ -2479,7 +2185,7 @@ static int wait_batch(const struct cli *cli, json_int_t batch_id, bool json_out)
                 batch_id, p.done, p.failed, p.canceled, p.total);
         if (json_is_number(w))
             fprintf(out, " in %s",
-                    format_duration(wall, sizeof wall, json_number_value(w)));
+                    cli_format_duration(wall, sizeof wall, json_number_value(w)));
         if (json_is_number(e))
             fprintf(out, ", %.1f J", json_number_value(e));
         fputc('\n', out);
@@ -2530,35 +2236,23 @@ static int cmd_submit(const struct cli *cli, int argc, char **argv)
     }
     char *text = NULL;
     size_t len = 0;
-    if (read_whole_file(file, &text, &len) != 0)
-        return EXIT_USAGE;
-    const char *shown = strcmp(file, "-") == 0 ? "standard input" : file;
-    json_error_t jerr;
-    json_t *doc = json_loadb(text, len, 0, &jerr);
-    if (!json_is_object(doc)) {
-        if (doc)
-            fail("%s: a sweep is a JSON object ({\"configs\": [...]} or {\"sweep\": {...}})",
-                 shown);
-        else
-            fail("%s:%d:%d: not valid JSON: %s", shown, jerr.line, jerr.column, jerr.text);
-        json_decref(doc);
-        free(text);
-        return EXIT_FAIL;
-    }
-    json_decref(doc);
+    json_t *doc = NULL;
+    int rc = read_json_arg(file, true, &text, &len, &doc);
+    if (rc != EXIT_OK)
+        return rc;
+    json_decref(doc); /* checked; the text is sent as written */
     struct http_response resp;
-    int rc = call(cli, DEFAULT_TIMEOUT_S, "POST", "/v1/jobs", text, len, &resp);
+    rc = call(cli, DEFAULT_TIMEOUT_S, "POST", "/v1/jobs", text, len, &resp);
     free(text);
     if (rc != EXIT_OK)
         return rc;
     json_t *ans = json_loadb(resp.body, resp.body_len, 0, NULL);
     const json_t *id = json_object_get(ans, "batch_id");
     if (!json_is_integer(id)) {
-        fail("jetprofd's answer has no batch_id; printing it as received");
-        rc = output_done(print_raw(&resp));
+        rc = print_unexpected(&resp, "has no batch_id");
         json_decref(ans);
         http_response_free(&resp);
-        return rc == EXIT_OK ? EXIT_FAIL : rc;
+        return rc;
     }
     json_int_t batch_id = json_integer_value(id);
     if (json_out && !wait) {
@@ -2568,7 +2262,7 @@ static int cmd_submit(const struct cli *cli, int argc, char **argv)
         fprintf(out,
                 "batch %" JSON_INTEGER_FORMAT ": %" JSON_INTEGER_FORMAT
                 " jobs queued, %" JSON_INTEGER_FORMAT " duplicates skipped\n",
-                batch_id, int_member(ans, "jobs"), int_member(ans, "duplicates"));
+                batch_id, cli_int_member(ans, "jobs"), cli_int_member(ans, "duplicates"));
         rc = output_done(fflush(out));
     }
     json_decref(ans);
@@ -2597,8 +2291,8 @@ static void print_jobs_table(const json_t *jobs)
         snprintf(meas, sizeof meas, json_is_integer(m) ? "%" JSON_INTEGER_FORMAT : "-",
                  json_integer_value(m));
         snprintf(tries, sizeof tries, "%" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT,
-                 int_member(j, "attempts"), int_member(j, "max_attempts"));
-        printf("%8" JSON_INTEGER_FORMAT " %6s %-8s %5s %11s  %-24s %s", int_member(j, "id"),
+                 cli_int_member(j, "attempts"), cli_int_member(j, "max_attempts"));
+        printf("%8" JSON_INTEGER_FORMAT " %6s %-8s %5s %11s  %-24s %s", cli_int_member(j, "id"),
                batch, str_or(json_object_get(j, "state"), "?"), tries, meas,
                str_or(json_object_get(j, "finished_at"), "-"),
                str_or(json_object_get(j, "config_key"), "?"));
@@ -2621,12 +2315,9 @@ static int cmd_jobs(const struct cli *cli, int argc, char **argv)
             json_out = true;
             continue;
         }
-        int matched = 0;
-        for (size_t f = 0; f < NFILTERS && !matched; f++) {
-            matched = take_option(argc, argv, &i, filters[f][0], &values[f]);
-            if (matched < 0)
-                return EXIT_USAGE;
-        }
+        int matched = take_filter(argc, argv, &i, filters, NFILTERS, values);
+        if (matched < 0)
+            return EXIT_USAGE;
         if (!matched) {
             usage_error("jobs: unknown %s '%s'", argv[i][0] == '-' ? "option" : "argument",
                         argv[i]);
@@ -2640,36 +2331,25 @@ static int cmd_jobs(const struct cli *cli, int argc, char **argv)
         return EXIT_USAGE;
     char *query = NULL;
     size_t qlen = 0;
-    int rc = EXIT_OK;
-    for (size_t f = 0; f < NFILTERS && rc == EXIT_OK; f++)
-        if (values[f] && query_add(&query, &qlen, filters[f][1], values[f]) != 0)
-            rc = EXIT_FAIL;
-    size_t plen = strlen("/v1/jobs") + qlen + 1;
-    char *path = rc == EXIT_OK ? malloc(plen) : NULL;
+    char *path = query_add_filters(&query, &qlen, filters, values, NFILTERS) == 0
+                     ? path_with_query("/v1/jobs", query)
+                     : NULL;
+    free(query);
     if (!path) {
-        free(query);
         fail("out of memory");
         return EXIT_FAIL;
     }
-    snprintf(path, plen, "/v1/jobs%s", query ? query : "");
-    free(query);
     struct http_response resp;
-    rc = call(cli, DEFAULT_TIMEOUT_S, "GET", path, NULL, 0, &resp);
+    int rc = call(cli, DEFAULT_TIMEOUT_S, "GET", path, NULL, 0, &resp);
     free(path);
     if (rc != EXIT_OK)
         return rc;
-    if (json_out) {
-        rc = output_done(print_json(&resp));
-        http_response_free(&resp);
-        return rc;
-    }
+    if (json_out)
+        return print_answer(&resp, false);
     json_t *doc = json_loadb(resp.body, resp.body_len, 0, NULL);
     const json_t *jobs = json_object_get(doc, "jobs");
     if (!json_is_array(jobs)) {
-        fail("jetprofd's answer has no \"jobs\" list; printing it as received");
-        rc = output_done(print_raw(&resp));
-        if (rc == EXIT_OK)
-            rc = EXIT_FAIL;
+        rc = print_unexpected(&resp, "has no \"jobs\" list");
     } else {
         print_jobs_table(jobs);
         rc = output_done(ferror(stdout) ? -1 : 0);
@@ -2725,11 +2405,8 @@ static int cmd_cancel(const struct cli *cli, int argc, char **argv)
     int rc = call(cli, DEFAULT_TIMEOUT_S, "DELETE", path, NULL, 0, &resp);
     if (rc != EXIT_OK)
         return rc;
-    if (json_out) {
-        rc = output_done(print_json(&resp));
-        http_response_free(&resp);
-        return rc;
-    }
+    if (json_out)
+        return print_answer(&resp, false);
     json_t *doc = json_loadb(resp.body, resp.body_len, 0, NULL);
     if (job) {
         printf("canceled job %" PRId64 " (%s)\n", id,
@@ -2740,7 +2417,7 @@ static int cmd_cancel(const struct cli *cli, int argc, char **argv)
         printf("batch %" PRId64 ": %" JSON_INTEGER_FORMAT " queued job%s canceled; now %"
                JSON_INTEGER_FORMAT " done, %" JSON_INTEGER_FORMAT " running, %" JSON_INTEGER_FORMAT
                " failed, %" JSON_INTEGER_FORMAT " canceled of %" JSON_INTEGER_FORMAT "\n",
-               id, int_member(doc, "canceled"), int_member(doc, "canceled") == 1 ? "" : "s",
+               id, cli_int_member(doc, "canceled"), cli_int_member(doc, "canceled") == 1 ? "" : "s",
                p.done, p.running, p.failed, p.canceled, p.total);
         if (p.running > 0) {
             fflush(stdout);
@@ -2792,12 +2469,9 @@ static int cmd_export(const struct cli *cli, int argc, char **argv)
                 return EXIT_USAGE;
             continue;
         }
-        int matched = 0;
-        for (size_t f = 0; f < NFILTERS && !matched; f++) {
-            matched = take_option(argc, argv, &i, filters[f][0], &values[f]);
-            if (matched < 0)
-                return EXIT_USAGE;
-        }
+        int matched = take_filter(argc, argv, &i, filters, NFILTERS, values);
+        if (matched < 0)
+            return EXIT_USAGE;
         if (!matched) {
             usage_error("export: unknown %s '%s'", argv[i][0] == '-' ? "option" : "argument",
                         argv[i]);
@@ -2839,14 +2513,9 @@ static int cmd_export(const struct cli *cli, int argc, char **argv)
     } else {
         char *query = NULL;
         size_t qlen = 0;
-        bool ok = query_add(&query, &qlen, "format", api_format) == 0;
-        for (size_t f = 0; f < NFILTERS && ok; f++)
-            if (values[f])
-                ok = query_add(&query, &qlen, filters[f][1], values[f]) == 0;
-        size_t plen = strlen("/v1/measurements") + qlen + 1;
-        path = ok ? malloc(plen) : NULL;
-        if (path)
-            snprintf(path, plen, "/v1/measurements%s", query);
+        bool ok = query_add(&query, &qlen, "format", api_format) == 0 &&
+                  query_add_filters(&query, &qlen, filters, values, NFILTERS) == 0;
+        path = ok ? path_with_query("/v1/measurements", query) : NULL;
         free(query);
     }
     if (!path) {
@@ -3203,11 +2872,8 @@ int main(int argc, char **argv)
     }
 
     if (timeout) {
-        char *end = NULL;
-        errno = 0;
-        double t = strtod(timeout, &end);
-        if (errno != 0 || end == timeout || *end != '\0' || !isfinite(t) || t < 0 ||
-            t > 86400.0 * 365) {
+        double t;
+        if (!cli_parse_real(timeout, &t) || t < 0 || t > 86400.0 * 365) {
             usage_error("--timeout must be a number of seconds >= 0, got '%s'", timeout);
             goto out;
         }
@@ -3228,7 +2894,7 @@ int main(int argc, char **argv)
         }
     }
     char addr_err[160];
-    int addr_rc = parse_address(url, &cli.base_url, addr_err, sizeof addr_err);
+    int addr_rc = cli_parse_address(url, "--token-file", &cli.base_url, addr_err, sizeof addr_err);
     if (addr_rc == -2) {
         fail("out of memory");
         rc = EXIT_FAIL;
@@ -3243,12 +2909,13 @@ int main(int argc, char **argv)
         if (token_file && !*token_file)
             token_file = NULL;
     }
-    if (token_file && read_token(token_file, &cli.token) != 0) {
+    char err[CLI_ERR_MAX];
+    if (token_file && cli_read_token(token_file, &cli.token, err, sizeof err) != 0) {
+        fail("%s", err);
         rc = EXIT_USAGE;
         goto out;
     }
 
-    char err[256];
     if (http_client_global_init(err, sizeof err) != 0) {
         fail("%s", err);
         rc = EXIT_FAIL;

@@ -29,8 +29,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,6 +44,7 @@
 #include "../cudakern/catalog.h"
 #include "../predict/models.h"
 #include "../predict/trainset.h"
+#include "cli_common.h"
 #include "fleet.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -60,27 +59,11 @@ static const char help_offline[] =
     "                     [--eta X] [--ensemble N] [--holdout X] [--json]\n"
     "See 'jetprof train --help' and docs/fleet.md.\n";
 
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("jetprof: train --offline: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\nTry 'jetprof train --offline --help' for more information.\n", stderr);
-}
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("jetprof: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
+/* Messages (cli_common.c): "jetprof: ..."; a usage error is "jetprof: train
+ * --offline: ..." with "Try 'jetprof train --offline --help' ..." after it. */
+#define fail(...) cli_fail("jetprof", __VA_ARGS__)
+#define usage_error(...)                                                                   \
+    cli_usage_error("jetprof: train --offline", "jetprof train --offline --help", __VA_ARGS__)
 
 /* ---- options ---- */
 
@@ -99,14 +82,10 @@ static int parse_unsigned(const char *name, const char *text, unsigned long max,
 
 static int parse_real(const char *name, const char *text, double *out)
 {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !isfinite(v)) {
+    if (!cli_parse_real(text, out)) {
         usage_error("%s takes a number, got '%s'", name, text);
         return -1;
     }
-    *out = v;
     return 0;
 }
 
