@@ -626,15 +626,8 @@ int offline_train_main(int argc, char **argv)
         }
         const struct catalog_kernel *k = catalog_find(a);
         if (!k) {
-            char names[1024] = "";
-            size_t used = 0;
-            for (size_t c = 0; c < catalog_count() && used < sizeof names; c++) {
-                int w = snprintf(names + used, sizeof names - used, "%s%s", c ? ", " : "",
-                                 catalog_at(c)->name);
-                if (w < 0)
-                    break;
-                used += (size_t)w;
-            }
+            char names[1024];
+            catalog_kernel_names(names, sizeof names);
             usage_error("'%s' is not a kernel type; the catalogue has %s", a, names);
             goto out;
         }

@@ -208,6 +208,20 @@ const struct catalog_kernel *catalog_find(const char *name)
     return NULL;
 }
 
+void catalog_kernel_names(char *buf, size_t buflen)
+{
+    size_t used = 0;
+    if (buflen == 0)
+        return;
+    buf[0] = '\0';
+    for (size_t i = 0; i < catalog_count(); i++) {
+        int n = snprintf(buf + used, buflen - used, "%s%s", i ? ", " : "", catalog_at(i)->name);
+        if (n < 0 || (size_t)n >= buflen - used)
+            return;
+        used += (size_t)n;
+    }
+}
+
 int catalog_param_index(const struct catalog_kernel *k, const char *name)
 {
     if (!k || !name)

@@ -106,6 +106,9 @@ struct kernel_features {
 size_t catalog_count(void);
 const struct catalog_kernel *catalog_at(size_t i);
 const struct catalog_kernel *catalog_find(const char *name); /* NULL if unknown */
+/* "linear, linear_relu, ...": every kernel's name, for messages that list what
+ * is accepted; cut at the last name that fits buflen. */
+void catalog_kernel_names(char *buf, size_t buflen);
 /* Index of the parameter called name in k, or -1. */
 int catalog_param_index(const struct catalog_kernel *k, const char *name);
 

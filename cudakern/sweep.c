@@ -14,6 +14,8 @@
  */
 #include "sweep.h"
 
+#include "../common/text.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -56,32 +58,6 @@ static bool listed(const char *list, const char *name)
     return false;
 }
 
-/* in, safe for a message: printable ASCII kept, other bytes and '\' as \xNN,
- * shortened with "..." to fit outlen. */
-static void quote(const char *in, char *out, size_t outlen)
-{
-    size_t o = 0;
-    if (outlen == 0)
-        return;
-    for (const unsigned char *c = (const unsigned char *)(in ? in : ""); *c; c++) {
-        bool plain = *c >= 0x20 && *c < 0x7f && *c != '\\';
-        size_t need = plain ? 1 : 4;
-        /* Room for this character, a possible "..." and the terminator. */
-        if (o + need + (c[1] ? 3 : 0) + 1 > outlen) {
-            if (o + 4 <= outlen) {
-                memcpy(out + o, "...", 3);
-                o += 3;
-            }
-            break;
-        }
-        if (plain)
-            out[o++] = (char)*c;
-        else
-            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", *c);
-    }
-    out[o] = '\0';
-}
-
 /* A JSON value as the client wrote it, shortened and safe for a message. */
 static void value_text(json_t *v, char *buf, size_t buflen)
 {
@@ -90,21 +66,8 @@ static void value_text(json_t *v, char *buf, size_t buflen)
         snprintf(buf, buflen, "(a value)");
         return;
     }
-    quote(s, buf, buflen);
+    text_quote(s, buf, buflen);
     free(s);
-}
-
-/* "linear, linear_relu, ...": the catalogue's kernels. */
-static void kernel_names(char *buf, size_t buflen)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < catalog_count(); i++) {
-        int n = snprintf(buf + used, buflen - used, "%s%s", i ? ", " : "", catalog_at(i)->name);
-        if (n < 0 || (size_t)n >= buflen - used)
-            return;
-        used += (size_t)n;
-    }
 }
 
 /* "batch, in, out": k's parameters. */
@@ -173,7 +136,7 @@ static int check_members(json_t *obj, const char *accepted, const char *where,
         if (listed(accepted, key))
             continue;
         char q[80], path[160];
-        quote(key, q, sizeof q);
+        text_quote(key, q, sizeof q);
         snprintf(path, sizeof path, "%s%s%s", where, where[0] ? "." : "", q);
         member_error(err, path, "unknown member; accepted members%s%s: %s", where[0] ? " of " : "",
                      where, accepted);
@@ -190,7 +153,7 @@ static const struct catalog_kernel *find_kernel(json_t *kv, const char *path,
         json_is_string(kv) ? catalog_find(json_string_value(kv)) : NULL;
     if (!k) {
         char val[80], kernels[256];
-        kernel_names(kernels, sizeof kernels);
+        catalog_kernel_names(kernels, sizeof kernels);
         if (kv)
             value_text(kv, val, sizeof val);
         member_error(err, path, "%s%s; the catalogue has %s", kv ? "unknown kernel " : "missing",
@@ -235,7 +198,7 @@ static int check_param_names(const struct catalog_kernel *k, json_t *params, con
         if (catalog_param_index(k, key) >= 0)
             continue;
         char q[80], path[160];
-        quote(key, q, sizeof q);
+        text_quote(key, q, sizeof q);
         snprintf(path, sizeof path, "%s.%s", where, q);
         member_error(err, path, "unknown parameter '%s' for kernel %s; its parameters are %s", q,
                      k->name, names);
@@ -309,7 +272,7 @@ int sweep_parse_config(json_t *config, const char *where, struct kernel_config *
             catalog_param_index(k, key) >= 0)
             continue;
         char q[80], names[160];
-        quote(key, q, sizeof q);
+        text_quote(key, q, sizeof q);
         param_names(k, names, sizeof names);
         snprintf(path, sizeof path, "%s.%s", where, q);
         member_error(err, path, "unknown member for kernel %s; accepted members: kernel, dtype, %s",

@@ -24,6 +24,7 @@
 
 #include <jansson.h>
 
+#include "../common/text.h"
 #include "../cudakern/catalog.h"
 #include "../cudakern/exec.h"
 #include "../db/db.h"
@@ -52,10 +53,8 @@ void api_error_set(struct api_error *e, unsigned status, const char *fmt, ...)
 /* Sets e->parameter (truncated at a UTF-8 character boundary). */
 void api_error_param(struct api_error *e, const char *name);
 
-/* Bytes a client sent, safe to put in a message or a log line: printable ASCII
- * kept, anything else (control characters, non-ASCII, backslash) as \xNN;
- * shortened with "..." to fit outlen. */
-void api_quote(const char *in, char *out, size_t outlen);
+/* Bytes a client sent are quoted for messages and log lines with text_quote
+ * (common/text.h). */
 
 /* The reason phrase of an HTTP status ("Unprocessable Entity"), as the status
  * line carries it; "Unknown" for codes HTTP does not define. */
@@ -78,7 +77,7 @@ struct http_request; /* http.c's per-request state, opaque to handlers */
 struct api_request {
     struct app *app;
     const char *method; /* "GET", "POST"; HEAD arrives as "GET" */
-    const char *path;   /* "/v1/measurements/12" (no query string; api_quote'd) */
+    const char *path;   /* "/v1/measurements/12" (no query string; text_quote'd) */
     const char *id;     /* the {id} segment of the route, or NULL */
     const struct api_query_param *query;
     size_t query_count;
@@ -235,9 +234,6 @@ void api_estimate_post(struct api_request *req, struct api_response *res);  /* a
 int api_models_load(struct app *app, struct db *db, size_t *loaded, char *err, size_t errlen);
 
 /* ---- pure parts, exposed for tests ---- */
-
-/* "linear, linear_relu, linear_gelu, layernorm" */
-void api_kernel_names(char *buf, size_t buflen);
 
 /*
  * The body of POST /v1/measure -> a validated kernel_config. *repeats is 0 when

@@ -68,7 +68,7 @@ static int parse_query(const struct api_request *req, bool *merge, struct api_er
         const char *key = req->query[i].key ? req->query[i].key : "";
         const char *val = req->query[i].value ? req->query[i].value : "";
         char k[64], v[64];
-        api_quote(key, k, sizeof k);
+        text_quote(key, k, sizeof k);
         if (strcmp(key, "merge") != 0) {
             api_error_set(e, 400, "unknown query parameter '%s'; accepted: merge", k);
             api_error_param(e, k);
@@ -85,7 +85,7 @@ static int parse_query(const struct api_request *req, bool *merge, struct api_er
         } else if (strcmp(val, "false") == 0) {
             *merge = false;
         } else {
-            api_quote(val, v, sizeof v);
+            text_quote(val, v, sizeof v);
             api_error_set(e, 400, "query parameter 'merge' = '%s': expected true or false", v);
             api_error_param(e, "merge");
             return -1;
@@ -181,7 +181,7 @@ void api_estimate_post(struct api_request *req, struct api_response *res)
         {
             if (strcmp(key, "graphs") != 0) {
                 char q[64];
-                api_quote(key, q, sizeof q);
+                text_quote(key, q, sizeof q);
                 api_error_set(&e, 422,
                               "unknown member '%s' beside 'graphs'; a batch is {\"graphs\": "
                               "[graph, ...]} and each graph carries its own settings",

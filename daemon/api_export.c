@@ -72,7 +72,7 @@ void api_export_sqlite(struct api_request *req, struct api_response *res)
     const char *db_path = req->app->cfg->db;
     if (req->query_count > 0 || req->query_overflow) {
         char k[64];
-        api_quote(req->query_count > 0 && req->query[0].key ? req->query[0].key : "", k,
+        text_quote(req->query_count > 0 && req->query[0].key ? req->query[0].key : "", k,
                   sizeof(k));
         api_error_set(&e, 400, "unknown query parameter '%s'; this endpoint takes none", k);
         api_error_param(&e, k);

@@ -97,7 +97,7 @@ static int path_id(struct api_request *req, struct api_response *res, const char
         return 0;
     struct api_error e;
     char q[64];
-    api_quote(req->id ? req->id : "", q, sizeof q);
+    text_quote(req->id ? req->id : "", q, sizeof q);
     api_error_set(&e, 400, "%s id '%s' is not an integer", what, q);
     api_error_param(&e, "id");
     api_respond_error(res, &e, req->path);
@@ -214,8 +214,8 @@ static void bad_query(struct api_error *e, const char *name, const char *value,
                       const char *expected)
 {
     char k[64], v[64];
-    api_quote(name, k, sizeof k);
-    api_quote(value, v, sizeof v);
+    text_quote(name, k, sizeof k);
+    text_quote(value, v, sizeof v);
     api_error_set(e, 400, "query parameter '%s' = '%s': expected %s", k, v, expected);
     api_error_param(e, k);
 }
@@ -240,7 +240,7 @@ static int parse_jobs_query(const struct api_request *req, struct db_job_filter 
             if (strcmp(key, names[j]) == 0)
                 which = j;
         char k[64];
-        api_quote(key, k, sizeof k);
+        text_quote(key, k, sizeof k);
         if (which == 4) {
             api_error_set(e, 400, "unknown query parameter '%s'; accepted: state, batch, after, "
                                   "limit",

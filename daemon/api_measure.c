@@ -37,20 +37,6 @@
 static const char *const common_members[] = {"kernel", "dtype", "repeats"};
 #define COMMON_MEMBER_COUNT (sizeof(common_members) / sizeof(common_members[0]))
 
-void api_kernel_names(char *buf, size_t buflen)
-{
-    size_t used = 0;
-    if (buflen == 0)
-        return;
-    buf[0] = '\0';
-    for (size_t i = 0; i < catalog_count(); i++) {
-        int n = snprintf(buf + used, buflen - used, "%s%s", i ? ", " : "", catalog_at(i)->name);
-        if (n < 0 || (size_t)n >= buflen - used)
-            return;
-        used += (size_t)n;
-    }
-}
-
 static void dtype_names(char *buf, size_t buflen)
 {
     size_t used = 0;
@@ -133,7 +119,7 @@ int api_parse_kernel_config(json_t *body, uint64_t mem_free_bytes, struct kernel
     memset(cfg, 0, sizeof(*cfg));
     memset(e, 0, sizeof(*e));
     *repeats = 0;
-    api_kernel_names(kernels, sizeof(kernels));
+    catalog_kernel_names(kernels, sizeof(kernels));
 
     if (!body || !json_is_object(body)) {
         api_error_set(e, 422,

@@ -59,7 +59,7 @@ static void bad_value(struct api_error *e, const char *name, const char *value,
                       const char *expected)
 {
     char q[64];
-    api_quote(value, q, sizeof(q));
+    text_quote(value, q, sizeof(q));
     api_error_set(e, 400, "query parameter '%s' = '%s': expected %s", name, q, expected);
     api_error_param(e, name);
 }
@@ -83,7 +83,7 @@ int api_parse_measurement_query(const struct api_query_param *q, size_t n,
                 which = j;
         if (which == QUERY_NAME_COUNT) {
             char k[64];
-            api_quote(key, k, sizeof(k));
+            text_quote(key, k, sizeof(k));
             api_error_set(e, 400,
                           "unknown query parameter '%s'; accepted: kernel, dtype, quality, "
                           "after, limit, format, batch, since",
@@ -101,7 +101,7 @@ int api_parse_measurement_query(const struct api_query_param *q, size_t n,
         if (strcmp(key, "kernel") == 0) {
             if (!catalog_find(val)) {
                 char names[256];
-                api_kernel_names(names, sizeof(names));
+                catalog_kernel_names(names, sizeof(names));
                 snprintf(expected, sizeof(expected), "one of %s", names);
                 bad_value(e, key, val, expected);
                 return -1;
@@ -492,7 +492,7 @@ void api_measurements_get(struct api_request *req, struct api_response *res)
 
     if (api_parse_int64(req->id, &id) != 0) {
         char q[64];
-        api_quote(req->id ? req->id : "", q, sizeof(q));
+        text_quote(req->id ? req->id : "", q, sizeof(q));
         api_error_set(&e, 400, "measurement id '%s' is not an integer", q);
         api_error_param(&e, "id");
         api_respond_error(res, &e, req->path);

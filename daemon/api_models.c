@@ -682,7 +682,7 @@ static int parse_train_body(json_t *body, const struct catalog_kernel **kernels,
                             bool *all, const char **quality, struct api_error *e)
 {
     char names[512];
-    api_kernel_names(names, sizeof names);
+    catalog_kernel_names(names, sizeof names);
     *count = 0;
     *all = true;
     *quality = "ok";
@@ -701,7 +701,7 @@ static int parse_train_body(json_t *body, const struct catalog_kernel **kernels,
             known = strcmp(key, train_members[i]) == 0;
         if (!known) {
             char q[80];
-            api_quote(key, q, sizeof q);
+            text_quote(key, q, sizeof q);
             api_error_set(e, 422, "unknown member '%s'; accepted members: kernels, quality", q);
             api_error_param(e, key);
             return -1;
@@ -735,7 +735,7 @@ static int parse_train_body(json_t *body, const struct catalog_kernel **kernels,
         if (!k) {
             char q[80], param[32];
             if (json_is_string(v))
-                api_quote(json_string_value(v), q, sizeof q);
+                text_quote(json_string_value(v), q, sizeof q);
             api_error_set(e, 422, "kernels[%zu]: %s%s%s is not a kernel type; the catalogue has "
                           "%s", i, json_is_string(v) ? "'" : "", json_is_string(v) ? q : "a "
                           "non-string value", json_is_string(v) ? "'" : "", names);

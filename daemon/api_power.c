@@ -154,8 +154,8 @@ int api_parse_stream_query(const struct api_query_param *q, size_t n, unsigned d
         const char *key = q[i].key ? q[i].key : "";
         const char *val = q[i].value ? q[i].value : "";
         char k[64], v[64];
-        api_quote(key, k, sizeof(k));
-        api_quote(val, v, sizeof(v));
+        text_quote(key, k, sizeof(k));
+        text_quote(val, v, sizeof(v));
         size_t which = STREAM_QUERY_COUNT;
         for (size_t j = 0; j < STREAM_QUERY_COUNT; j++)
             if (strcmp(key, stream_query_names[j]) == 0)

@@ -149,7 +149,7 @@ static int parse_configs(json_t *body, struct kernel_config **cfgs, size_t *coun
     {
         if (strcmp(key, "configs") != 0) {
             char q[64];
-            api_quote(key, q, sizeof q);
+            text_quote(key, q, sizeof q);
             api_error_set(e, 422, "unknown member '%s'; the body has one member, 'configs'", q);
             api_error_param(e, q);
             return -1;

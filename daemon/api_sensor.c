@@ -100,7 +100,7 @@ int api_parse_sampling_request(json_t *body, struct sensor_sampling *req, struct
             if (strcmp(key, members[i]) == 0)
                 which = i;
         char k[64];
-        api_quote(key, k, sizeof(k));
+        text_quote(key, k, sizeof(k));
         if (which == MEMBER_COUNT) {
             api_error_set(e, 422, "unknown member '%s'; accepted: " MEMBER_LIST, k);
             api_error_param(e, k);

@@ -80,7 +80,7 @@ struct http_request {
     int64_t start_ns;
     char method[16];
     char *path;          /* as MHD decoded it: routing */
-    char path_safe[256]; /* quoted (api_quote): messages, instance, the log */
+    char path_safe[256]; /* quoted (text_quote): messages, instance, the log */
     const struct api_route *route;
     char id[64];
     /* A problem decided before the handler runs (404, 405, 401, 413): the body
@@ -344,30 +344,6 @@ void api_error_param(struct api_error *e, const char *name)
         utf8_trim_tail(e->parameter);
 }
 
-void api_quote(const char *in, char *out, size_t outlen)
-{
-    size_t o = 0;
-    if (outlen == 0)
-        return;
-    for (const unsigned char *c = (const unsigned char *)(in ? in : ""); *c; c++) {
-        bool plain = *c >= 0x20 && *c < 0x7f && *c != '\\';
-        size_t need = plain ? 1 : 4;
-        /* Room for this character, a possible "..." and the terminator. */
-        if (o + need + (c[1] ? 3 : 0) + 1 > outlen) {
-            if (o + 4 <= outlen) {
-                memcpy(out + o, "...", 3);
-                o += 3;
-            }
-            break;
-        }
-        if (plain)
-            out[o++] = (char)*c;
-        else
-            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", *c);
-    }
-    out[o] = '\0';
-}
-
 const char *api_reason_phrase(unsigned status) { return MHD_get_reason_phrase_for(status); }
 
 /* ---- JSON the parser refused ---- */
@@ -428,7 +404,7 @@ void api_json_error(const char *body, size_t len, const json_error_t *jerr, stru
     int column = jerr->column > 0 ? jerr->column : 1;
     if (!json_numeric_overflow(jerr) || !body) {
         char text[JSON_ERROR_TEXT_LENGTH * 4];
-        api_quote(jerr->text, text, sizeof(text)); /* it may quote the bad bytes */
+        text_quote(jerr->text, text, sizeof(text)); /* it may quote the bad bytes */
         api_error_set(e, 400, "invalid JSON at line %d, column %d: %s", line, column, text);
         e->line = line;
         e->column = column;
@@ -449,7 +425,7 @@ void api_json_error(const char *body, size_t len, const json_error_t *jerr, stru
     if (start < end) {
         char *tok = strndup(body + start, end - start);
         if (tok) {
-            api_quote(tok, number, sizeof(number));
+            text_quote(tok, number, sizeof(number));
             free(tok);
         }
         for (size_t i = start; i < end; i++)
@@ -461,7 +437,7 @@ void api_json_error(const char *body, size_t len, const json_error_t *jerr, stru
     bool member = start < end && member_before(body, start, key, sizeof(key));
     if (member) {
         char quoted[sizeof(key) * 4];
-        api_quote(key, quoted, sizeof(quoted));
+        text_quote(key, quoted, sizeof(quoted));
         snprintf(where, sizeof(where), "member '%s' at line %d, column %d", quoted, line, column);
     } else {
         snprintf(where, sizeof(where), "at line %d, column %d", line, column);
@@ -655,8 +631,8 @@ static struct http_request *request_new(struct http_server *srv, struct MHD_Conn
     r->srv = srv;
     r->conn = conn;
     r->start_ns = clock_mono_ns();
-    api_quote(method ? method : "?", r->method, sizeof(r->method));
-    api_quote(r->path, r->path_safe, sizeof(r->path_safe));
+    text_quote(method ? method : "?", r->method, sizeof(r->method));
+    text_quote(r->path, r->path_safe, sizeof(r->path_safe));
     return r;
 }
 

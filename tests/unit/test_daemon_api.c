@@ -739,11 +739,11 @@ static void test_query_parsing(void **state)
                        "10000]");
 
     char quoted[16];
-    api_quote("ab\\c\x01\xc3\xa9", quoted, sizeof(quoted));
+    text_quote("ab\\c\x01\xc3\xa9", quoted, sizeof(quoted));
     assert_string_equal(quoted, "ab\\x5cc\\x01...");
-    api_quote("short", quoted, sizeof(quoted));
+    text_quote("short", quoted, sizeof(quoted));
     assert_string_equal(quoted, "short");
-    api_quote("0123456789abcdef", quoted, sizeof(quoted));
+    text_quote("0123456789abcdef", quoted, sizeof(quoted));
     assert_string_equal(quoted, "0123456789ab...");
 
     const char *twice[][2] = {{"limit", "5"}, {"limit", "6"}};
