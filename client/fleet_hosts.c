@@ -380,26 +380,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* "No connection" rather than "no answer": the same classes as http_client.c. */
-static bool is_unreachable(CURLcode rc, CURL *curl)
-{
-    switch (rc) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-        return true;
-    case CURLE_OPERATION_TIMEDOUT: {
-        curl_off_t connect_us = 0;
-        return curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_us) == CURLE_OK &&
-               connect_us == 0;
-    }
-    default:
-        return false;
-    }
-}
-
 static long ms_of(double s) { return (long)(s * 1000.0 + 0.5); }
 
 /* Sets up t for req. 0, or -1 with err. */
@@ -537,7 +517,7 @@ static void finish_transfer(struct transfer *t, CURLcode rc, struct fleet_result
         r->rc = HTTP_CLIENT_ERROR;
         snprintf(r->err, sizeof r->err, "out of memory while reading the answer");
     } else {
-        r->rc = is_unreachable(rc, t->easy) ? HTTP_CLIENT_UNREACHABLE : HTTP_CLIENT_FAILED;
+        r->rc = http_client_unreachable(t->easy, rc) ? HTTP_CLIENT_UNREACHABLE : HTTP_CLIENT_FAILED;
         snprintf(r->err, sizeof r->err, "%s", t->curl_err[0] ? t->curl_err
                                                              : curl_easy_strerror(rc));
     }

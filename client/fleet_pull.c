@@ -376,23 +376,6 @@ static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl
     return interrupted && *interrupted ? 1 : 0;
 }
 
-static bool unreachable(CURLcode rc, CURL *curl)
-{
-    switch (rc) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        return true;
-    case CURLE_OPERATION_TIMEDOUT: {
-        curl_off_t connect_us = 0;
-        return curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_us) == CURLE_OK &&
-               connect_us == 0;
-    }
-    default:
-        return false;
-    }
-}
-
 struct pull_opts {
     double idle_s;
     curl_off_t limit_rate; /* bytes/s, 0 = none */
@@ -492,7 +475,7 @@ static int transfer_verdict(struct pull_board *b, const volatile sig_atomic_t *i
                      strerror(b->write_errno));
             return -1;
         }
-        r.rc = unreachable(b->result, b->curl) ? HTTP_CLIENT_UNREACHABLE : HTTP_CLIENT_FAILED;
+        r.rc = http_client_unreachable(b->curl, b->result) ? HTTP_CLIENT_UNREACHABLE : HTTP_CLIENT_FAILED;
         snprintf(r.err, sizeof r.err, "%s (after %" PRIu64 " bytes)",
                  b->curl_err[0] ? b->curl_err : curl_easy_strerror(b->result), b->bytes);
         fleet_result_problem(&r, b->error, sizeof b->error);

@@ -148,25 +148,24 @@ static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl
     return *interrupted ? 1 : 0; /* non-zero: CURLE_ABORTED_BY_CALLBACK */
 }
 
-static int is_unreachable(CURLcode rc, CURL *curl)
+bool http_client_unreachable(void *easy, int curl_code)
 {
-    switch (rc) {
+    CURL *curl = easy;
+    switch ((CURLcode)curl_code) {
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
-        return 1;
+        return true;
     case CURLE_OPERATION_TIMEDOUT: {
         /* a timeout before the connection was made is "cannot reach" */
         curl_off_t connect_us = 0;
-        if (curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_us) == CURLE_OK &&
-            connect_us == 0)
-            return 1;
-        return 0;
+        return curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_us) == CURLE_OK &&
+               connect_us == 0;
     }
     default:
-        return 0;
+        return false;
     }
 }
 
@@ -304,8 +303,8 @@ static int perform(const struct http_client_opts *opts, const char *method, cons
         else
             snprintf(err, errlen, "%s", curl_err[0] ? curl_err : curl_easy_strerror(rc));
         result = (buf.too_large || buf.no_memory || hs.no_memory) ? HTTP_CLIENT_ERROR
-                 : is_unreachable(rc, curl)                        ? HTTP_CLIENT_UNREACHABLE
-                                                                   : HTTP_CLIENT_FAILED;
+                 : http_client_unreachable(curl, rc)                      ? HTTP_CLIENT_UNREACHABLE
+                                                                          : HTTP_CLIENT_FAILED;
         goto out;
     }
 

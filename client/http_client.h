@@ -20,6 +20,7 @@
 #define JETPROF_HTTP_CLIENT_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct http_client_opts {
@@ -54,6 +55,12 @@ enum http_client_result {
 };
 
 int http_client_global_init(char *err, size_t errlen);
+
+/* For code that drives libcurl itself (the fleet's multi transfers): whether a
+ * failed transfer on the easy handle `easy` (a CURL *) with result curl_code (a
+ * CURLcode) never reached the daemon - refused, unresolvable, a malformed URL, or
+ * a time-out before the connection was made - rather than failing after it. */
+bool http_client_unreachable(void *easy, int curl_code);
 void http_client_global_cleanup(void);
 
 /*
