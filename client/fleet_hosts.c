@@ -373,13 +373,6 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static long ms_of(double s) { return (long)(s * 1000.0 + 0.5); }
 
 /* Sets up t for req. 0, or -1 with err. */
@@ -486,7 +479,7 @@ static void transfer_free(struct transfer *t)
 static void finish_transfer(struct transfer *t, CURLcode rc, struct fleet_result *r, double t0)
 {
     t->finished = true;
-    r->elapsed_s = now_s() - t0;
+    r->elapsed_s = cli_monotonic_s() - t0;
     if (rc == CURLE_OK) {
         long status = 0;
         if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) {
@@ -541,7 +534,7 @@ int fleet_request_all(const struct fleet_request *reqs, size_t n, struct fleet_r
                                        : "out of memory");
         goto out;
     }
-    double t0 = now_s();
+    double t0 = cli_monotonic_s();
     size_t added = 0;
     for (size_t i = 0; i < n; i++) {
         if (!reqs[i].base_url)
