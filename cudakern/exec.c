@@ -212,3 +212,92 @@ void exec_close(struct executor *ex)
     if (h)
         dlclose(h);
 }
+
+/* ---- whole-graph plans ---- */
+
+static const char *plan_kernel_name(const struct exec_plan_kernel *k)
+{
+    return k->cfg.kernel && k->cfg.kernel->name ? k->cfg.kernel->name : "no kernel";
+}
+
+int exec_plan_check(const struct exec_plan *plan, char *err, size_t errlen)
+{
+    if (!plan) {
+        set_msg(err, errlen, "no plan given");
+        return -1;
+    }
+    if (plan->count == 0) {
+        set_msg(err, errlen, "a plan needs at least one kernel");
+        return -1;
+    }
+    if (plan->count > EXEC_PLAN_MAX_KERNELS) {
+        set_msg(err, errlen, "a plan of %zu kernels is more than the %u one plan may hold",
+                plan->count, EXEC_PLAN_MAX_KERNELS);
+        return -1;
+    }
+    if (!plan->kernels) {
+        set_msg(err, errlen, "the plan of %zu kernels has no kernel array", plan->count);
+        return -1;
+    }
+    unsigned previous = 1;
+    for (size_t i = 0; i < plan->count; i++) {
+        const struct exec_plan_kernel *k = &plan->kernels[i];
+        if (k->level == 0) {
+            set_msg(err, errlen, "plan kernel %zu (%s): level 0 is not a level (they start at 1)",
+                    i, plan_kernel_name(k));
+            return -1;
+        }
+        if (k->level < previous) {
+            /* The executors run the plan in array order, level after level:
+             * a lower level later would run after a kernel that depends on it. */
+            set_msg(err, errlen,
+                    "plan kernel %zu (%s): level %u after level %u (levels never decrease "
+                    "along the plan)",
+                    i, plan_kernel_name(k), k->level, previous);
+            return -1;
+        }
+        previous = k->level;
+        char why[384];
+        if (catalog_validate(&k->cfg, 0, why, sizeof why) < 0) {
+            set_msg(err, errlen, "plan kernel %zu (%s): %s", i, plan_kernel_name(k), why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+uint64_t exec_plan_memory_needed(struct executor *ex, const struct exec_plan *plan)
+{
+    /* A plan that cannot exist needs more than any machine has, as
+     * memory_needed says of a configuration that cannot exist. */
+    if (!plan || plan->count == 0 || plan->count > EXEC_PLAN_MAX_KERNELS || !plan->kernels)
+        return UINT64_MAX;
+    uint64_t total = 0;
+    for (size_t i = 0; i < plan->count; i++) {
+        uint64_t sum;
+        if (__builtin_add_overflow(total, exec_memory_needed(ex, &plan->kernels[i].cfg), &sum))
+            return UINT64_MAX;
+        total = sum;
+    }
+    return total;
+}
+
+int exec_prepare_plan(struct executor *ex, const struct exec_plan *plan, uint64_t seed,
+                      char *err, size_t errlen)
+{
+    if (exec_plan_check(plan, err, errlen) < 0)
+        return -1;
+    if (!ex->ops->prepare_plan) {
+        struct exec_info info;
+        exec_info(ex, &info);
+        set_msg(err, errlen, "the %.*s executor cannot run whole-graph plans",
+                (int)sizeof info.name, info.name);
+        return -1;
+    }
+    return ex->ops->prepare_plan(ex, plan, seed, err, errlen);
+}
+
+unsigned exec_plan_streams(struct executor *ex)
+{
+    return ex->ops->plan_streams ? ex->ops->plan_streams(ex) : 1;
+}

@@ -7,8 +7,9 @@
  * links this header links CUDA. Both take their inputs from kernel_data.c, so
  * the same config and seed give the same inputs on either executor.
  *
- * One executor runs one prepared configuration at a time; it is not thread-safe
- * and is driven by the runner alone. The exceptions are memory_needed and
+ * One executor runs one prepared configuration - a single kernel, or a plan of
+ * a whole graph's fused kernels (prepare_plan, ABI 3) - at a time; it is not
+ * thread-safe and is driven by the runner alone. The exceptions are memory_needed and
  * memory_free, which any thread may call at any time (the HTTP threads check a
  * request against them while the runner measures).
  */
@@ -22,7 +23,7 @@
 #include "catalog.h"
 
 /* Bumped whenever struct executor_ops changes; the CUDA plugin must match. */
-#define JETPROF_EXEC_ABI_VERSION 2u
+#define JETPROF_EXEC_ABI_VERSION 3u
 
 struct exec_info {
     char name[16];         /* "cpu", "cuda" */
@@ -34,6 +35,31 @@ struct exec_info {
 };
 
 struct executor;
+
+/*
+ * A whole graph's fused kernels (POST /v1/graphs/measure): the kernels in
+ * execution order, each with its level (predict/graph.h's depth: 1 = reads only
+ * graph inputs). Levels never decrease along the array, and no kernel reads the
+ * output of a kernel of its own level, so the kernels of one level are
+ * independent: the CUDA executor runs each of them on a stream of its own
+ * (fork/join with events between levels, inside the one captured CUDA graph);
+ * the CPU executor runs them one after the other, in array order.
+ *
+ * Every kernel has buffers of its own, filled from kernel_data_generate(cfg,
+ * seed) as a single prepare would: intermediate tensors are not handed from one
+ * kernel to the next (each reads inputs of exactly the shape it would read in
+ * the network, so the work and the memory traffic per kernel are the network's;
+ * only the cache reuse of a producer's output by its consumer is not).
+ */
+#define EXEC_PLAN_MAX_KERNELS 512u
+struct exec_plan_kernel {
+    struct kernel_config cfg;
+    unsigned level;
+};
+struct exec_plan {
+    size_t count; /* 1..EXEC_PLAN_MAX_KERNELS */
+    const struct exec_plan_kernel *kernels;
+};
 
 struct executor_ops {
     void (*info)(struct executor *ex, struct exec_info *out);
@@ -66,6 +92,20 @@ struct executor_ops {
      * configuration prepared before it first, so what that configuration holds
      * counts as free. 0, or -1 when the figure cannot be read. */
     int (*memory_free)(struct executor *ex, uint64_t *free_bytes);
+
+    /* ---- ABI 3: whole-graph plans ---- */
+
+    /* Like prepare, for every kernel of plan (checked with exec_plan_check
+     * first); replaces any configuration prepared before. After it, run(n)
+     * runs the whole plan n times back to back (*elapsed_us covers all n
+     * passes), read_output reads the last kernel's output, release frees it
+     * all. NULL: the executor cannot run plans (exec_prepare_plan says so). */
+    int (*prepare_plan)(struct executor *ex, const struct exec_plan *plan, uint64_t seed,
+                        char *err, size_t errlen);
+    /* Independent kernels the prepared plan may run at once: the widest
+     * level's kernel count on the GPU, 1 on the CPU; 0 when no plan is
+     * prepared. NULL = 1. */
+    unsigned (*plan_streams)(struct executor *ex);
 };
 
 struct executor {
@@ -112,6 +152,21 @@ void exec_close(struct executor *ex);
 /* Thread-safe (see executor_ops). */
 uint64_t exec_memory_needed(struct executor *ex, const struct kernel_config *cfg);
 int exec_memory_free(struct executor *ex, uint64_t *free_bytes);
+
+/* Whole-graph plans (see struct exec_plan). */
+/* 0, or -1 with err naming the kernel at fault ("plan kernel 3 (linear): ..."):
+ * count within 1..EXEC_PLAN_MAX_KERNELS, levels >= 1 and never decreasing, every
+ * configuration valid for the catalogue. Pure. */
+int exec_plan_check(const struct exec_plan *plan, char *err, size_t errlen);
+/* The sum of exec_memory_needed over the plan's kernels (saturating): the
+ * executors hold every kernel's buffers at once. Thread-safe. */
+uint64_t exec_plan_memory_needed(struct executor *ex, const struct exec_plan *plan);
+/* exec_plan_check, then ops->prepare_plan; -1 with "the <name> executor cannot
+ * run whole-graph plans" when it has none. */
+int exec_prepare_plan(struct executor *ex, const struct exec_plan *plan, uint64_t seed,
+                      char *err, size_t errlen);
+/* ops->plan_streams, 1 when NULL. */
+unsigned exec_plan_streams(struct executor *ex);
 
 /* Symbol the CUDA plugin exports (extern "C"):
  *   unsigned jetprof_cuda_abi_version(void);  returns JETPROF_EXEC_ABI_VERSION

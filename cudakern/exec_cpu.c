@@ -25,6 +25,13 @@
  * so the check and the allocation cannot drift apart. memory_needed and
  * memory_free are called from HTTP threads: they read nothing but cfg, the
  * table, /proc/meminfo and the atomic held_bytes.
+ *
+ * Whole-graph plans (prepare_plan): every kernel gets a slot of its own,
+ * prepared by the same code as a single prepare (so a plan kernel's inputs and
+ * output are exactly that kernel's alone); a launch is one pass over the slots
+ * in array order, one kernel at a time (plan_streams 1); read_output reads the
+ * last slot; held_bytes is the sum over the slots. A single prepare is the
+ * one-slot case.
  */
 #include "exec.h"
 
@@ -42,9 +49,8 @@
 
 #define LAYERNORM_EPS 1e-5
 
-struct cpu_exec {
-    struct executor ex;
-    bool prepared;
+/* One prepared kernel: its buffers and what a launch of it needs. */
+struct cpu_slot {
     struct kernel_config cfg;
     unsigned input_count;
     size_t input_elements[KERNEL_DATA_MAX_TENSORS];
@@ -53,12 +59,26 @@ struct cpu_exec {
     float *inputs_f[KERNEL_DATA_MAX_TENSORS];
     uint16_t *inputs_h[KERNEL_DATA_MAX_TENSORS]; /* fp16 only: the stored tensors */
     size_t output_elements;
-    /* What the prepared configuration holds; written by the runner, read by
-     * memory_free on any thread. */
-    _Atomic uint64_t held_bytes;
     float *output_f;    /* fp32 output, or fp16's float result before rounding */
     uint16_t *output_h; /* fp16 only: the stored output */
     float *scratch;     /* per-kernel working memory (attention: one row of scores) */
+};
+
+/*
+ * The prepared kernels, launched in array order: prepare fills `single` and
+ * points slots at it (no allocation beyond the kernel's own buffers, as before
+ * plans existed), prepare_plan a heap array with one slot per plan kernel.
+ * Nothing is prepared while slot_count is 0.
+ */
+struct cpu_exec {
+    struct executor ex;
+    struct cpu_slot *slots;
+    size_t slot_count;
+    bool is_plan; /* prepared by prepare_plan (plan_streams answers 1) */
+    struct cpu_slot single;
+    /* What the prepared kernels hold together; written by the runner, read by
+     * memory_free on any thread. */
+    _Atomic uint64_t held_bytes;
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -356,18 +376,18 @@ static void compute_f32(const struct kernel_config *cfg, float *const *in, float
     }
 }
 
-/* One launch of the prepared configuration. */
-static void launch_once(struct cpu_exec *c)
+/* One launch of a prepared kernel. */
+static void launch_once(struct cpu_slot *s)
 {
-    if (c->cfg.dtype == DTYPE_FP16) {
-        for (unsigned t = 0; t < c->input_count; t++)
-            for (size_t i = 0; i < c->input_elements[t]; i++)
-                c->inputs_f[t][i] = half_to_float(c->inputs_h[t][i]);
+    if (s->cfg.dtype == DTYPE_FP16) {
+        for (unsigned t = 0; t < s->input_count; t++)
+            for (size_t i = 0; i < s->input_elements[t]; i++)
+                s->inputs_f[t][i] = half_to_float(s->inputs_h[t][i]);
     }
-    compute_f32(&c->cfg, c->inputs_f, c->output_f, c->output_elements, c->scratch);
-    if (c->cfg.dtype == DTYPE_FP16) {
-        for (size_t i = 0; i < c->output_elements; i++)
-            c->output_h[i] = half_from_float(c->output_f[i]);
+    compute_f32(&s->cfg, s->inputs_f, s->output_f, s->output_elements, s->scratch);
+    if (s->cfg.dtype == DTYPE_FP16) {
+        for (size_t i = 0; i < s->output_elements; i++)
+            s->output_h[i] = half_from_float(s->output_f[i]);
     }
 }
 
@@ -493,26 +513,37 @@ static void cpu_info(struct executor *ex, struct exec_info *out)
     out->runtime_version[0] = '\0';
 }
 
+/* Frees one kernel's buffers and empties the slot. */
+static void slot_free(struct cpu_slot *s)
+{
+    for (unsigned t = 0; t < KERNEL_DATA_MAX_TENSORS; t++) {
+        free(s->inputs_f[t]);
+        free(s->inputs_h[t]);
+    }
+    free(s->output_f);
+    free(s->output_h);
+    free(s->scratch);
+    memset(s, 0, sizeof(*s));
+}
+
 static void cpu_release(struct executor *ex)
 {
     struct cpu_exec *c = cpu_of(ex);
-    for (unsigned t = 0; t < KERNEL_DATA_MAX_TENSORS; t++) {
-        free(c->inputs_f[t]);
-        free(c->inputs_h[t]);
-        c->inputs_f[t] = NULL;
-        c->inputs_h[t] = NULL;
-        c->input_elements[t] = 0;
-    }
-    free(c->output_f);
-    free(c->output_h);
-    free(c->scratch);
-    c->output_f = NULL;
-    c->output_h = NULL;
-    c->scratch = NULL;
-    c->input_count = 0;
-    c->output_elements = 0;
+    for (size_t i = 0; i < c->slot_count; i++)
+        slot_free(&c->slots[i]);
+    if (c->slots != &c->single)
+        free(c->slots);
+    c->slots = NULL;
+    c->slot_count = 0;
+    c->is_plan = false;
     atomic_store(&c->held_bytes, 0);
-    c->prepared = false;
+}
+
+/* What a prepared cfg holds until release (see cpu_bytes_per_element). */
+static uint64_t held_bytes_of(const struct kernel_config *cfg)
+{
+    return config_bytes(cfg, cpu_bytes_per_element[cfg->dtype].run_held,
+                        cpu_bytes_per_element[cfg->dtype].output);
 }
 
 static void *alloc_elements(size_t elements, size_t size, const char *what, char *err,
@@ -529,11 +560,14 @@ static void *alloc_elements(size_t elements, size_t size, const char *what, char
     return p;
 }
 
-static int cpu_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
-                       char *err, size_t errlen)
+/*
+ * Fills the empty slot s for cfg: inputs from kernel_data_generate(cfg, seed),
+ * BatchNorm folded, fp16 copies, output and scratch. 0, or -1 with err and s
+ * left empty.
+ */
+static int slot_prepare(struct cpu_slot *s, const struct kernel_config *cfg, uint64_t seed,
+                        char *err, size_t errlen)
 {
-    struct cpu_exec *c = cpu_of(ex);
-    cpu_release(ex);
     if (catalog_validate(cfg, 0, err, errlen) < 0)
         return -1;
 
@@ -547,65 +581,118 @@ static int cpu_prepare(struct executor *ex, const struct kernel_config *cfg, uin
         return -1;
     }
 
-    c->cfg = *cfg;
-    c->input_count = data.input_count;
-    c->output_elements = data.output_elements;
+    s->cfg = *cfg;
+    s->input_count = data.input_count;
+    s->output_elements = data.output_elements;
     char what[64];
     for (unsigned t = 0; t < data.input_count; t++) {
-        c->input_elements[t] = data.inputs[t].elements;
+        s->input_elements[t] = data.inputs[t].elements;
         if (cfg->dtype == DTYPE_FP32) {
             /* The master copy is exactly what an fp32 kernel reads: adopt it. */
-            c->inputs_f[t] = data.inputs[t].data;
+            s->inputs_f[t] = data.inputs[t].data;
             data.inputs[t].data = NULL;
             continue;
         }
         snprintf(what, sizeof(what), "the fp16 copy of '%s'", data.inputs[t].name);
-        c->inputs_h[t] = alloc_elements(data.inputs[t].elements, sizeof(uint16_t), what, err,
+        s->inputs_h[t] = alloc_elements(data.inputs[t].elements, sizeof(uint16_t), what, err,
                                         errlen);
         snprintf(what, sizeof(what), "the widened fp16 '%s'", data.inputs[t].name);
-        c->inputs_f[t] = alloc_elements(data.inputs[t].elements, sizeof(float), what, err,
+        s->inputs_f[t] = alloc_elements(data.inputs[t].elements, sizeof(float), what, err,
                                         errlen);
-        if (!c->inputs_h[t] || !c->inputs_f[t])
+        if (!s->inputs_h[t] || !s->inputs_f[t])
             goto fail;
         for (size_t i = 0; i < data.inputs[t].elements; i++)
-            c->inputs_h[t][i] = half_from_float(data.inputs[t].data[i]);
+            s->inputs_h[t][i] = half_from_float(data.inputs[t].data[i]);
     }
     /* Outputs start as zeros, as on the GPU executor, until the first run. */
-    c->output_f = alloc_elements(c->output_elements, sizeof(float), "the output", err, errlen);
-    if (!c->output_f)
+    s->output_f = alloc_elements(s->output_elements, sizeof(float), "the output", err, errlen);
+    if (!s->output_f)
         goto fail;
-    memset(c->output_f, 0, c->output_elements * sizeof(float));
+    memset(s->output_f, 0, s->output_elements * sizeof(float));
     if (cfg->dtype == DTYPE_FP16) {
-        c->output_h =
-            alloc_elements(c->output_elements, sizeof(uint16_t), "the fp16 output", err, errlen);
-        if (!c->output_h)
+        s->output_h =
+            alloc_elements(s->output_elements, sizeof(uint16_t), "the fp16 output", err, errlen);
+        if (!s->output_h)
             goto fail;
-        memset(c->output_h, 0, c->output_elements * sizeof(uint16_t));
+        memset(s->output_h, 0, s->output_elements * sizeof(uint16_t));
     }
     uint64_t scratch = scratch_elements(cfg);
     if (scratch > 0) {
-        c->scratch = alloc_elements((size_t)scratch, sizeof(float), "the kernel's scratch", err,
+        s->scratch = alloc_elements((size_t)scratch, sizeof(float), "the kernel's scratch", err,
                                     errlen);
-        if (!c->scratch)
+        if (!s->scratch)
             goto fail;
     }
     kernel_data_free(&data);
-    atomic_store(&c->held_bytes, config_bytes(cfg, cpu_bytes_per_element[cfg->dtype].run_held,
-                                              cpu_bytes_per_element[cfg->dtype].output));
-    c->prepared = true;
     return 0;
 
 fail:
     kernel_data_free(&data);
-    cpu_release(ex);
+    slot_free(s);
     return -1;
+}
+
+static int cpu_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
+                       char *err, size_t errlen)
+{
+    struct cpu_exec *c = cpu_of(ex);
+    cpu_release(ex);
+    if (slot_prepare(&c->single, cfg, seed, err, errlen) < 0)
+        return -1;
+    c->slots = &c->single;
+    c->slot_count = 1;
+    atomic_store(&c->held_bytes, held_bytes_of(cfg));
+    return 0;
+}
+
+/*
+ * Every kernel of the plan in a slot of its own, each prepared exactly as
+ * prepare would prepare it alone (the same seed), so a plan kernel computes
+ * what that kernel computes by itself. held_bytes grows with every slot: what
+ * memory_free adds back is what this executor really holds at that moment.
+ */
+static int cpu_prepare_plan(struct executor *ex, const struct exec_plan *plan, uint64_t seed,
+                            char *err, size_t errlen)
+{
+    struct cpu_exec *c = cpu_of(ex);
+    cpu_release(ex);
+    if (exec_plan_check(plan, err, errlen) < 0)
+        return -1;
+    c->slots = calloc(plan->count, sizeof(*c->slots));
+    if (!c->slots) {
+        set_err(err, errlen, "cannot allocate %zu bytes for a plan of %zu kernels",
+                plan->count * sizeof(*c->slots), plan->count);
+        return -1;
+    }
+    uint64_t held = 0;
+    for (size_t i = 0; i < plan->count; i++) {
+        const struct kernel_config *cfg = &plan->kernels[i].cfg;
+        char why[384];
+        if (slot_prepare(&c->slots[i], cfg, seed, why, sizeof(why)) < 0) {
+            set_err(err, errlen, "plan kernel %zu (%s): %s", i, cfg->kernel->name, why);
+            cpu_release(ex);
+            return -1;
+        }
+        c->slot_count = i + 1;
+        held = add_sat(held, held_bytes_of(cfg));
+        atomic_store(&c->held_bytes, held);
+    }
+    c->is_plan = true;
+    return 0;
+}
+
+static unsigned cpu_plan_streams(struct executor *ex)
+{
+    struct cpu_exec *c = cpu_of(ex);
+    /* One kernel at a time, in array order. */
+    return c->is_plan && c->slot_count > 0 ? 1 : 0;
 }
 
 static int cpu_run(struct executor *ex, unsigned launches, double *elapsed_us, char *err,
                    size_t errlen)
 {
     struct cpu_exec *c = cpu_of(ex);
-    if (!c->prepared) {
+    if (c->slot_count == 0) {
         set_err(err, errlen, "no configuration prepared on the CPU executor");
         return -1;
     }
@@ -615,7 +702,8 @@ static int cpu_run(struct executor *ex, unsigned launches, double *elapsed_us, c
     }
     int64_t t0 = clock_mono_ns();
     for (unsigned i = 0; i < launches; i++)
-        launch_once(c);
+        for (size_t k = 0; k < c->slot_count; k++) /* a plan: one pass per launch */
+            launch_once(&c->slots[k]);
     int64_t t1 = clock_mono_ns();
     if (elapsed_us)
         *elapsed_us = (double)(t1 - t0) / 1000.0;
@@ -626,24 +714,25 @@ static int cpu_read_output(struct executor *ex, float *dst, size_t count, char *
                            size_t errlen)
 {
     struct cpu_exec *c = cpu_of(ex);
-    if (!c->prepared) {
+    if (c->slot_count == 0) {
         set_err(err, errlen, "no configuration prepared on the CPU executor");
         return -1;
     }
-    if (count > c->output_elements) {
+    const struct cpu_slot *s = &c->slots[c->slot_count - 1]; /* a plan's last kernel */
+    if (count > s->output_elements) {
         set_err(err, errlen, "asked for %zu output elements but %s has %zu", count,
-                c->cfg.kernel->name, c->output_elements);
+                s->cfg.kernel->name, s->output_elements);
         return -1;
     }
     if (count > 0 && !dst) {
         set_err(err, errlen, "no destination buffer for %zu output elements", count);
         return -1;
     }
-    if (c->cfg.dtype == DTYPE_FP16) {
+    if (s->cfg.dtype == DTYPE_FP16) {
         for (size_t i = 0; i < count; i++)
-            dst[i] = half_to_float(c->output_h[i]);
+            dst[i] = half_to_float(s->output_h[i]);
     } else if (count > 0) {
-        memcpy(dst, c->output_f, count * sizeof(float));
+        memcpy(dst, s->output_f, count * sizeof(float));
     }
     return 0;
 }
@@ -665,6 +754,8 @@ static const struct executor_ops cpu_ops = {
     .close = cpu_close,
     .memory_needed = cpu_memory_needed,
     .memory_free = cpu_memory_free,
+    .prepare_plan = cpu_prepare_plan,
+    .plan_streams = cpu_plan_streams,
 };
 
 int exec_cpu_compute(const struct kernel_config *cfg, unsigned input_count,

@@ -27,6 +27,9 @@
  * channel; a sequence number pairs them):
  *   hello      child -> parent once at start: open status, exec_info, why
  *   prepare    kernel (by name), dtype, params, seed, test fault -> status
+ *   prepare_plan  kernel count (1..EXEC_PLAN_MAX_KERNELS), seed, test fault, then
+ *              that many wire_plan_kernel records {config, level}
+ *              -> status, the plan's streams (exec_plan_streams)
  *   run        launches -> status, elapsed_us (the executor's own timing)
  *   read_output  count -> status, then count floats
  *   release    -> status
@@ -79,7 +82,7 @@
 
 #define WORKER_ARG "--worker"
 #define WORKER_MAGIC 0x4a505752u /* "JPWR" */
-#define WORKER_PROTOCOL_VERSION 1u
+#define WORKER_PROTOCOL_VERSION 2u /* 2: prepare_plan */
 /* The child's descriptors after exec. */
 #define CHILD_CTL_FD 3
 #define CHILD_QUERY_FD 4
@@ -146,6 +149,7 @@ enum wire_op {
     OP_QUIT,
     OP_MEMORY_NEEDED,
     OP_MEMORY_FREE,
+    OP_PREPARE_PLAN,
 };
 
 enum wire_status {
@@ -167,8 +171,15 @@ struct wire_request {
     uint64_t seq;
     struct wire_config cfg;
     uint64_t seed;
-    uint64_t count; /* launches, or output elements */
+    uint64_t count; /* launches, output elements, or a plan's kernels */
     char fault[16];
+};
+
+/* One plan kernel; prepare_plan's request is followed by `count` of these. */
+struct wire_plan_kernel {
+    struct wire_config cfg;
+    uint32_t level;
+    uint32_t reserved; /* 0: keeps the record's size free of padding */
 };
 
 struct wire_reply {
@@ -178,7 +189,7 @@ struct wire_reply {
     int32_t mem_free_rc; /* 0: mem_free_bytes is a fresh figure; -1: none */
     uint64_t mem_free_bytes;
     double elapsed_us;
-    uint64_t value; /* memory_needed's bytes; read_output's element count */
+    uint64_t value; /* memory_needed's bytes; read_output's element count; a plan's streams */
     char err[ERR_MAX];
 };
 
@@ -336,6 +347,10 @@ struct worker {
     unsigned job_timeout_s;
     bool test_faults;
     char fault[16]; /* handed to the child with every prepare; "" = none */
+    /* The prepared plan's streams as the child reported them; 0 when no plan
+     * is prepared (a plain prepare, a release, a fresh child). The driving
+     * thread's, like the control channel. */
+    unsigned plan_streams;
     struct exec_info info; /* as the first child reported it */
 
     pthread_mutex_t lock;       /* pid, fds, starts, cached figures */
@@ -484,6 +499,7 @@ static int start_child(struct worker *w, char *why, size_t whylen, char *err, si
     w->ctl_fd = ctl[0];
     w->query_fd = query[0];
     w->free_known = false;
+    w->plan_streams = 0; /* a fresh child has nothing prepared */
     pthread_mutex_unlock(&w->lock);
     pthread_mutex_unlock(&w->query_lock);
 
@@ -558,6 +574,7 @@ static const char *op_name(uint32_t op)
     case OP_QUIT: return "quit";
     case OP_MEMORY_NEEDED: return "memory_needed";
     case OP_MEMORY_FREE: return "memory_free";
+    case OP_PREPARE_PLAN: return "prepare_plan";
     }
     return "request";
 }
@@ -572,13 +589,15 @@ static int64_t op_deadline(const struct worker *w, uint32_t op)
 }
 
 /*
- * One request on the control channel and its reply (plus `extra` bytes that
+ * One request on the control channel (plus `payload_len` bytes sent right
+ * after it: prepare_plan's records) and its reply (plus `extra` bytes that
  * follow an OK reply, into extra_buf). On a dead, killed or poisoned child:
  * err says what happened, the child is reaped and a fresh one started.
  * 0, or -1 with err.
  */
-static int control(struct worker *w, struct wire_request *req, struct wire_reply *rep,
-                   void *extra_buf, size_t extra, char *err, size_t errlen)
+static int control_payload(struct worker *w, struct wire_request *req, const void *payload,
+                           size_t payload_len, struct wire_reply *rep, void *extra_buf,
+                           size_t extra, char *err, size_t errlen)
 {
     const char *what = op_name(req->op);
     if (w->pid <= 0) {
@@ -598,7 +617,8 @@ static int control(struct worker *w, struct wire_request *req, struct wire_reply
 
     pid_t pid = w->pid;
     enum io_result io = IO_ERROR;
-    if (write_all(w->ctl_fd, req, sizeof *req) == 0) {
+    if (write_all(w->ctl_fd, req, sizeof *req) == 0 &&
+        (payload_len == 0 || write_all(w->ctl_fd, payload, payload_len) == 0)) {
         io = read_all(w->ctl_fd, rep, sizeof *rep, deadline);
         if (io == IO_OK && (rep->magic != WORKER_MAGIC || rep->seq != req->seq))
             io = IO_ERROR;
@@ -651,6 +671,12 @@ static int control(struct worker *w, struct wire_request *req, struct wire_reply
     return -1;
 }
 
+static int control(struct worker *w, struct wire_request *req, struct wire_reply *rep,
+                   void *extra_buf, size_t extra, char *err, size_t errlen)
+{
+    return control_payload(w, req, NULL, 0, rep, extra_buf, extra, err, errlen);
+}
+
 /* One request on the query channel: any thread, never waits for a run. */
 static int query(struct worker *w, uint32_t op, const struct kernel_config *cfg,
                  struct wire_reply *rep)
@@ -695,14 +721,10 @@ static void worker_info(struct executor *ex, struct exec_info *out)
     pthread_mutex_unlock(&w->lock);
 }
 
-static int worker_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
-                          char *err, size_t errlen)
+/* Before a prepare: a child that died while idle is reaped, and a child is
+ * started when none runs. 0, or -1 with err. */
+static int ensure_child(struct worker *w, char *err, size_t errlen)
 {
-    struct worker *w = worker_of(ex);
-    if (!cfg || !cfg->kernel) {
-        set_err(err, errlen, "prepare: no kernel configuration");
-        return -1;
-    }
     int status;
     if (w->pid > 0 && waitpid(w->pid, &status, WNOHANG) == w->pid) {
         /* Died between jobs (the OOM killer, an operator): not this job's fault. */
@@ -718,6 +740,20 @@ static int worker_prepare(struct executor *ex, const struct kernel_config *cfg, 
             return -1;
         }
     }
+    return 0;
+}
+
+static int worker_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
+                          char *err, size_t errlen)
+{
+    struct worker *w = worker_of(ex);
+    w->plan_streams = 0; /* this prepare replaces any plan */
+    if (!cfg || !cfg->kernel) {
+        set_err(err, errlen, "prepare: no kernel configuration");
+        return -1;
+    }
+    if (ensure_child(w, err, errlen) != 0)
+        return -1;
     struct wire_request req;
     struct wire_reply rep;
     memset(&req, 0, sizeof req);
@@ -727,6 +763,44 @@ static int worker_prepare(struct executor *ex, const struct kernel_config *cfg, 
     snprintf(req.fault, sizeof req.fault, "%s", w->fault);
     return control(w, &req, &rep, NULL, 0, err, errlen);
 }
+
+static int worker_prepare_plan(struct executor *ex, const struct exec_plan *plan, uint64_t seed,
+                               char *err, size_t errlen)
+{
+    struct worker *w = worker_of(ex);
+    w->plan_streams = 0;
+    /* Checked here too (the count bounds what is sent); the child checks again. */
+    if (exec_plan_check(plan, err, errlen) != 0)
+        return -1;
+    if (ensure_child(w, err, errlen) != 0)
+        return -1;
+    struct wire_plan_kernel *recs = calloc(plan->count, sizeof *recs);
+    if (!recs) {
+        set_err(err, errlen, "prepare_plan: out of memory for %zu kernels", plan->count);
+        return -1;
+    }
+    for (size_t i = 0; i < plan->count; i++) {
+        config_to_wire(&plan->kernels[i].cfg, &recs[i].cfg);
+        recs[i].level = plan->kernels[i].level;
+    }
+    struct wire_request req;
+    struct wire_reply rep;
+    memset(&req, 0, sizeof req);
+    req.op = OP_PREPARE_PLAN;
+    req.count = plan->count;
+    req.seed = seed;
+    snprintf(req.fault, sizeof req.fault, "%s", w->fault);
+    int rc = control_payload(w, &req, recs, plan->count * sizeof *recs, &rep, NULL, 0, err,
+                             errlen);
+    free(recs);
+    if (rc != 0)
+        return -1;
+    /* The child's own figure, never more than the plan's kernels. */
+    w->plan_streams = rep.value > plan->count ? (unsigned)plan->count : (unsigned)rep.value;
+    return 0;
+}
+
+static unsigned worker_plan_streams(struct executor *ex) { return worker_of(ex)->plan_streams; }
 
 static int worker_run(struct executor *ex, unsigned launches, double *elapsed_us, char *err,
                       size_t errlen)
@@ -763,6 +837,7 @@ static int worker_read_output(struct executor *ex, float *dst, size_t count, cha
 static void worker_release(struct executor *ex)
 {
     struct worker *w = worker_of(ex);
+    w->plan_streams = 0;
     if (w->pid <= 0)
         return; /* a child that ended took its buffers with it */
     struct wire_request req;
@@ -830,6 +905,8 @@ static const struct executor_ops worker_ops = {
     .close = worker_close,
     .memory_needed = worker_memory_needed,
     .memory_free = worker_memory_free,
+    .prepare_plan = worker_prepare_plan,
+    .plan_streams = worker_plan_streams,
 };
 
 int worker_executor_open(const char *exec_name, const char *cuda_lib,
@@ -1073,6 +1150,87 @@ static bool act_on_fault(struct child *c, struct wire_reply *rep)
     return false;
 }
 
+/* Arms the test fault a prepare carries (acted on at the next run). 0, or -1
+ * with rep->err when it is refused. */
+static int arm_fault(struct child *c, const struct wire_request *req, struct wire_reply *rep)
+{
+    char fault[sizeof req->fault];
+    copy_text(fault, sizeof fault, req->fault, sizeof req->fault);
+    c->fault = FAULT_NONE;
+    if (fault[0] && !c->test_faults) {
+        set_err(rep->err, sizeof rep->err,
+                "test fault '%s' refused: this worker was started without test faults", fault);
+        return -1;
+    }
+    if (fault[0] && (c->fault = fault_parse(fault)) == FAULT_NONE) {
+        set_err(rep->err, sizeof rep->err, "unknown test fault '%s'", fault);
+        return -1;
+    }
+    if (c->fault == FAULT_ILLEGAL_ACCESS && !c->ex->dl_handle) {
+        struct exec_info info;
+        exec_info(c->ex, &info);
+        c->fault = FAULT_NONE;
+        set_err(rep->err, sizeof rep->err,
+                "test fault 'illegal_access' refused: illegal_access needs the CUDA "
+                "executor (this worker runs the %s executor)",
+                info.name);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * prepare_plan: reads the req->count records (1..EXEC_PLAN_MAX_KERNELS,
+ * checked by the caller) that follow the request, always all of them so the
+ * channel stays in step whatever is refused, then prepares the plan. 0 (with
+ * the plan's streams in rep->value), -1 with rep->err, or -2 when the records
+ * could not be read.
+ */
+static int serve_prepare_plan(struct child *c, const struct wire_request *req,
+                              struct wire_reply *rep)
+{
+    size_t count = (size_t)req->count;
+    struct wire_plan_kernel *recs = malloc(count * sizeof *recs);
+    struct exec_plan_kernel *kernels = calloc(count, sizeof *kernels);
+    int rc = -1;
+    if (!recs || !kernels) {
+        /* Without a buffer the records cannot be consumed: give up the channel. */
+        log_error(LOG_MODULE, "worker %ld: out of memory for a plan of %zu kernels",
+                  (long)getpid(), count);
+        rc = -2;
+        goto out;
+    }
+    enum io_result io = read_all(c->ctl_fd, recs, count * sizeof *recs, 0);
+    if (io != IO_OK) {
+        log_warn(LOG_MODULE, "worker %ld: the plan's %zu kernels did not arrive", (long)getpid(),
+                 count);
+        rc = -2;
+        goto out;
+    }
+    /* A plan replaces what was prepared, refused or not: the proxy forgets
+     * its plan_streams on any failure, and so does the child its plan. */
+    exec_release(c->ex);
+    if (arm_fault(c, req, rep) != 0)
+        goto out;
+    for (size_t i = 0; i < count; i++) {
+        char why[ERR_MAX - 64];
+        if (config_from_wire(&recs[i].cfg, &kernels[i].cfg, why, sizeof why) != 0) {
+            set_err(rep->err, sizeof rep->err, "plan kernel %zu: %s", i, why);
+            goto out;
+        }
+        kernels[i].level = recs[i].level;
+    }
+    /* Levels and parameters are checked by exec_prepare_plan (exec_plan_check). */
+    struct exec_plan plan = {.count = count, .kernels = kernels};
+    rc = exec_prepare_plan(c->ex, &plan, req->seed, rep->err, sizeof rep->err);
+    if (rc == 0)
+        rep->value = exec_plan_streams(c->ex);
+out:
+    free(recs);
+    free(kernels);
+    return rc;
+}
+
 /* Serves one control request; false when the child should end (quit, poisoned,
  * or the channel is gone). *exit_status is set when it should. */
 static bool serve_one(struct child *c, const struct wire_request *req, int *exit_status)
@@ -1096,35 +1254,32 @@ static bool serve_one(struct child *c, const struct wire_request *req, int *exit
         return false;
     }
     switch (req->op) {
-    case OP_PREPARE: {
-        char fault[sizeof req->fault];
-        copy_text(fault, sizeof fault, req->fault, sizeof req->fault);
-        c->fault = FAULT_NONE;
-        if (fault[0] && !c->test_faults) {
-            set_err(rep.err, sizeof rep.err,
-                    "test fault '%s' refused: this worker was started without test faults", fault);
+    case OP_PREPARE:
+        if (arm_fault(c, req, &rep) != 0)
             break;
-        }
-        if (fault[0] && (c->fault = fault_parse(fault)) == FAULT_NONE) {
-            set_err(rep.err, sizeof rep.err, "unknown test fault '%s'", fault);
-            break;
-        }
-        if (c->fault == FAULT_ILLEGAL_ACCESS && !c->ex->dl_handle) {
-            struct exec_info info;
-            exec_info(c->ex, &info);
-            c->fault = FAULT_NONE;
-            set_err(rep.err, sizeof rep.err,
-                    "test fault 'illegal_access' refused: illegal_access needs the CUDA "
-                    "executor (this worker runs the %s executor)",
-                    info.name);
-            break;
-        }
         if (config_from_wire(&req->cfg, &cfg, rep.err, sizeof rep.err) != 0)
             break;
         rc = exec_prepare(c->ex, &cfg, req->seed, rep.err, sizeof rep.err);
         fill_free(c, &rep);
         break;
-    }
+    case OP_PREPARE_PLAN:
+        if (req->count == 0 || req->count > EXEC_PLAN_MAX_KERNELS) {
+            /* The records that follow cannot be skipped: the channel is out of
+             * step, so this child ends like one sent a malformed request. */
+            set_err(rep.err, sizeof rep.err, "worker: a plan of %" PRIu64 " kernels (1 to %u)",
+                    req->count, EXEC_PLAN_MAX_KERNELS);
+            rep.status = STATUS_ERROR;
+            write_all(c->ctl_fd, &rep, sizeof rep);
+            *exit_status = 1;
+            return false;
+        }
+        rc = serve_prepare_plan(c, req, &rep);
+        if (rc == -2) { /* the records never came: the daemon is gone */
+            *exit_status = 0;
+            return false;
+        }
+        fill_free(c, &rep);
+        break;
     case OP_RUN: {
         if (act_on_fault(c, &rep))
             break;

@@ -11,7 +11,10 @@
  * measures again; a child killed while idle is replaced without failing the
  * next prepare; a deadline already passed refuses the request without killing;
  * faults are refused when off, unknown, or not on a proxy; a program that
- * cannot be executed is an open error. After every test no child of this
+ * cannot be executed is an open error. Whole-graph plans (prepare_plan) give
+ * the direct CPU executor's output and plan_streams through the worker, keep
+ * the channel in step after refusals, and are forgotten by a fresh worker
+ * after a crash or a poisoned context. After every test no child of this
  * process is left, running or zombie.
  *
  * Deadlines here are seconds long and waits are bounded, never asserted short:
@@ -435,6 +438,227 @@ static void test_fault_switch_and_errors(void **state)
     assert_no_children();
 }
 
+/* ---- whole-graph plans through the worker ---- */
+
+/* Four kernels on two levels: three independent ones, then one more. */
+static void worker_plan(struct exec_plan_kernel k[4])
+{
+    memset(k, 0, 4 * sizeof k[0]);
+    k[0].cfg = small_config(); /* linear_relu 4x16 -> 8 */
+    k[0].level = 1;
+    k[1].cfg.kernel = catalog_find("layernorm");
+    k[1].cfg.params[0] = 4;
+    k[1].cfg.params[1] = 16;
+    k[1].level = 1;
+    k[2].cfg.kernel = catalog_find("softmax");
+    k[2].cfg.params[0] = 4;
+    k[2].cfg.params[1] = 8;
+    k[2].level = 1;
+    k[3].cfg.kernel = catalog_find("linear_gelu");
+    k[3].cfg.params[0] = 4;
+    k[3].cfg.params[1] = 8;
+    k[3].cfg.params[2] = 12;
+    k[3].level = 2;
+    for (int i = 0; i < 4; i++) {
+        assert_non_null(k[i].cfg.kernel);
+        k[i].cfg.dtype = DTYPE_FP32;
+    }
+}
+
+#define PLAN_OUT 48 /* linear_gelu 4 x 12 */
+
+/* prepare_plan + run + read_output of the last kernel's PLAN_OUT floats. */
+static int measure_plan(struct executor *ex, const struct exec_plan *plan, float *out, char *err,
+                        size_t errlen)
+{
+    double elapsed_us = -1.0;
+    if (exec_prepare_plan(ex, plan, 7, err, errlen) != 0)
+        return -1;
+    if (exec_run(ex, 2, &elapsed_us, err, errlen) != 0)
+        return -1;
+    if (!(elapsed_us >= 0.0)) {
+        snprintf(err, errlen, "elapsed_us %g", elapsed_us);
+        return -1;
+    }
+    return exec_read_output(ex, out, PLAN_OUT, err, errlen);
+}
+
+/* The direct CPU executor's answer for the plan. */
+static void direct_plan_output(const struct exec_plan *plan, float *out)
+{
+    char err[512] = "";
+    struct executor *direct = NULL;
+    assert_int_equal(exec_cpu_open(&direct, err, sizeof err), 0);
+    if (measure_plan(direct, plan, out, err, sizeof err) != 0)
+        fail_msg("direct plan: %s", err);
+    exec_close(direct);
+}
+
+static bool all_zero(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] != 0.0f)
+            return false;
+    return true;
+}
+
+static void test_plan_matches_direct_cpu(void **state)
+{
+    (void)state;
+    SKIP_IF_NO_WORKER();
+    struct exec_plan_kernel k[4];
+    worker_plan(k);
+    struct exec_plan plan = {.count = 4, .kernels = k};
+    assert_int_equal(catalog_output_elements(&k[3].cfg), PLAN_OUT);
+    float direct_out[PLAN_OUT], proxy_out[PLAN_OUT];
+    direct_plan_output(&plan, direct_out);
+    assert_false(all_zero(direct_out, PLAN_OUT));
+
+    struct executor *ex = open_worker(false);
+    char err[512] = "";
+    assert_int_equal(exec_plan_streams(ex), 0);
+    memset(proxy_out, 0, sizeof proxy_out);
+    if (measure_plan(ex, &plan, proxy_out, err, sizeof err) != 0)
+        fail_msg("plan through the worker: %s", err);
+    assert_memory_equal(direct_out, proxy_out, sizeof direct_out);
+    assert_int_equal(exec_plan_streams(ex), 1); /* the child's CPU executor's answer */
+
+    /* The plan's memory figure is the CPU executor's own, asked kernel by kernel. */
+    struct executor *direct = NULL;
+    assert_int_equal(exec_cpu_open(&direct, err, sizeof err), 0);
+    assert_true(exec_plan_memory_needed(ex, &plan) == exec_plan_memory_needed(direct, &plan));
+    exec_close(direct);
+
+    /* read_output is bounded by the last kernel's output (the child says so). */
+    float more[PLAN_OUT + 1];
+    assert_int_equal(exec_read_output(ex, more, PLAN_OUT + 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "linear_gelu"));
+
+    /* Release forgets the plan on both sides; a plain prepare is no plan. */
+    exec_release(ex);
+    assert_int_equal(exec_plan_streams(ex), 0);
+    double us;
+    assert_int_equal(exec_run(ex, 1, &us, err, sizeof err), -1);
+    assert_int_equal(exec_prepare_plan(ex, &plan, 7, err, sizeof err), 0);
+    assert_int_equal(exec_plan_streams(ex), 1);
+    struct kernel_config cfg = small_config();
+    assert_int_equal(exec_prepare(ex, &cfg, 42, err, sizeof err), 0);
+    assert_int_equal(exec_plan_streams(ex), 0);
+
+    /* A plan the check refuses never reaches the child, which stays. */
+    pid_t pid = worker_pid(ex);
+    k[3].level = 0;
+    assert_int_equal(exec_prepare_plan(ex, &plan, 7, err, sizeof err), -1);
+    assert_non_null(strstr(err, "plan kernel 3 (linear_gelu)"));
+    k[3].level = 2;
+    assert_int_equal(worker_pid(ex), pid);
+    assert_int_equal(worker_starts(ex), 1);
+
+    /* A deadline already passed: refused without sending, the child kept. */
+    deadline_ns = clock_mono_ns() - 1;
+    assert_int_equal(exec_prepare_plan(ex, &plan, 7, err, sizeof err), -1);
+    assert_non_null(strstr(err, "time limit"));
+    assert_int_equal(worker_pid(ex), pid);
+    deadline_ns = 0;
+
+    /* After all that the channel is still in step: the plan measures again. */
+    memset(proxy_out, 0, sizeof proxy_out);
+    if (measure_plan(ex, &plan, proxy_out, err, sizeof err) != 0)
+        fail_msg("plan again: %s", err);
+    assert_memory_equal(direct_out, proxy_out, sizeof direct_out);
+    assert_int_equal(worker_starts(ex), 1);
+    exec_close(ex);
+    assert_no_children();
+}
+
+static void test_plan_crash_and_poison(void **state)
+{
+    (void)state;
+    SKIP_IF_NO_WORKER();
+    struct exec_plan_kernel k[4];
+    worker_plan(k);
+    struct exec_plan plan = {.count = 4, .kernels = k};
+    float direct_out[PLAN_OUT], out[PLAN_OUT];
+    direct_plan_output(&plan, direct_out);
+    struct executor *ex = open_worker(true);
+    char err[512] = "";
+    double us;
+
+    /* A fault set before prepare_plan strikes at the run. */
+    pid_t first = worker_pid(ex);
+    assert_int_equal(worker_set_test_fault(ex, "crash", err, sizeof err), 0);
+    assert_int_equal(exec_prepare_plan(ex, &plan, 7, err, sizeof err), 0);
+    assert_int_equal(exec_plan_streams(ex), 1);
+    assert_int_equal(exec_run(ex, 1, &us, err, sizeof err), -1);
+    assert_non_null(strstr(err, "worker died during the run: signal 11 (SIGSEGV)"));
+    assert_int_not_equal(worker_pid(ex), first);
+    assert_int_equal(worker_starts(ex), 2);
+    /* The fresh worker has no plan: the proxy forgot it too. */
+    assert_int_equal(exec_plan_streams(ex), 0);
+    assert_int_equal(exec_run(ex, 1, &us, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no configuration prepared"));
+
+    pid_t second = worker_pid(ex);
+    assert_int_equal(worker_set_test_fault(ex, "poison", err, sizeof err), 0);
+    assert_int_equal(measure_plan(ex, &plan, out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "context is poisoned"));
+    assert_int_not_equal(worker_pid(ex), second);
+    assert_int_equal(worker_starts(ex), 3);
+    assert_int_equal(exec_plan_streams(ex), 0);
+
+    /* The next prepare_plan works, and measures what the direct executor does. */
+    assert_int_equal(worker_set_test_fault(ex, NULL, err, sizeof err), 0);
+    memset(out, 0, sizeof out);
+    if (measure_plan(ex, &plan, out, err, sizeof err) != 0)
+        fail_msg("plan after crash and poison: %s", err);
+    assert_memory_equal(direct_out, out, sizeof out);
+    assert_int_equal(exec_plan_streams(ex), 1);
+    assert_int_equal(worker_starts(ex), 3);
+    exec_close(ex);
+    assert_no_children();
+}
+
+/* The largest plan: every record crosses the channel (tens of KiB after the
+ * request) and the last kernel's output is still the direct executor's. */
+static void test_plan_largest(void **state)
+{
+    (void)state;
+    SKIP_IF_NO_WORKER();
+    struct exec_plan_kernel *k = calloc(EXEC_PLAN_MAX_KERNELS, sizeof *k);
+    assert_non_null(k);
+    for (unsigned i = 0; i < EXEC_PLAN_MAX_KERNELS; i++) {
+        k[i].cfg.kernel = catalog_find(i % 2 ? "add_relu" : "softmax");
+        assert_non_null(k[i].cfg.kernel);
+        k[i].cfg.dtype = i % 3 ? DTYPE_FP32 : DTYPE_FP16;
+        k[i].cfg.params[0] = 1 + i % 4;
+        k[i].cfg.params[1] = 2 + i % 6;
+        k[i].level = 1 + i / 32;
+    }
+    struct exec_plan plan = {.count = EXEC_PLAN_MAX_KERNELS, .kernels = k};
+    size_t n = catalog_output_elements(&k[EXEC_PLAN_MAX_KERNELS - 1].cfg);
+    float direct_out[32], proxy_out[32];
+    assert_true(n > 0 && n <= 32);
+    char err[512] = "";
+    double us;
+    struct executor *direct = NULL;
+    assert_int_equal(exec_cpu_open(&direct, err, sizeof err), 0);
+    assert_int_equal(exec_prepare_plan(direct, &plan, 11, err, sizeof err), 0);
+    assert_int_equal(exec_run(direct, 1, &us, err, sizeof err), 0);
+    assert_int_equal(exec_read_output(direct, direct_out, n, err, sizeof err), 0);
+    exec_close(direct);
+
+    struct executor *ex = open_worker(false);
+    if (exec_prepare_plan(ex, &plan, 11, err, sizeof err) != 0)
+        fail_msg("prepare_plan of %u kernels: %s", EXEC_PLAN_MAX_KERNELS, err);
+    assert_int_equal(exec_run(ex, 1, &us, err, sizeof err), 0);
+    assert_int_equal(exec_read_output(ex, proxy_out, n, err, sizeof err), 0);
+    assert_memory_equal(direct_out, proxy_out, n * sizeof(float));
+    assert_int_equal(worker_starts(ex), 1);
+    free(k);
+    exec_close(ex);
+    assert_no_children();
+}
+
 int main(int argc, char **argv)
 {
     if (worker_mode_requested(argc, argv))
@@ -447,6 +671,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_crash_and_poison),
         cmocka_unit_test(test_idle_death_and_passed_deadline),
         cmocka_unit_test(test_fault_switch_and_errors),
+        cmocka_unit_test(test_plan_matches_direct_cpu),
+        cmocka_unit_test(test_plan_crash_and_poison),
+        cmocka_unit_test(test_plan_largest),
     };
     return cmocka_run_group_tests(tests, setup_worker_program, teardown_worker_program);
 }
