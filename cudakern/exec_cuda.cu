@@ -48,6 +48,24 @@
  * workspace, matmul plans, launch shapes) is made at prepare: run allocates
  * nothing.
  *
+ * Whole-graph plans (prepare_plan): every kernel of the plan is a slot of its
+ * own, prepared exactly as prepare prepares one (its own inputs from
+ * kernel_data_generate(cfg, seed), the same BatchNorm fold and cuBLASLt plan,
+ * its own cuBLASLt workspace); a single prepare is a one-slot plan. A launch
+ * of a plan is one pass over all its kernels, level by level. A level of one
+ * kernel runs on the executor's stream (the origin); in a level of k > 1
+ * independent kernels the i-th runs on branch stream i: the origin records a
+ * fork event, each branch waits for it, enqueues its kernel (a matmul on its
+ * own stream with its own workspace) and records a join event, and the origin
+ * waits for all joins before the next level. Captured, those event edges make
+ * the branches parallel paths of the one graph (the CUDA programming guide's
+ * cross-stream capture), so a graph launch on the origin runs the whole pass
+ * and the timing events around it cover every branch. The branch streams (as
+ * many as the widest level has kernels: plan_streams) and the events are made
+ * by prepare_plan and freed by release. A chunk graph holds
+ * RUN_CHUNK_LAUNCHES / kernels passes (at least one), so its size stays that
+ * of a single kernel's chunk; read_output reads the last kernel's output.
+ *
  * Errors carry the CUDA or cuBLAS status text. Errors that leave the CUDA
  * context unusable (illegal address, launch failure, ...) mark the executor
  * poisoned and say "CUDA context is poisoned": every later call fails fast with
@@ -55,7 +73,9 @@
  *
  * Memory (memory_needed, memory_free; called from HTTP threads too, so they
  * read only cfg, fields fixed at open, the atomic held_bytes and fresh figures
- * from cudaMemGetInfo and /proc/meminfo). prepare allocates on the device the
+ * from cudaMemGetInfo and /proc/meminfo). memory_needed is per configuration;
+ * a plan holds every slot at once (exec_plan_memory_needed sums them), and
+ * held_bytes counts every slot. prepare allocates on the device the
  * inputs the kernel reads and the output in the configuration's dtype, for
  * matmul kernels (linear*, attention) the cuBLASLt workspace, for attention the
  * scores (and fp16 probabilities) buffer; on the host, transiently, the fp32
@@ -133,26 +153,18 @@ struct lt_plan {
 
 #define MAX_LT_PLANS 2 /* attention: QK^T and PV */
 
-struct cuda_exec {
-    struct executor ex;
-
-    /* the device, for the executor's whole life */
-    char device_name[128];
-    char runtime_version[32];
-    cublasLtHandle_t lt;
-    cudaStream_t stream;
-    cudaEvent_t ev_start, ev_stop;
-    bool integrated; /* cudaDeviceProp.integrated: host and device share memory */
-    bool poisoned;
-    char poison_reason[384];
-
-    /* the prepared configuration */
-    bool prepared;
+/*
+ * One prepared kernel configuration: its buffers, its launch plan and the
+ * stream its launches are enqueued on. prepare makes one; prepare_plan one per
+ * kernel of the plan, each with buffers (and cuBLASLt workspace) of its own, so
+ * slots that run at once on different streams share nothing but the cuBLASLt
+ * handle (which holds no stream and no workspace).
+ */
+struct cuda_slot {
     struct kernel_config cfg;
+    unsigned level;      /* the plan's level; 1 for a single prepare */
+    cudaStream_t stream; /* the executor's stream or one of its branch streams (not owned) */
     size_t output_elements;
-    /* Device memory this configuration holds; written by the runner, read by
-     * memory_free on any thread: only through __atomic builtins. */
-    uint64_t held_bytes;
     void *d_inputs[KERNEL_DATA_MAX_TENSORS];
     void *d_output;
     void *d_workspace;
@@ -168,11 +180,43 @@ struct cuda_exec {
     size_t rows;  /* softmax, layernorm, attention's softmax */
     int64_t cols; /* the same */
     int64_t dim2, dim3; /* tokenizer: features, d; concat: cols_a, cols_b */
+};
 
-    /* captured launches */
-    cudaGraphExec_t chunk_graph; /* RUN_CHUNK_LAUNCHES launches, or NULL */
-    cudaGraphExec_t tail_graph;  /* tail_launches launches, or NULL */
-    unsigned tail_launches;
+struct cuda_exec {
+    struct executor ex;
+
+    /* the device, for the executor's whole life */
+    char device_name[128];
+    char runtime_version[32];
+    cublasLtHandle_t lt;
+    cudaStream_t stream; /* the origin: uploads, copies, graph launches and capture */
+    cudaEvent_t ev_start, ev_stop;
+    bool integrated; /* cudaDeviceProp.integrated: host and device share memory */
+    bool poisoned;
+    char poison_reason[384];
+
+    /* the prepared configuration: one slot (prepare) or a plan's (prepare_plan) */
+    bool prepared;
+    /* Device memory the slots hold; written by the runner, read by
+     * memory_free on any thread: only through __atomic builtins. */
+    uint64_t held_bytes;
+    struct cuda_slot *slots; /* slot_count of them, in plan order */
+    size_t slot_count;
+    unsigned width;            /* the widest level's kernel count (plan_streams) */
+    unsigned passes_per_chunk; /* passes of the plan in chunk_graph */
+
+    /* A plan's fork/join resources, made by prepare_plan when a level has more
+     * than one kernel (width > 1): branch k runs the k-th kernel of such a
+     * level. Freed by release. */
+    cudaStream_t *branches; /* branch_count streams */
+    cudaEvent_t *ev_joins;  /* one per branch stream */
+    unsigned branch_count;
+    cudaEvent_t ev_fork;
+
+    /* captured passes */
+    cudaGraphExec_t chunk_graph; /* passes_per_chunk passes, or NULL */
+    cudaGraphExec_t tail_graph;  /* tail_passes passes, or NULL */
+    unsigned tail_passes;
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -542,92 +586,183 @@ static unsigned grid_blocks(uint64_t items, unsigned threads)
     return blocks > ELEMENTWISE_MAX_BLOCKS ? ELEMENTWISE_MAX_BLOCKS : (unsigned)blocks;
 }
 
-static int enqueue_matmul(struct cuda_exec *c, const struct lt_plan *p, char *err, size_t errlen)
+/* On the slot's stream with the slot's workspace: matmuls of different slots
+ * may run at once, and a workspace must never be shared between them. */
+static int enqueue_matmul(struct cuda_exec *c, const struct cuda_slot *s, const struct lt_plan *p,
+                          char *err, size_t errlen)
 {
-    cublasStatus_t s = cublasLtMatmul(c->lt, p->desc, &p->alpha, p->a, p->layout_a, p->b,
-                                      p->layout_b, &p->beta, p->d, p->layout_d, p->d,
-                                      p->layout_d, &p->algo, c->d_workspace,
-                                      CATALOG_LINEAR_WORKSPACE_BYTES, c->stream);
-    return cublas_check(c, s, "cublasLtMatmul", err, errlen);
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->desc, &p->alpha, p->a, p->layout_a, p->b,
+                                       p->layout_b, &p->beta, p->d, p->layout_d, p->d,
+                                       p->layout_d, &p->algo, s->d_workspace,
+                                       CATALOG_LINEAR_WORKSPACE_BYTES, s->stream);
+    return cublas_check(c, st, "cublasLtMatmul", err, errlen);
 }
 
-/* The softmax over c->rows rows of c->cols from x (TI) to y (TO); x == y allowed. */
+/* The softmax over s->rows rows of s->cols from x (TI) to y (TO); x == y allowed. */
 template <typename TI, typename TO>
-static void launch_softmax(struct cuda_exec *c, const TI *x, TO *y)
+static void launch_softmax(const struct cuda_slot *s, const TI *x, TO *y)
 {
-    if (c->cols <= SOFTMAX_WARP_MAX_COLS)
-        softmax_warp_kernel<TI, TO><<<c->blocks, c->threads, 0, c->stream>>>(x, y, c->rows,
-                                                                            (int)c->cols);
+    if (s->cols <= SOFTMAX_WARP_MAX_COLS)
+        softmax_warp_kernel<TI, TO><<<s->blocks, s->threads, 0, s->stream>>>(x, y, s->rows,
+                                                                            (int)s->cols);
     else
-        softmax_block_kernel<TI, TO><<<c->blocks, c->threads, 0, c->stream>>>(x, y, c->rows,
-                                                                             (int)c->cols);
+        softmax_block_kernel<TI, TO><<<s->blocks, s->threads, 0, s->stream>>>(x, y, s->rows,
+                                                                             (int)s->cols);
 }
 
 template <typename T>
-static void launch_own_kernel(struct cuda_exec *c)
+static void launch_own_kernel(const struct cuda_slot *s)
 {
-    const T *in0 = (const T *)c->d_inputs[0], *in1 = (const T *)c->d_inputs[1],
-            *in2 = (const T *)c->d_inputs[2];
-    T *out = (T *)c->d_output;
-    const size_t n = c->output_elements;
-    switch (c->cfg.kernel->op) {
+    const T *in0 = (const T *)s->d_inputs[0], *in1 = (const T *)s->d_inputs[1],
+            *in2 = (const T *)s->d_inputs[2];
+    T *out = (T *)s->d_output;
+    const size_t n = s->output_elements;
+    switch (s->cfg.kernel->op) {
     case KOP_LAYERNORM:
-        layernorm_kernel<T><<<c->blocks, c->threads, 0, c->stream>>>(in0, in1, in2, out,
-                                                                     (int)c->cols);
+        layernorm_kernel<T><<<s->blocks, s->threads, 0, s->stream>>>(in0, in1, in2, out,
+                                                                     (int)s->cols);
         break;
     case KOP_SOFTMAX:
-        launch_softmax<T, T>(c, in0, out);
+        launch_softmax<T, T>(s, in0, out);
         break;
     case KOP_ADD:
-        add_kernel<T, false><<<c->blocks, c->threads, 0, c->stream>>>(in0, in1, out, n);
+        add_kernel<T, false><<<s->blocks, s->threads, 0, s->stream>>>(in0, in1, out, n);
         break;
     case KOP_ADD_RELU:
-        add_kernel<T, true><<<c->blocks, c->threads, 0, c->stream>>>(in0, in1, out, n);
+        add_kernel<T, true><<<s->blocks, s->threads, 0, s->stream>>>(in0, in1, out, n);
         break;
     case KOP_TOKENIZER:
-        tokenizer_kernel<T><<<c->blocks, c->threads, 0, c->stream>>>(
-            in0, in1, in2, out, n, (size_t)c->dim2, (size_t)c->dim3);
+        tokenizer_kernel<T><<<s->blocks, s->threads, 0, s->stream>>>(
+            in0, in1, in2, out, n, (size_t)s->dim2, (size_t)s->dim3);
         break;
     case KOP_CONCAT:
-        concat_kernel<T><<<c->blocks, c->threads, 0, c->stream>>>(in0, in1, out, n,
-                                                                  (size_t)c->dim2,
-                                                                  (size_t)c->dim3);
+        concat_kernel<T><<<s->blocks, s->threads, 0, s->stream>>>(in0, in1, out, n,
+                                                                  (size_t)s->dim2,
+                                                                  (size_t)s->dim3);
         break;
     default: /* matmul kernels are enqueued by enqueue_once */
         break;
     }
 }
 
-/* Enqueue one launch of the prepared configuration on c->stream. */
-static int enqueue_once(struct cuda_exec *c, char *err, size_t errlen)
+/* Enqueue one launch of the slot's configuration on s->stream. */
+static int enqueue_once(struct cuda_exec *c, const struct cuda_slot *s, char *err, size_t errlen)
 {
-    const enum kernel_op op = c->cfg.kernel->op;
-    const bool fp16 = c->cfg.dtype == DTYPE_FP16;
+    const enum kernel_op op = s->cfg.kernel->op;
+    const bool fp16 = s->cfg.dtype == DTYPE_FP16;
     if (op_is_linear(op))
-        return enqueue_matmul(c, &c->plans[0], err, errlen);
+        return enqueue_matmul(c, s, &s->plans[0], err, errlen);
     if (op == KOP_ATTENTION) {
         /* scores = q k^T / sqrt(head_dim) (fp32), P = softmax(scores), y = P v */
-        if (enqueue_matmul(c, &c->plans[0], err, errlen) < 0)
+        if (enqueue_matmul(c, s, &s->plans[0], err, errlen) < 0)
             return -1;
         if (fp16)
-            launch_softmax<float, __half>(c, c->d_scores, (__half *)c->d_probs);
+            launch_softmax<float, __half>(s, s->d_scores, (__half *)s->d_probs);
         else
-            launch_softmax<float, float>(c, c->d_scores, c->d_scores);
+            launch_softmax<float, float>(s, s->d_scores, s->d_scores);
         if (cuda_check(c, cudaGetLastError(), "attention softmax kernel launch", err, errlen) < 0)
             return -1;
-        return enqueue_matmul(c, &c->plans[1], err, errlen);
+        return enqueue_matmul(c, s, &s->plans[1], err, errlen);
     }
     if (fp16)
-        launch_own_kernel<__half>(c);
+        launch_own_kernel<__half>(s);
     else
-        launch_own_kernel<float>(c);
+        launch_own_kernel<float>(s);
     char what[96];
-    snprintf(what, sizeof(what), "%s kernel launch", c->cfg.kernel->name);
+    snprintf(what, sizeof(what), "%s kernel launch", s->cfg.kernel->name);
     return cuda_check(c, cudaGetLastError(), what, err, errlen);
 }
 
-/* Capture `launches` launches into an instantiated graph. */
-static int capture_graph(struct cuda_exec *c, unsigned launches, cudaGraphExec_t *out, char *err,
+/* The slots of the level that starts at slot `first`: [first, end). Levels
+ * never decrease along the slots (prepare_plan checks it), so a level is a
+ * run of equal levels. */
+static size_t level_end(const struct cuda_exec *c, size_t first)
+{
+    size_t end = first + 1;
+    while (end < c->slot_count && c->slots[end].level == c->slots[first].level)
+        end++;
+    return end;
+}
+
+/*
+ * One level of more than one kernel, each on its branch stream: the origin
+ * records ev_fork, every branch waits for it, enqueues its kernel and records
+ * its join event, and the origin waits for every join before anything after
+ * the level. Under capture this is the documented way to put multi-stream
+ * work into one graph: the event dependencies become the graph's edges, the
+ * branches parallel paths between the fork and the join.
+ *
+ * A branch that waited on ev_fork is part of the capture and must be joined
+ * back into the origin even when its enqueue failed: an unjoined branch makes
+ * the whole capture fail with cudaErrorStreamCaptureUnjoined, hiding the
+ * error worth reporting. The first error is the one returned.
+ */
+static int enqueue_level(struct cuda_exec *c, size_t first, size_t end, char *err,
+                         size_t errlen)
+{
+    if (end - first > c->branch_count) { /* prepare_plan sized the pool: cannot happen */
+        set_err(err, errlen, "a level of %zu kernels but only %u branch streams", end - first,
+                c->branch_count);
+        return -1;
+    }
+    if (cuda_check(c, cudaEventRecord(c->ev_fork, c->stream), "cudaEventRecord (fork)", err,
+                   errlen) < 0)
+        return -1;
+    int rc = 0;
+    unsigned joins = 0; /* branches 0..joins-1 recorded their join event */
+    for (size_t k = first; k < end; k++) {
+        const struct cuda_slot *s = &c->slots[k];
+        const unsigned b = (unsigned)(k - first);
+        if (cuda_check(c, cudaStreamWaitEvent(s->stream, c->ev_fork, 0),
+                       "cudaStreamWaitEvent (fork)", err, errlen) < 0) {
+            rc = -1;
+            break; /* this branch did not join the capture: nothing to join back */
+        }
+        rc = enqueue_once(c, s, err, errlen);
+        const cudaError_t e = cudaEventRecord(c->ev_joins[b], s->stream);
+        if (e == cudaSuccess)
+            joins = b + 1;
+        else if (rc == 0)
+            rc = cuda_check(c, e, "cudaEventRecord (join)", err, errlen);
+        else /* poisons on a sticky error; err keeps the first error */
+            (void)cuda_check(c, e, "cudaEventRecord (join)", NULL, 0);
+        if (rc < 0)
+            break;
+    }
+    for (unsigned b = 0; b < joins; b++) {
+        const cudaError_t e = cudaStreamWaitEvent(c->stream, c->ev_joins[b], 0);
+        if (e == cudaSuccess)
+            continue;
+        if (rc == 0)
+            rc = cuda_check(c, e, "cudaStreamWaitEvent (join)", err, errlen);
+        else
+            (void)cuda_check(c, e, "cudaStreamWaitEvent (join)", NULL, 0);
+    }
+    return rc;
+}
+
+/* One pass of the prepared configuration: every slot once, level by level.
+ * A level of one kernel on the origin (every level of a single prepare)
+ * needs no fork and no join. */
+static int enqueue_pass(struct cuda_exec *c, char *err, size_t errlen)
+{
+    size_t first = 0;
+    while (first < c->slot_count) {
+        const size_t end = level_end(c, first);
+        int rc;
+        if (end - first == 1 && c->slots[first].stream == c->stream)
+            rc = enqueue_once(c, &c->slots[first], err, errlen);
+        else
+            rc = enqueue_level(c, first, end, err, errlen);
+        if (rc < 0)
+            return -1;
+        first = end;
+    }
+    return 0;
+}
+
+/* Capture `passes` passes into an instantiated graph. */
+static int capture_graph(struct cuda_exec *c, unsigned passes, cudaGraphExec_t *out, char *err,
                          size_t errlen)
 {
     *out = NULL;
@@ -635,18 +770,26 @@ static int capture_graph(struct cuda_exec *c, unsigned launches, cudaGraphExec_t
                    "cudaStreamBeginCapture", err, errlen) < 0)
         return -1;
     int rc = 0;
-    for (unsigned i = 0; i < launches && rc == 0; i++)
-        rc = enqueue_once(c, err, errlen);
+    for (unsigned i = 0; i < passes && rc == 0; i++)
+        rc = enqueue_pass(c, err, errlen);
+    /* Ends the capture on the origin and on every branch that joined it, also
+     * when the capture was invalidated. */
     cudaGraph_t graph = NULL;
     cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
     if (rc < 0) { /* the launch error is the one worth reporting */
         if (graph)
             cudaGraphDestroy(graph);
-        (void)cudaGetLastError();
+        if (e != cudaSuccess && cuda_error_is_sticky(e))
+            (void)cuda_check(c, e, "cudaStreamEndCapture", NULL, 0); /* poison, keep err */
+        else if (!c->poisoned)
+            (void)cudaGetLastError();
         return -1;
     }
-    if (cuda_check(c, e, "cudaStreamEndCapture", err, errlen) < 0)
+    if (cuda_check(c, e, "cudaStreamEndCapture", err, errlen) < 0) {
+        if (graph)
+            cudaGraphDestroy(graph);
         return -1;
+    }
 #if CUDART_VERSION >= 12000
     e = cudaGraphInstantiate(out, graph, 0);
 #else
@@ -668,7 +811,7 @@ static void destroy_graphs(struct cuda_exec *c)
         cudaGraphExecDestroy(c->tail_graph);
     c->chunk_graph = NULL;
     c->tail_graph = NULL;
-    c->tail_launches = 0;
+    c->tail_passes = 0;
 }
 
 static void destroy_plan(struct lt_plan *p)
@@ -691,26 +834,54 @@ static void device_free(void **p)
     *p = NULL;
 }
 
+/* Frees what one slot holds (a zeroed slot holds nothing). */
+static void release_slot(struct cuda_slot *s)
+{
+    for (unsigned i = 0; i < MAX_LT_PLANS; i++)
+        destroy_plan(&s->plans[i]);
+    for (unsigned t = 0; t < KERNEL_DATA_MAX_TENSORS; t++)
+        device_free(&s->d_inputs[t]);
+    device_free(&s->d_output);
+    device_free(&s->d_workspace);
+    if (s->d_scores)
+        cudaFree(s->d_scores);
+    device_free(&s->d_probs);
+    memset(s, 0, sizeof(*s));
+}
+
+/* The branch streams and fork/join events of a plan. A stream destroyed with
+ * work still queued is freed when that work ends (cudaStreamDestroy). */
+static void destroy_branches(struct cuda_exec *c)
+{
+    for (unsigned b = 0; b < c->branch_count; b++) {
+        if (c->branches && c->branches[b])
+            cudaStreamDestroy(c->branches[b]);
+        if (c->ev_joins && c->ev_joins[b])
+            cudaEventDestroy(c->ev_joins[b]);
+    }
+    free(c->branches);
+    free(c->ev_joins);
+    c->branches = NULL;
+    c->ev_joins = NULL;
+    c->branch_count = 0;
+    if (c->ev_fork)
+        cudaEventDestroy(c->ev_fork);
+    c->ev_fork = NULL;
+}
+
 static void cuda_release(struct executor *ex)
 {
     struct cuda_exec *c = cuda_of(ex);
     destroy_graphs(c);
-    for (unsigned i = 0; i < MAX_LT_PLANS; i++)
-        destroy_plan(&c->plans[i]);
-    c->plan_count = 0;
-    for (unsigned t = 0; t < KERNEL_DATA_MAX_TENSORS; t++)
-        device_free(&c->d_inputs[t]);
-    device_free(&c->d_output);
-    device_free(&c->d_workspace);
-    if (c->d_scores)
-        cudaFree(c->d_scores);
-    c->d_scores = NULL;
-    device_free(&c->d_probs);
+    for (size_t i = 0; i < c->slot_count; i++)
+        release_slot(&c->slots[i]);
+    free(c->slots);
+    c->slots = NULL;
+    c->slot_count = 0;
+    destroy_branches(c);
     __atomic_store_n(&c->held_bytes, 0, __ATOMIC_RELAXED);
-    c->output_elements = 0;
-    c->threads = c->blocks = 0;
-    c->rows = 0;
-    c->cols = c->dim2 = c->dim3 = 0;
+    c->width = 0;
+    c->passes_per_chunk = 0;
     c->prepared = false;
     if (!c->poisoned)
         (void)cudaGetLastError(); /* frees of a half-built config must not leak errors */
@@ -731,12 +902,12 @@ static int device_alloc(struct cuda_exec *c, void **dst, size_t bytes, const cha
 }
 
 /* Copies one fp32 master tensor to the device in the configuration's dtype. */
-static int upload_tensor(struct cuda_exec *c, const struct kernel_tensor *t, void *dst,
-                         char *err, size_t errlen)
+static int upload_tensor(struct cuda_exec *c, enum dtype dtype, const struct kernel_tensor *t,
+                         void *dst, char *err, size_t errlen)
 {
     char w[160];
     snprintf(w, sizeof(w), "copying input '%s' to the device", t->name);
-    if (c->cfg.dtype == DTYPE_FP32) {
+    if (dtype == DTYPE_FP32) {
         if (cuda_check(c,
                        cudaMemcpyAsync(dst, t->data, t->elements * sizeof(float),
                                        cudaMemcpyHostToDevice, c->stream),
@@ -810,8 +981,9 @@ static int make_layout(struct cuda_exec *c, cublasLtMatrixLayout_t *out,
 
 /* Builds plan p for spec s on operands a, b, d, and picks the algorithm
  * cuBLASLt's heuristic ranks first within the workspace. */
-static int plan_matmul(struct cuda_exec *c, struct lt_plan *p, const struct lt_spec *s,
-                       const void *a, const void *b, void *d, char *err, size_t errlen)
+static int plan_matmul(struct cuda_exec *c, const struct cuda_slot *slot, struct lt_plan *p,
+                       const struct lt_spec *s, const void *a, const void *b, void *d, char *err,
+                       size_t errlen)
 {
     const cublasOperation_t trans_b = CUBLAS_OP_N;
     p->alpha = s->alpha;
@@ -873,7 +1045,8 @@ static int plan_matmul(struct cuda_exec *c, struct lt_plan *p, const struct lt_s
         set_err(err, errlen,
                 "cuBLASLt has no algorithm for %s %s %s (m=%llu, n=%llu, k=%llu, batch=%d) "
                 "within a %llu-byte workspace on %s",
-                c->cfg.kernel->name, dtype_name(c->cfg.dtype), s->what, (unsigned long long)m,
+                slot->cfg.kernel->name, dtype_name(slot->cfg.dtype), s->what,
+                (unsigned long long)m,
                 (unsigned long long)s->b.cols, (unsigned long long)k, (int)s->d.batch,
                 (unsigned long long)workspace, c->device_name);
         return -1;
@@ -887,11 +1060,11 @@ static cudaDataType_t cuda_type(enum dtype d) { return d == DTYPE_FP16 ? CUDA_R_
 /* linear*: row-major y[batch][out] = x[batch][in] W[out][in]^T seen column-major:
  * Y (out x batch, ld out) = op(W: in x out, ld in, transposed) * X (in x batch, ld in).
  * linear_bn* arrive here with BatchNorm already folded into W and bias. */
-static int plan_linear(struct cuda_exec *c, char *err, size_t errlen)
+static int plan_linear(struct cuda_exec *c, struct cuda_slot *slot, char *err, size_t errlen)
 {
-    const int64_t *p = c->cfg.params;
+    const int64_t *p = slot->cfg.params;
     const uint64_t batch = (uint64_t)p[0], in = (uint64_t)p[1], out = (uint64_t)p[2];
-    const cudaDataType_t type = cuda_type(c->cfg.dtype);
+    const cudaDataType_t type = cuda_type(slot->cfg.dtype);
     struct lt_spec s;
     memset(&s, 0, sizeof(s));
     s.what = "x W^T";
@@ -899,7 +1072,7 @@ static int plan_linear(struct cuda_exec *c, char *err, size_t errlen)
     s.a = {type, in, out, (int64_t)in, 1, 0};
     s.b = {type, in, batch, (int64_t)in, 1, 0};
     s.d = {type, out, batch, (int64_t)out, 1, 0};
-    switch (c->cfg.kernel->op) {
+    switch (slot->cfg.kernel->op) {
     case KOP_LINEAR_RELU:
     case KOP_LINEAR_BN_RELU:
         s.epilogue = CUBLASLT_EPILOGUE_RELU_BIAS;
@@ -911,11 +1084,11 @@ static int plan_linear(struct cuda_exec *c, char *err, size_t errlen)
         s.epilogue = CUBLASLT_EPILOGUE_BIAS;
         break;
     }
-    s.bias = c->d_inputs[2];
+    s.bias = slot->d_inputs[2];
     s.alpha = 1.0f;
-    c->plan_count = 1;
-    return plan_matmul(c, &c->plans[0], &s, c->d_inputs[1], c->d_inputs[0], c->d_output, err,
-                       errlen);
+    slot->plan_count = 1;
+    return plan_matmul(c, slot, &slot->plans[0], &s, slot->d_inputs[1], slot->d_inputs[0],
+                       slot->d_output, err, errlen);
 }
 
 /* The attention shape, by parameter name (catalog.h's order is not assumed). */
@@ -965,8 +1138,8 @@ static uint64_t attention_scratch_bytes(const struct kernel_config *cfg)
  *       * P^T (tokens_j x tokens_t, ld tokens); row-major y[t][:] = sum_j P[t][j] v_j.
  * The batch x heads slices are one strided batch.
  */
-static int plan_attention(struct cuda_exec *c, const struct attention_shape *s, char *err,
-                          size_t errlen)
+static int plan_attention(struct cuda_exec *c, struct cuda_slot *slot,
+                          const struct attention_shape *s, char *err, size_t errlen)
 {
     const uint64_t slices = s->batch * s->heads;
     if (slices > (uint64_t)INT32_MAX || s->tokens > (uint64_t)INT_MAX) {
@@ -976,10 +1149,11 @@ static int plan_attention(struct cuda_exec *c, const struct attention_shape *s, 
                 (unsigned long long)slices, (unsigned long long)s->tokens, INT_MAX);
         return -1;
     }
-    const cudaDataType_t type = cuda_type(c->cfg.dtype);
+    const cudaDataType_t type = cuda_type(slot->cfg.dtype);
     const int32_t batch = (int32_t)slices;
     const int64_t t = (int64_t)s->tokens, d = (int64_t)s->head_dim;
-    const void *probs = c->cfg.dtype == DTYPE_FP16 ? c->d_probs : (const void *)c->d_scores;
+    const void *probs =
+        slot->cfg.dtype == DTYPE_FP16 ? slot->d_probs : (const void *)slot->d_scores;
 
     struct lt_spec qk;
     memset(&qk, 0, sizeof(qk));
@@ -1001,36 +1175,37 @@ static int plan_attention(struct cuda_exec *c, const struct attention_shape *s, 
     pv.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
     pv.alpha = 1.0f;
 
-    c->plan_count = 2;
-    if (plan_matmul(c, &c->plans[0], &qk, c->d_inputs[1], c->d_inputs[0], c->d_scores, err,
-                    errlen) < 0)
+    slot->plan_count = 2;
+    if (plan_matmul(c, slot, &slot->plans[0], &qk, slot->d_inputs[1], slot->d_inputs[0],
+                    slot->d_scores, err, errlen) < 0)
         return -1;
-    return plan_matmul(c, &c->plans[1], &pv, c->d_inputs[2], probs, c->d_output, err, errlen);
+    return plan_matmul(c, slot, &slot->plans[1], &pv, slot->d_inputs[2], probs, slot->d_output,
+                       err, errlen);
 }
 
 /* The softmax launch shape for rows x cols. */
-static void plan_softmax(struct cuda_exec *c, size_t rows, int64_t cols)
+static void plan_softmax(struct cuda_slot *slot, size_t rows, int64_t cols)
 {
-    c->rows = rows;
-    c->cols = cols;
+    slot->rows = rows;
+    slot->cols = cols;
     if (cols <= SOFTMAX_WARP_MAX_COLS) {
-        c->threads = SOFTMAX_WARP_THREADS;
-        c->blocks = grid_blocks(rows, SOFTMAX_WARP_THREADS / 32);
+        slot->threads = SOFTMAX_WARP_THREADS;
+        slot->blocks = grid_blocks(rows, SOFTMAX_WARP_THREADS / 32);
         return;
     }
-    c->threads = 256;
+    slot->threads = 256;
     for (size_t i = 0; i < sizeof(softmax_block_shapes) / sizeof(softmax_block_shapes[0]); i++)
         if (cols >= softmax_block_shapes[i].min_cols) {
-            c->threads = softmax_block_shapes[i].threads;
+            slot->threads = softmax_block_shapes[i].threads;
             break;
         }
-    c->blocks = grid_blocks(rows, 1);
+    slot->blocks = grid_blocks(rows, 1);
 }
 
 /* The launch shape of the own kernels (everything but the matmuls). */
-static int plan_own_kernel(struct cuda_exec *c, char *err, size_t errlen)
+static int plan_own_kernel(struct cuda_slot *slot, char *err, size_t errlen)
 {
-    const struct kernel_config *cfg = &c->cfg;
+    const struct kernel_config *cfg = &slot->cfg;
     switch (cfg->kernel->op) {
     case KOP_LAYERNORM: {
         /* One block per row: one warp per 32 columns up to LAYERNORM_MAX_THREADS;
@@ -1038,42 +1213,42 @@ static int plan_own_kernel(struct cuda_exec *c, char *err, size_t errlen)
         const int64_t rows = cfg->params[0], cols = cfg->params[1];
         if (rows > INT_MAX || cols > INT_MAX)
             break;
-        c->rows = (size_t)rows;
-        c->cols = cols;
-        c->blocks = (unsigned)rows;
-        c->threads = cols >= LAYERNORM_MAX_THREADS ? LAYERNORM_MAX_THREADS
-                                                   : (unsigned)((cols + 31) / 32 * 32);
+        slot->rows = (size_t)rows;
+        slot->cols = cols;
+        slot->blocks = (unsigned)rows;
+        slot->threads = cols >= LAYERNORM_MAX_THREADS ? LAYERNORM_MAX_THREADS
+                                                      : (unsigned)((cols + 31) / 32 * 32);
         return 0;
     }
     case KOP_SOFTMAX: {
         const int64_t rows = param_named(cfg, "rows"), cols = param_named(cfg, "cols");
         if (rows < 1 || cols < 1 || cols > INT_MAX)
             break;
-        plan_softmax(c, (size_t)rows, cols);
+        plan_softmax(slot, (size_t)rows, cols);
         return 0;
     }
     case KOP_ADD:
     case KOP_ADD_RELU: {
         const uint64_t per_vec = 16 / dtype_size(cfg->dtype);
-        c->threads = ELEMENTWISE_THREADS;
-        c->blocks = grid_blocks(c->output_elements / per_vec + 1, ELEMENTWISE_THREADS);
+        slot->threads = ELEMENTWISE_THREADS;
+        slot->blocks = grid_blocks(slot->output_elements / per_vec + 1, ELEMENTWISE_THREADS);
         return 0;
     }
     case KOP_TOKENIZER:
-        c->dim2 = param_named(cfg, "features");
-        c->dim3 = param_named(cfg, "d");
-        if (c->dim2 < 1 || c->dim3 < 1)
+        slot->dim2 = param_named(cfg, "features");
+        slot->dim3 = param_named(cfg, "d");
+        if (slot->dim2 < 1 || slot->dim3 < 1)
             break;
-        c->threads = ELEMENTWISE_THREADS;
-        c->blocks = grid_blocks(c->output_elements, ELEMENTWISE_THREADS);
+        slot->threads = ELEMENTWISE_THREADS;
+        slot->blocks = grid_blocks(slot->output_elements, ELEMENTWISE_THREADS);
         return 0;
     case KOP_CONCAT:
-        c->dim2 = param_named(cfg, "cols_a");
-        c->dim3 = param_named(cfg, "cols_b");
-        if (c->dim2 < 1 || c->dim3 < 1)
+        slot->dim2 = param_named(cfg, "cols_a");
+        slot->dim3 = param_named(cfg, "cols_b");
+        if (slot->dim2 < 1 || slot->dim3 < 1)
             break;
-        c->threads = ELEMENTWISE_THREADS;
-        c->blocks = grid_blocks(c->output_elements, ELEMENTWISE_THREADS);
+        slot->threads = ELEMENTWISE_THREADS;
+        slot->blocks = grid_blocks(slot->output_elements, ELEMENTWISE_THREADS);
         return 0;
     default:
         break;
@@ -1131,15 +1306,16 @@ static int check_inputs(const struct kernel_config *cfg, const struct kernel_dat
 }
 
 /* Scratch and plans of the attention core (inputs and output already on the device). */
-static int prepare_attention(struct cuda_exec *c, char *err, size_t errlen)
+static int prepare_attention(struct cuda_exec *c, struct cuda_slot *slot, char *err,
+                             size_t errlen)
 {
     struct attention_shape s;
-    if (attention_shape_of(&c->cfg, &s) < 0) {
+    if (attention_shape_of(&slot->cfg, &s) < 0) {
         set_err(err, errlen,
                 "attention needs the parameters batch, tokens, heads and head_dim, all >= 1");
         return -1;
     }
-    if (attention_scratch_bytes(&c->cfg) == UINT64_MAX) {
+    if (attention_scratch_bytes(&slot->cfg) == UINT64_MAX) {
         set_err(err, errlen, "attention scores of batch %llu x heads %llu x tokens %llu^2 "
                              "do not fit in 64 bits",
                 (unsigned long long)s.batch, (unsigned long long)s.heads,
@@ -1151,22 +1327,24 @@ static int prepare_attention(struct cuda_exec *c, char *err, size_t errlen)
     if (device_alloc(c, &scores, score_elements * sizeof(float), "the attention scores", err,
                      errlen) < 0)
         return -1;
-    c->d_scores = (float *)scores;
-    if (c->cfg.dtype == DTYPE_FP16 &&
-        device_alloc(c, &c->d_probs, score_elements * sizeof(uint16_t),
+    slot->d_scores = (float *)scores;
+    if (slot->cfg.dtype == DTYPE_FP16 &&
+        device_alloc(c, &slot->d_probs, score_elements * sizeof(uint16_t),
                      "the attention probabilities", err, errlen) < 0)
         return -1;
-    plan_softmax(c, (size_t)(s.batch * s.heads * s.tokens), (int64_t)s.tokens);
-    return plan_attention(c, &s, err, errlen);
+    plan_softmax(slot, (size_t)(s.batch * s.heads * s.tokens), (int64_t)s.tokens);
+    return plan_attention(c, slot, &s, err, errlen);
 }
 
-static int cuda_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
-                        char *err, size_t errlen)
+/*
+ * Prepares cfg in slot (zeroed, its level and stream set): buffers filled from
+ * kernel_data_generate(cfg, seed), the launch plan, and one eager launch on
+ * the slot's stream. On failure the slot may hold part of it: the caller
+ * releases the executor.
+ */
+static int prepare_slot(struct cuda_exec *c, struct cuda_slot *slot,
+                        const struct kernel_config *cfg, uint64_t seed, char *err, size_t errlen)
 {
-    struct cuda_exec *c = cuda_of(ex);
-    cuda_release(ex);
-    if (check_usable(c, err, errlen) < 0)
-        return -1;
     if (catalog_validate(cfg, 0, err, errlen) < 0)
         return -1;
 
@@ -1181,8 +1359,8 @@ static int cuda_prepare(struct executor *ex, const struct kernel_config *cfg, ui
         kernel_data_free(&data);
         return -1;
     }
-    c->cfg = *cfg;
-    c->output_elements = data.output_elements;
+    slot->cfg = *cfg;
+    slot->output_elements = data.output_elements;
     const size_t elem = dtype_size(cfg->dtype);
     const enum kernel_op op = cfg->kernel->op;
     char what[64];
@@ -1190,43 +1368,205 @@ static int cuda_prepare(struct executor *ex, const struct kernel_config *cfg, ui
 
     for (unsigned t = 0; t < data.input_count && rc == 0; t++) {
         snprintf(what, sizeof(what), "input '%s'", data.inputs[t].name);
-        rc = device_alloc(c, &c->d_inputs[t], data.inputs[t].elements * elem, what, err,
+        rc = device_alloc(c, &slot->d_inputs[t], data.inputs[t].elements * elem, what, err,
                           errlen);
         if (rc == 0)
-            rc = upload_tensor(c, &data.inputs[t], c->d_inputs[t], err, errlen);
+            rc = upload_tensor(c, cfg->dtype, &data.inputs[t], slot->d_inputs[t], err, errlen);
     }
     if (rc == 0)
-        rc = device_alloc(c, &c->d_output, c->output_elements * elem, "the output", err, errlen);
+        rc = device_alloc(c, &slot->d_output, slot->output_elements * elem, "the output", err,
+                          errlen);
     kernel_data_free(&data);
 
+    /* A workspace per slot: matmuls of one level run at once on their own
+     * streams, and cuBLASLt's workspace must not be shared between them. */
     if (rc == 0 && op_uses_matmul(op))
-        rc = device_alloc(c, &c->d_workspace, CATALOG_LINEAR_WORKSPACE_BYTES,
+        rc = device_alloc(c, &slot->d_workspace, CATALOG_LINEAR_WORKSPACE_BYTES,
                           "the cuBLASLt workspace", err, errlen);
     if (rc == 0) {
         if (op_is_linear(op))
-            rc = plan_linear(c, err, errlen);
+            rc = plan_linear(c, slot, err, errlen);
         else if (op == KOP_ATTENTION)
-            rc = prepare_attention(c, err, errlen);
+            rc = prepare_attention(c, slot, err, errlen);
         else
-            rc = plan_own_kernel(c, err, errlen);
+            rc = plan_own_kernel(slot, err, errlen);
     }
 
     /* One eager launch: it proves the plan runs and loads the kernels (lazy
      * module loading) outside any graph capture. Then the output is cleared:
-     * on both executors it reads as zeros until the first run. */
+     * on both executors it reads as zeros until the first run. The uploads
+     * above synchronised the origin stream, so the slot's stream (a branch
+     * stream in a plan) sees the inputs; the clear follows the launch on the
+     * same stream, and the synchronisation ends both. */
     if (rc == 0)
-        rc = enqueue_once(c, err, errlen);
+        rc = enqueue_once(c, slot, err, errlen);
     if (rc == 0)
-        rc = cuda_check(c, cudaMemsetAsync(c->d_output, 0, c->output_elements * elem, c->stream),
+        rc = cuda_check(c,
+                        cudaMemsetAsync(slot->d_output, 0, slot->output_elements * elem,
+                                        slot->stream),
                         "clearing the output", err, errlen);
     if (rc == 0)
-        rc = cuda_check(c, cudaStreamSynchronize(c->stream), "first launch", err, errlen);
-    if (rc < 0) {
+        rc = cuda_check(c, cudaStreamSynchronize(slot->stream), "first launch", err, errlen);
+    return rc;
+}
+
+/* The slot array for `count` kernels, zeroed (release frees a zeroed slot
+ * safely, so a prepare that fails half-way releases everything). */
+static int alloc_slots(struct cuda_exec *c, size_t count, char *err, size_t errlen)
+{
+    c->slots = (struct cuda_slot *)calloc(count, sizeof(*c->slots));
+    if (!c->slots) {
+        set_err(err, errlen, "cannot allocate %zu bytes for %zu prepared kernels",
+                count * sizeof(*c->slots), count);
+        return -1;
+    }
+    c->slot_count = count;
+    return 0;
+}
+
+static int cuda_prepare(struct executor *ex, const struct kernel_config *cfg, uint64_t seed,
+                        char *err, size_t errlen)
+{
+    struct cuda_exec *c = cuda_of(ex);
+    cuda_release(ex);
+    if (check_usable(c, err, errlen) < 0)
+        return -1;
+    /* A one-slot plan on the origin stream: one level, no branches. */
+    if (alloc_slots(c, 1, err, errlen) < 0)
+        return -1;
+    c->slots[0].level = 1;
+    c->slots[0].stream = c->stream;
+    if (prepare_slot(c, &c->slots[0], cfg, seed, err, errlen) < 0) {
         cuda_release(ex);
         return -1;
     }
+    c->width = 1;
+    c->passes_per_chunk = RUN_CHUNK_LAUNCHES;
     c->prepared = true;
     return 0;
+}
+
+/* The plan's shape (what exec_plan_check checks too, since the op may be
+ * called without it): 1..EXEC_PLAN_MAX_KERNELS kernels, levels >= 1 and
+ * never decreasing. *width receives the widest level's kernel count. The
+ * configurations are validated as each is prepared. */
+static int check_plan_shape(const struct exec_plan *plan, unsigned *width, char *err,
+                            size_t errlen)
+{
+    if (!plan || !plan->kernels || plan->count < 1 || plan->count > EXEC_PLAN_MAX_KERNELS) {
+        set_err(err, errlen, "a plan needs 1 to %u kernels, this one has %zu",
+                EXEC_PLAN_MAX_KERNELS, plan && plan->kernels ? plan->count : 0);
+        return -1;
+    }
+    unsigned widest = 0, run = 0;
+    for (size_t i = 0; i < plan->count; i++) {
+        const struct exec_plan_kernel *k = &plan->kernels[i];
+        const char *name = k->cfg.kernel ? k->cfg.kernel->name : "no kernel";
+        if (k->level < 1) {
+            set_err(err, errlen, "plan kernel %zu (%s): level %u, levels start at 1", i, name,
+                    k->level);
+            return -1;
+        }
+        if (i > 0 && k->level < plan->kernels[i - 1].level) {
+            set_err(err, errlen,
+                    "plan kernel %zu (%s): level %u after level %u, levels never decrease", i,
+                    name, k->level, plan->kernels[i - 1].level);
+            return -1;
+        }
+        run = i > 0 && k->level == plan->kernels[i - 1].level ? run + 1 : 1;
+        if (run > widest)
+            widest = run;
+    }
+    *width = widest;
+    return 0;
+}
+
+/* width branch streams (non-blocking, like the origin) with a join event each,
+ * and the fork event. Events used only for ordering are made without timing. */
+static int create_branches(struct cuda_exec *c, unsigned width, char *err, size_t errlen)
+{
+    c->branches = (cudaStream_t *)calloc(width, sizeof(*c->branches));
+    c->ev_joins = (cudaEvent_t *)calloc(width, sizeof(*c->ev_joins));
+    if (!c->branches || !c->ev_joins) {
+        set_err(err, errlen, "cannot allocate the handles of %u branch streams", width);
+        return -1; /* release frees what was allocated */
+    }
+    c->branch_count = width; /* NULL handles are skipped by destroy_branches */
+    if (cuda_check(c, cudaEventCreateWithFlags(&c->ev_fork, cudaEventDisableTiming),
+                   "cudaEventCreateWithFlags (fork)", err, errlen) < 0) {
+        c->ev_fork = NULL;
+        return -1;
+    }
+    for (unsigned b = 0; b < width; b++) {
+        if (cuda_check(c, cudaStreamCreateWithFlags(&c->branches[b], cudaStreamNonBlocking),
+                       "cudaStreamCreateWithFlags (branch stream)", err, errlen) < 0) {
+            c->branches[b] = NULL;
+            return -1;
+        }
+        if (cuda_check(c, cudaEventCreateWithFlags(&c->ev_joins[b], cudaEventDisableTiming),
+                       "cudaEventCreateWithFlags (join)", err, errlen) < 0) {
+            c->ev_joins[b] = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * A whole graph's kernels: a slot each, in plan order, every one prepared as
+ * prepare does. A level of one kernel runs on the origin stream; in a level of
+ * k > 1 kernels the i-th runs on branch stream i (the pool holds as many as
+ * the widest level has kernels), which enqueue_level forks from and joins back
+ * into the origin. Errors name the plan kernel at fault.
+ */
+static int cuda_prepare_plan(struct executor *ex, const struct exec_plan *plan, uint64_t seed,
+                             char *err, size_t errlen)
+{
+    struct cuda_exec *c = cuda_of(ex);
+    cuda_release(ex);
+    if (check_usable(c, err, errlen) < 0)
+        return -1;
+    unsigned width = 0;
+    if (check_plan_shape(plan, &width, err, errlen) < 0)
+        return -1;
+    if (alloc_slots(c, plan->count, err, errlen) < 0)
+        return -1;
+    if (width > 1 && create_branches(c, width, err, errlen) < 0) {
+        cuda_release(ex);
+        return -1;
+    }
+    for (size_t i = 0; i < plan->count; i++)
+        c->slots[i].level = plan->kernels[i].level;
+    for (size_t first = 0; first < c->slot_count;) {
+        const size_t end = level_end(c, first);
+        for (size_t k = first; k < end; k++) {
+            struct cuda_slot *slot = &c->slots[k];
+            slot->stream = end - first > 1 ? c->branches[k - first] : c->stream;
+            char why[768] = "";
+            if (prepare_slot(c, slot, &plan->kernels[k].cfg, seed, why, sizeof(why)) < 0) {
+                const struct catalog_kernel *kern = plan->kernels[k].cfg.kernel;
+                set_err(err, errlen, "plan kernel %zu (%s): %s", k,
+                        kern ? kern->name : "no kernel", why);
+                cuda_release(ex);
+                return -1;
+            }
+        }
+        first = end;
+    }
+    c->width = width;
+    /* Graph size comparable to a single kernel's chunk: about
+     * RUN_CHUNK_LAUNCHES kernels per captured graph, at least one pass. */
+    c->passes_per_chunk = RUN_CHUNK_LAUNCHES / (unsigned)plan->count;
+    if (c->passes_per_chunk < 1)
+        c->passes_per_chunk = 1;
+    c->prepared = true;
+    return 0;
+}
+
+static unsigned cuda_plan_streams(struct executor *ex)
+{
+    const struct cuda_exec *c = cuda_of(ex);
+    return c->prepared ? c->width : 0;
 }
 
 /* ---- executor_ops ---- */
@@ -1373,19 +1713,21 @@ static int cuda_run(struct executor *ex, unsigned launches, double *elapsed_us, 
         set_err(err, errlen, "launches must be at least 1");
         return -1;
     }
-    const unsigned chunks = launches / RUN_CHUNK_LAUNCHES;
-    const unsigned tail = launches % RUN_CHUNK_LAUNCHES;
+    /* A launch is one pass of the prepared configuration: one kernel after
+     * prepare, every kernel of the plan after prepare_plan. */
+    const unsigned chunks = launches / c->passes_per_chunk;
+    const unsigned tail = launches % c->passes_per_chunk;
     if (chunks > 0 && !c->chunk_graph &&
-        capture_graph(c, RUN_CHUNK_LAUNCHES, &c->chunk_graph, err, errlen) < 0)
+        capture_graph(c, c->passes_per_chunk, &c->chunk_graph, err, errlen) < 0)
         return -1;
-    if (tail > 0 && (!c->tail_graph || c->tail_launches != tail)) {
+    if (tail > 0 && (!c->tail_graph || c->tail_passes != tail)) {
         if (c->tail_graph)
             cudaGraphExecDestroy(c->tail_graph);
         c->tail_graph = NULL;
-        c->tail_launches = 0;
+        c->tail_passes = 0;
         if (capture_graph(c, tail, &c->tail_graph, err, errlen) < 0)
             return -1;
-        c->tail_launches = tail;
+        c->tail_passes = tail;
     }
 
     if (cuda_check(c, cudaEventRecord(c->ev_start, c->stream), "cudaEventRecord (start)", err,
@@ -1423,9 +1765,13 @@ static int cuda_read_output(struct executor *ex, float *dst, size_t count, char 
         set_err(err, errlen, "no configuration prepared on the CUDA executor");
         return -1;
     }
-    if (count > c->output_elements) {
+    /* A plan's output is its last kernel's. The copy runs on the origin
+     * stream, after every graph launched there (a graph launch completes with
+     * all its branches); prepare synchronised each slot's stream. */
+    const struct cuda_slot *s = &c->slots[c->slot_count - 1];
+    if (count > s->output_elements) {
         set_err(err, errlen, "asked for %zu output elements but %s has %zu", count,
-                c->cfg.kernel->name, c->output_elements);
+                s->cfg.kernel->name, s->output_elements);
         return -1;
     }
     if (count == 0)
@@ -1434,9 +1780,9 @@ static int cuda_read_output(struct executor *ex, float *dst, size_t count, char 
         set_err(err, errlen, "no destination buffer for %zu output elements", count);
         return -1;
     }
-    if (c->cfg.dtype == DTYPE_FP32) {
+    if (s->cfg.dtype == DTYPE_FP32) {
         if (cuda_check(c,
-                       cudaMemcpyAsync(dst, c->d_output, count * sizeof(float),
+                       cudaMemcpyAsync(dst, s->d_output, count * sizeof(float),
                                        cudaMemcpyDeviceToHost, c->stream),
                        "copying the output to the host", err, errlen) < 0)
             return -1;
@@ -1450,7 +1796,7 @@ static int cuda_read_output(struct executor *ex, float *dst, size_t count, char 
         return -1;
     }
     int rc = cuda_check(c,
-                        cudaMemcpyAsync(h, c->d_output, count * sizeof(uint16_t),
+                        cudaMemcpyAsync(h, s->d_output, count * sizeof(uint16_t),
                                         cudaMemcpyDeviceToHost, c->stream),
                         "copying the output to the host", err, errlen);
     if (rc == 0)
@@ -1489,8 +1835,9 @@ static void cuda_close(struct executor *ex)
 }
 
 static const struct executor_ops cuda_ops = {
-    cuda_info,    cuda_prepare,       cuda_run,        cuda_read_output,
-    cuda_release, cuda_close,         cuda_memory_needed, cuda_memory_free,
+    cuda_info,          cuda_prepare,     cuda_run,          cuda_read_output,
+    cuda_release,       cuda_close,       cuda_memory_needed, cuda_memory_free,
+    cuda_prepare_plan,  cuda_plan_streams,
 };
 
 /* CUDA, device 0, cuBLASLt, the stream and the timing events. */

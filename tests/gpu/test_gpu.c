@@ -18,7 +18,18 @@
  *     256, plus a tail graph: graph replay) and compares again (every kernel
  *     writes its output from its inputs only, so repeated launches must give
  *     the same result),
- * and prints one table row per case. Last, the configuration of the catalogue
+ * and prints one table row per case. Then whole-graph plans (prepare_plan,
+ * check_plan): two 5-kernel plans over three levels with a 3-wide level of
+ * linear_relu (three matmuls on three branch streams, forked from and joined
+ * back into the captured origin stream), once ending on the origin and once
+ * ending in the 3-wide level, in both dtypes: plan_streams must be 3, the
+ * output must read as zeros after prepare_plan and, after 1, 5 and
+ * REPLAY_LAUNCHES passes, equal the CPU executor's output of the same plan
+ * (its last kernel's) within that kernel's tolerance; plan_streams is 0 after
+ * release. check_plan_errors calls the plugin's prepare_plan directly with a
+ * decreasing level and with an invalid configuration: both refused naming the
+ * plan kernel, nothing left prepared, and the next plan and a single prepare
+ * (plan_streams 1) succeed. Last, the configuration of the catalogue
  * that needs the most memory must be refused by memory_needed > memory_free
  * before anything is prepared (the daemon's admission check).
  *
@@ -394,6 +405,268 @@ out:
     free(got);
 }
 
+/* ---- whole-graph plans (prepare_plan, plan_streams) ---- */
+
+/*
+ * Two plans of PLAN_KERNELS kernels over three levels with one 3-wide level
+ * (three linear_relu of different widths: three matmuls at once on three
+ * branch streams, each with its own cuBLASLt workspace). "fan-out" ends in a
+ * one-kernel level on the origin stream; in "wide-end" the 3-wide level is
+ * the last, so the output read_output returns (the last kernel's) is written
+ * by a matmul on the third branch stream and must be complete when the
+ * graph's launch on the origin is.
+ */
+#define PLAN_KERNELS 5
+#define PLAN_STREAMS 3u /* the widest level */
+static const unsigned plan_passes[] = {1, 5, REPLAY_LAUNCHES};
+
+struct plan_spec {
+    const char *label;
+    struct {
+        const char *kernel, *config;
+        unsigned level;
+    } kernels[PLAN_KERNELS];
+};
+
+static const struct plan_spec plan_specs[] = {
+    {"fan-out",
+     {{"linear_relu", "batch=17,in=64,out=33", 1},
+      {"linear_relu", "batch=17,in=48,out=40", 1},
+      {"linear_relu", "batch=17,in=96,out=24", 1},
+      {"concat", "rows=17,cols_a=33,cols_b=40", 2},
+      {"softmax", "rows=17,cols=73", 3}}},
+    {"wide-end",
+     {{"softmax", "rows=17,cols=73", 1},
+      {"concat", "rows=17,cols_a=33,cols_b=40", 2},
+      {"linear_relu", "batch=17,in=64,out=33", 3},
+      {"linear_relu", "batch=17,in=48,out=40", 3},
+      {"linear_relu", "batch=17,in=96,out=24", 3}}},
+};
+
+/* Fills kernels[] from spec in dtype d; 0 or -1 with err. */
+static int plan_from_spec(const struct plan_spec *spec, enum dtype d,
+                          struct exec_plan_kernel kernels[PLAN_KERNELS], char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < PLAN_KERNELS; i++) {
+        const struct catalog_kernel *k = catalog_find(spec->kernels[i].kernel);
+        if (!k) {
+            snprintf(err, errlen, "no kernel %s in the catalogue", spec->kernels[i].kernel);
+            return -1;
+        }
+        if (parse_config(k, d, spec->kernels[i].config, &kernels[i].cfg, err, errlen) < 0)
+            return -1;
+        kernels[i].level = spec->kernels[i].level;
+    }
+    return 0;
+}
+
+/*
+ * One plan in one dtype: the CPU executor's prepare_plan, run(1), read_output
+ * is the oracle; the CUDA executor's plan must report PLAN_STREAMS streams,
+ * read zeros after prepare_plan, and after run(n) for every n of plan_passes
+ * (one pass, a 5-pass tail graph, chunk graphs of several passes plus a tail)
+ * give the oracle's output within the last kernel's tolerance. After release
+ * plan_streams is 0.
+ */
+static void check_plan(struct executor *cpu, struct executor *gpu, const struct plan_spec *spec,
+                       enum dtype d)
+{
+    char err[1024] = "";
+    struct exec_plan_kernel kernels[PLAN_KERNELS];
+    memset(kernels, 0, sizeof(kernels));
+    cases++;
+    if (plan_from_spec(spec, d, kernels, err, sizeof(err)) < 0) {
+        fail_line("plan %s %s: the test plan is invalid: %s", spec->label, dtype_name(d), err);
+        return;
+    }
+    const struct exec_plan plan = {PLAN_KERNELS, kernels};
+    const struct kernel_config *last = &kernels[PLAN_KERNELS - 1].cfg;
+    const struct tolerance *tol = tolerance_for(last->kernel->op);
+    if (!tol) {
+        fail_line("plan %s %s: no tolerance for %s", spec->label, dtype_name(d),
+                  last->kernel->name);
+        return;
+    }
+    if (exec_plan_check(&plan, err, sizeof(err)) < 0) {
+        fail_line("plan %s %s: exec_plan_check: %s", spec->label, dtype_name(d), err);
+        return;
+    }
+    uint64_t needed = exec_plan_memory_needed(gpu, &plan), free_bytes = 0;
+    if (exec_memory_free(gpu, &free_bytes) < 0 || needed > free_bytes) {
+        fail_line("plan %s %s: needs %llu bytes, %llu free (or memory_free failed)", spec->label,
+                  dtype_name(d), (unsigned long long)needed, (unsigned long long)free_bytes);
+        return;
+    }
+
+    const size_t n = catalog_output_elements(last);
+    float *ref = calloc(n ? n : 1, sizeof(float));
+    float *got = calloc(n ? n : 1, sizeof(float));
+    if (!ref || !got) {
+        fail_line("plan %s %s: cannot allocate 2 x %zu floats", spec->label, dtype_name(d), n);
+        free(ref);
+        free(got);
+        return;
+    }
+    double us = 0, max_abs = 0, max_rel = 0, used = 0, last_us = 0;
+    bool ok = true;
+    if (exec_prepare_plan(cpu, &plan, SEED, err, sizeof(err)) < 0 ||
+        run_on(cpu, 1, ref, n, &us, err, sizeof(err)) < 0) {
+        fail_line("plan %s %s: CPU oracle: %s", spec->label, dtype_name(d), err);
+        ok = false;
+        goto out;
+    }
+    exec_release(cpu);
+    if (exec_prepare_plan(gpu, &plan, SEED, err, sizeof(err)) < 0) {
+        fail_line("plan %s %s: CUDA prepare_plan: %s", spec->label, dtype_name(d), err);
+        ok = false;
+        goto out;
+    }
+    unsigned streams = exec_plan_streams(gpu);
+    if (streams != PLAN_STREAMS) {
+        fail_line("plan %s %s: plan_streams is %u, the widest level has %u kernels", spec->label,
+                  dtype_name(d), streams, PLAN_STREAMS);
+        ok = false;
+    }
+    for (size_t i = 0; i < n; i++)
+        got[i] = 1.0f;
+    if (exec_read_output(gpu, got, n, err, sizeof(err)) < 0) {
+        fail_line("plan %s %s: CUDA read_output after prepare_plan: %s", spec->label,
+                  dtype_name(d), err);
+        ok = false;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != 0.0f) {
+            fail_line("plan %s %s: output[%zu] = %g after prepare_plan, expected 0 until the "
+                      "first run",
+                      spec->label, dtype_name(d), i, (double)got[i]);
+            ok = false;
+            goto out;
+        }
+    for (size_t r = 0; r < sizeof(plan_passes) / sizeof(plan_passes[0]); r++) {
+        const unsigned passes = plan_passes[r];
+        struct comparison cmp;
+        memset(got, 0, n * sizeof(float));
+        if (run_on(gpu, passes, got, n, &last_us, err, sizeof(err)) < 0) {
+            fail_line("plan %s %s: CUDA, %u passes: %s", spec->label, dtype_name(d), passes, err);
+            ok = false;
+            goto out;
+        }
+        compare(got, ref, n, tol->atol[d], tol->rtol[d], &cmp);
+        if (!cmp.ok) {
+            fail_line("plan %s %s: %u passes: element %zu is %.9g, oracle %.9g", spec->label,
+                      dtype_name(d), passes, cmp.worst, (double)got[cmp.worst],
+                      (double)ref[cmp.worst]);
+            ok = false;
+        }
+        if (last_us <= 0) {
+            fail_line("plan %s %s: %u passes took %.3f us by the CUDA events", spec->label,
+                      dtype_name(d), passes, last_us);
+            ok = false;
+        }
+        max_abs = cmp.max_abs > max_abs ? cmp.max_abs : max_abs;
+        max_rel = cmp.max_rel > max_rel ? cmp.max_rel : max_rel;
+        used = cmp.used > used ? cmp.used : used;
+    }
+    exec_release(gpu);
+    streams = exec_plan_streams(gpu);
+    if (streams != 0) {
+        fail_line("plan %s %s: plan_streams is %u after release, expected 0", spec->label,
+                  dtype_name(d), streams);
+        ok = false;
+    }
+out:
+    {
+        char params[64];
+        snprintf(params, sizeof(params), "%u kernels, 3 levels, %u streams", PLAN_KERNELS,
+                 PLAN_STREAMS);
+        printf("%-15s %-5s %-8s %-46s %10.3e %10.3e %6.3f %10.2f %-4s\n", "plan",
+               dtype_name(d), spec->label, params, max_abs, max_rel, used,
+               last_us / REPLAY_LAUNCHES, ok ? "PASS" : "FAIL");
+    }
+    exec_release(cpu);
+    exec_release(gpu);
+    free(ref);
+    free(got);
+}
+
+/*
+ * The plugin's own plan checks, called through its ops (exec_prepare_plan
+ * would stop a bad plan in exec_plan_check first): a decreasing level and an
+ * invalid configuration are refused with the plan kernel named, nothing stays
+ * prepared (plan_streams 0), and the executor still prepares and runs the next
+ * plan. A single prepare is a one-stream plan.
+ */
+static void check_plan_errors(struct executor *gpu)
+{
+    char err[1024] = "";
+    struct exec_plan_kernel kernels[PLAN_KERNELS];
+    memset(kernels, 0, sizeof(kernels));
+    cases++;
+    if (!gpu->ops->prepare_plan || !gpu->ops->plan_streams) {
+        fail_line("plan errors: the CUDA plugin has no prepare_plan or plan_streams");
+        return;
+    }
+    if (plan_from_spec(&plan_specs[0], DTYPE_FP32, kernels, err, sizeof(err)) < 0) {
+        fail_line("plan errors: the test plan is invalid: %s", err);
+        return;
+    }
+    const struct exec_plan plan = {PLAN_KERNELS, kernels};
+    bool ok = true;
+
+    /* The softmax at level 1 after the concat at level 2. */
+    kernels[4].level = 1;
+    err[0] = '\0';
+    int rc = gpu->ops->prepare_plan(gpu, &plan, SEED, err, sizeof(err));
+    if (rc == 0 || !strstr(err, "plan kernel 4 (softmax)") || exec_plan_streams(gpu) != 0) {
+        fail_line("plan errors: a decreasing level: rc %d, plan_streams %u, error '%s' "
+                  "(expected -1, 0 and 'plan kernel 4 (softmax)')",
+                  rc, exec_plan_streams(gpu), err);
+        ok = false;
+    }
+    kernels[4].level = 3;
+
+    /* An invalid configuration in the 3-wide level, after the first kernel
+     * was prepared: prepare_plan must release what it made. */
+    const int batch = catalog_param_index(kernels[1].cfg.kernel, "batch");
+    const int64_t saved = batch >= 0 ? kernels[1].cfg.params[batch] : 0;
+    if (batch >= 0)
+        kernels[1].cfg.params[batch] = 0;
+    err[0] = '\0';
+    rc = gpu->ops->prepare_plan(gpu, &plan, SEED, err, sizeof(err));
+    if (batch < 0 || rc == 0 || !strstr(err, "plan kernel 1 (linear_relu)") ||
+        exec_plan_streams(gpu) != 0) {
+        fail_line("plan errors: an invalid configuration: rc %d, plan_streams %u, error '%s' "
+                  "(expected -1, 0 and 'plan kernel 1 (linear_relu)')",
+                  rc, exec_plan_streams(gpu), err);
+        ok = false;
+    }
+    if (batch >= 0)
+        kernels[1].cfg.params[batch] = saved;
+
+    /* The executor is still usable: the valid plan prepares and runs. */
+    double us = 0;
+    err[0] = '\0';
+    if (exec_prepare_plan(gpu, &plan, SEED, err, sizeof(err)) < 0 ||
+        exec_run(gpu, 1, &us, err, sizeof(err)) < 0 || exec_plan_streams(gpu) != PLAN_STREAMS) {
+        fail_line("plan errors: the valid plan after the refused ones: %s (plan_streams %u)",
+                  err[0] ? err : "no error text", exec_plan_streams(gpu));
+        ok = false;
+    }
+    /* A single prepare replaces the plan and is one stream. */
+    err[0] = '\0';
+    if (exec_prepare(gpu, &kernels[0].cfg, SEED, err, sizeof(err)) < 0 ||
+        exec_plan_streams(gpu) != 1) {
+        fail_line("plan errors: a single prepare after a plan: %s (plan_streams %u, expected 1)",
+                  err[0] ? err : "no error text", exec_plan_streams(gpu));
+        ok = false;
+    }
+    exec_release(gpu);
+    printf("plan errors: decreasing level and invalid configuration refused, executor usable "
+           "after  %s\n",
+           ok ? "PASS" : "FAIL");
+}
+
 /*
  * The admission check: the configuration of the catalogue needing the most
  * CUDA memory (every parameter at its maximum) must be refused by
@@ -697,6 +970,10 @@ int main(int argc, char **argv)
                 check_case(cpu, gpu, &cfg, config_labels[j], tol);
             }
     }
+    for (size_t i = 0; i < sizeof(plan_specs) / sizeof(plan_specs[0]); i++)
+        for (int d = 0; d < DTYPE_COUNT; d++)
+            check_plan(cpu, gpu, &plan_specs[i], (enum dtype)d);
+    check_plan_errors(gpu);
     struct kernel_config worst;
     uint64_t worst_needed = 0;
     check_out_of_memory(gpu, &worst, &worst_needed);
