@@ -8,7 +8,11 @@
  * leaves half a sweep queued. Duplicates are found by config_key against
  * measurements and against jobs queued, running or done - the jobs inserted
  * earlier in the same transaction included, so a sweep that names one
- * configuration twice queues it once.
+ * configuration twice queues it once. The insert and the duplicate check are
+ * shared (db_internal.h) with whole-graph batches (graphs.c) and adaptive
+ * rounds (rounds.c), so every way of queueing agrees on what a duplicate is.
+ * A batch of kind "adaptive" is open for rounds from its insert until its last
+ * round or its cancel.
  */
 #include "db/db_internal.h"
 
@@ -36,10 +40,50 @@ static int config_known(struct db *db, sqlite3_stmt *st, const struct db_job *jo
     return sqlite3_column_int(st, 0) != 0;
 }
 
-int db_batch_insert(struct db *db, const char *kind, const char *spec_json, const char *dtype,
-                    int repeats, int64_t device_id, struct db_job *jobs, size_t n,
-                    bool repeat_existing, int64_t *batch_id, size_t *inserted,
-                    size_t *duplicates, char *err, size_t errlen)
+int db_batch_queue_jobs(struct db *db, int64_t batch_id, struct db_job *jobs, size_t n,
+                        bool repeat_existing, size_t *inserted, size_t *duplicates, char *err,
+                        size_t errlen)
+{
+    sqlite3_stmt *known = NULL;
+    size_t n_inserted = 0, n_dup = 0;
+    if (!repeat_existing &&
+        db_prepare(db,
+                   "SELECT EXISTS (SELECT 1 FROM jobs WHERE config_key = ?1"
+                   "   AND state IN ('queued', 'running', 'done'))"
+                   " OR EXISTS (SELECT 1 FROM measurements WHERE config_key = ?1)",
+                   &known, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (known != NULL) {
+            int k = config_known(db, known, &jobs[i], err, errlen);
+            if (k < 0)
+                goto fail;
+            if (k == 1) {
+                n_dup++;
+                jobs[i].id = 0;
+                continue;
+            }
+        }
+        jobs[i].batch_id = batch_id;
+        if (db_job_insert(db, &jobs[i], err, errlen) != 0)
+            goto fail;
+        n_inserted++;
+    }
+    sqlite3_finalize(known);
+    *inserted = n_inserted;
+    *duplicates = n_dup;
+    return 0;
+
+fail:
+    sqlite3_finalize(known);
+    return -1;
+}
+
+int db_batch_insert_locked(struct db *db, const char *kind, const char *spec_json,
+                           const char *dtype, int repeats, int64_t device_id,
+                           struct db_job *jobs, size_t n, bool repeat_existing,
+                           int64_t *batch_id, size_t *inserted, size_t *duplicates, char *err,
+                           size_t errlen)
 {
     if (kind == NULL || kind[0] == '\0' || dtype == NULL || dtype[0] == '\0' ||
         spec_json == NULL) {
@@ -53,14 +97,13 @@ int db_batch_insert(struct db *db, const char *kind, const char *spec_json, cons
     }
     char now[32];
     clock_utc_iso8601(now, sizeof now);
-    sqlite3_stmt *ins = NULL, *known = NULL;
+    sqlite3_stmt *ins = NULL;
     size_t n_inserted = 0, n_dup = 0;
 
-    if (db_begin(db, err, errlen) != 0)
-        return -1;
+    /* An adaptive batch stays open for rounds after its initial sample (rounds.c). */
     if (db_prepare(db,
-                   "INSERT INTO batches (created_at, kind, spec_json, dtype, repeats, device_id)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                   "INSERT INTO batches (created_at, kind, spec_json, dtype, repeats, device_id,"
+                   " adaptive_open) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                    &ins, err, errlen) != 0)
         goto fail;
     int bind = sqlite3_bind_text(ins, 1, now, -1, SQLITE_TRANSIENT) |
@@ -68,7 +111,8 @@ int db_batch_insert(struct db *db, const char *kind, const char *spec_json, cons
                sqlite3_bind_text(ins, 3, spec_json, -1, SQLITE_TRANSIENT) |
                sqlite3_bind_text(ins, 4, dtype, -1, SQLITE_TRANSIENT) |
                sqlite3_bind_int(ins, 5, repeats) |
-               (device_id > 0 ? sqlite3_bind_int64(ins, 6, device_id) : sqlite3_bind_null(ins, 6));
+               (device_id > 0 ? sqlite3_bind_int64(ins, 6, device_id) : sqlite3_bind_null(ins, 6)) |
+               sqlite3_bind_int(ins, 7, strcmp(kind, "adaptive") == 0 ? 1 : 0);
     if (bind != SQLITE_OK || sqlite3_step(ins) != SQLITE_DONE) {
         db_err_sqlite(db, err, errlen, "inserting a %s batch", kind);
         goto fail;
@@ -77,31 +121,9 @@ int db_batch_insert(struct db *db, const char *kind, const char *spec_json, cons
     ins = NULL;
     int64_t id = sqlite3_last_insert_rowid(db->conn);
 
-    if (!repeat_existing &&
-        db_prepare(db,
-                   "SELECT EXISTS (SELECT 1 FROM jobs WHERE config_key = ?1"
-                   "   AND state IN ('queued', 'running', 'done'))"
-                   " OR EXISTS (SELECT 1 FROM measurements WHERE config_key = ?1)",
-                   &known, err, errlen) != 0)
+    if (db_batch_queue_jobs(db, id, jobs, n, repeat_existing, &n_inserted, &n_dup, err,
+                            errlen) != 0)
         goto fail;
-    for (size_t i = 0; i < n; i++) {
-        if (known != NULL) {
-            int k = config_known(db, known, &jobs[i], err, errlen);
-            if (k < 0)
-                goto fail;
-            if (k == 1) {
-                n_dup++;
-                jobs[i].id = 0;
-                continue;
-            }
-        }
-        jobs[i].batch_id = id;
-        if (db_job_insert(db, &jobs[i], err, errlen) != 0)
-            goto fail;
-        n_inserted++;
-    }
-    sqlite3_finalize(known);
-    known = NULL;
 
     if (db_prepare(db, "UPDATE batches SET duplicates = ?2 WHERE id = ?1", &ins, err, errlen) != 0)
         goto fail;
@@ -112,9 +134,6 @@ int db_batch_insert(struct db *db, const char *kind, const char *spec_json, cons
         goto fail;
     }
     sqlite3_finalize(ins);
-    ins = NULL;
-    if (db_commit(db, err, errlen) != 0)
-        return -1;
     *batch_id = id;
     if (inserted != NULL)
         *inserted = n_inserted;
@@ -124,9 +143,31 @@ int db_batch_insert(struct db *db, const char *kind, const char *spec_json, cons
 
 fail:
     sqlite3_finalize(ins);
-    sqlite3_finalize(known);
-    db_rollback(db);
     return -1;
+}
+
+int db_batch_insert(struct db *db, const char *kind, const char *spec_json, const char *dtype,
+                    int repeats, int64_t device_id, struct db_job *jobs, size_t n,
+                    bool repeat_existing, int64_t *batch_id, size_t *inserted,
+                    size_t *duplicates, char *err, size_t errlen)
+{
+    int64_t id = 0;
+    size_t n_inserted = 0, n_dup = 0;
+    if (db_begin(db, err, errlen) != 0)
+        return -1;
+    if (db_batch_insert_locked(db, kind, spec_json, dtype, repeats, device_id, jobs, n,
+                               repeat_existing, &id, &n_inserted, &n_dup, err, errlen) != 0) {
+        db_rollback(db);
+        return -1;
+    }
+    if (db_commit(db, err, errlen) != 0)
+        return -1;
+    *batch_id = id;
+    if (inserted != NULL)
+        *inserted = n_inserted;
+    if (duplicates != NULL)
+        *duplicates = n_dup;
+    return 0;
 }
 
 /* Reads the batch row and its per-state counts, inside whatever transaction
@@ -141,7 +182,8 @@ static int batch_load(struct db *db, int64_t id, struct db_batch *out, char *err
                    " started_at, finished_at, energy_j, wall_s,"
                    " (SELECT (julianday(max(finished_at)) - julianday(min(started_at))) * 86400.0"
                    "    FROM jobs WHERE batch_id = ?1 AND state IN ('done', 'failed')"
-                   "    AND started_at IS NOT NULL AND finished_at IS NOT NULL)"
+                   "    AND started_at IS NOT NULL AND finished_at IS NOT NULL),"
+                   " adaptive_open"
                    " FROM batches WHERE id = ?1",
                    &st, err, errlen) != 0)
         return -1;
@@ -173,6 +215,7 @@ static int batch_load(struct db *db, int64_t id, struct db_batch *out, char *err
     out->jobs_span_s = sqlite3_column_double(st, 11); /* NULL reads as 0 */
     if (out->jobs_span_s < 0)
         out->jobs_span_s = 0;
+    out->adaptive_open = sqlite3_column_int(st, 12) != 0;
     sqlite3_finalize(st);
 
     if (db_prepare(db, "SELECT state, count(*) FROM jobs WHERE batch_id = ?1 GROUP BY state", &st,
@@ -259,6 +302,16 @@ int db_batch_cancel(struct db *db, int64_t id, int64_t *canceled, char *err, siz
         goto fail;
     }
     int64_t n = sqlite3_changes(db->conn);
+    sqlite3_finalize(st);
+    st = NULL;
+    /* A canceled adaptive batch gets no more rounds. */
+    if (db_prepare(db, "UPDATE batches SET adaptive_open = 0 WHERE id = ?1", &st, err,
+                   errlen) != 0)
+        goto fail;
+    if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) {
+        db_err_sqlite(db, err, errlen, "closing batch %lld", (long long)id);
+        goto fail;
+    }
     sqlite3_finalize(st);
     st = NULL;
     if (mark_finished_if_done(db, id, now, err, errlen) != 0)

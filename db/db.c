@@ -2,7 +2,8 @@
  * db.c - opening jetprof's SQLite database: the parent directory, connection
  * pragmas (WAL, synchronous=FULL, foreign keys, busy timeout), schema migrations
  * keyed by PRAGMA user_version, the connection pool used by HTTP threads, and the
- * devices table. Jobs live in jobs.c, measurements in measurements.c.
+ * devices table. Jobs live in jobs.c, measurements in measurements.c, whole
+ * graphs in graphs.c, adaptive rounds in rounds.c.
  *
  * Migrations are an ordered array: migrations[i] brings user_version from i to
  * i + 1 and commits together with the version bump, so a crash mid-migration
@@ -143,6 +144,41 @@ static const char *const migrations[] = {
     "ALTER TABLE batches ADD COLUMN wall_s REAL;"
     "ALTER TABLE batches ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX jobs_config_key ON jobs(config_key, state);",
+    /* 2 -> 3: whole graphs (stored once per hash, measured by jobs like any
+     * other, each measurement linked to its graph and the streams it ran on)
+     * and adaptive sampling (a batch open for rounds, one row per round). */
+    "CREATE TABLE graphs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  hash TEXT NOT NULL UNIQUE,"
+    "  name TEXT NOT NULL DEFAULT '',"
+    "  format TEXT NOT NULL,"
+    "  dtype TEXT NOT NULL,"
+    "  batch INTEGER NOT NULL,"
+    "  graph_nodes INTEGER NOT NULL,"
+    "  kernels INTEGER NOT NULL,"
+    "  levels INTEGER NOT NULL,"
+    "  graph_json TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL"
+    ");"
+    "ALTER TABLE jobs ADD COLUMN graph_id INTEGER REFERENCES graphs(id);"
+    "CREATE TABLE graph_measurements ("
+    "  measurement_id INTEGER PRIMARY KEY REFERENCES measurements(id) ON DELETE CASCADE,"
+    "  graph_id INTEGER NOT NULL REFERENCES graphs(id),"
+    "  streams INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX graph_measurements_graph ON graph_measurements(graph_id);"
+    "ALTER TABLE batches ADD COLUMN adaptive_open INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE batch_rounds ("
+    "  batch_id INTEGER NOT NULL REFERENCES batches(id),"
+    "  round INTEGER NOT NULL,"
+    "  rows INTEGER NOT NULL,"
+    "  metrics_json TEXT NOT NULL,"
+    "  added INTEGER NOT NULL,"
+    "  duplicates INTEGER NOT NULL,"
+    "  note TEXT NOT NULL DEFAULT '',"
+    "  created_at TEXT NOT NULL,"
+    "  PRIMARY KEY (batch_id, round)"
+    ");",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
@@ -307,7 +343,8 @@ static int set_wal(struct db *db, char *err, size_t errlen)
     return 0;
 }
 
-static int migrate(struct db *db, char *err, size_t errlen)
+/* Brings the schema up to version `target` (MIGRATION_COUNT but in tests). */
+static int migrate(struct db *db, int target, char *err, size_t errlen)
 {
     int version;
     if (pragma_int(db, "PRAGMA user_version", &version, err, errlen) != 0)
@@ -325,7 +362,7 @@ static int migrate(struct db *db, char *err, size_t errlen)
         return -1;
     }
     int from = version;
-    while (version < MIGRATION_COUNT) {
+    while (version < target) {
         if (db_begin(db, err, errlen) != 0)
             return -1;
         /* Another process may have migrated while we waited for the write lock. */
@@ -368,7 +405,17 @@ static int migrate(struct db *db, char *err, size_t errlen)
 
 int db_open(const char *path, struct db **out, char *err, size_t errlen)
 {
+    return db_open_version(path, MIGRATION_COUNT, out, err, errlen);
+}
+
+int db_open_version(const char *path, int version, struct db **out, char *err, size_t errlen)
+{
     *out = NULL;
+    if (version < 0 || version > MIGRATION_COUNT) {
+        snprintf(err, errlen, "%s: schema version %d is outside [0, %d]", path ? path : "",
+                 version, MIGRATION_COUNT);
+        return -1;
+    }
     if (path == NULL || path[0] == '\0') {
         snprintf(err, errlen, "database path is empty");
         return -1;
@@ -412,7 +459,7 @@ int db_open(const char *path, struct db **out, char *err, size_t errlen)
         db_err(db, err, errlen, "this SQLite build cannot enforce foreign keys");
         goto fail;
     }
-    if (migrate(db, err, errlen) != 0)
+    if (migrate(db, version, err, errlen) != 0)
         goto fail;
 
     *out = db;

@@ -84,7 +84,12 @@ struct db_job {
     char error[256];
     int64_t measurement_id; /* 0 unless done */
     char created_at[32], started_at[32], finished_at[32];
+    /* A whole-graph measurement (schema 3): the graphs row it measures, 0 for a
+     * kernel job. Such a job has kernel DB_GRAPH_KERNEL, the graph's dtype,
+     * params_json {"kernels": n, "levels": n} and config_key "graph:<hash>". */
+    int64_t graph_id;
 };
+#define DB_GRAPH_KERNEL "graph"
 #define DB_PRIORITY_ADHOC 100
 #define DB_PRIORITY_SWEEP 0
 
@@ -112,7 +117,7 @@ int db_job_counts(struct db *db, int64_t counts[5], char *err, size_t errlen);
 struct db_batch {
     int64_t id;
     char created_at[32];
-    char kind[16];          /* "configs", "grid", "random", "list" */
+    char kind[16];          /* "configs", "grid", "random", "list", "adaptive", "graphs" */
     char dtype[8];          /* the batch's default dtype */
     int repeats;            /* 0 = the daemon's default */
     int64_t device_id;      /* 0 when unknown */
@@ -124,6 +129,7 @@ struct db_batch {
     double energy_j;        /* board-input energy spent on the batch so far, J */
     double wall_s;          /* wall time spent on the batch so far, s */
     double jobs_span_s;     /* first job start to last job end of finished jobs; 0 if none */
+    bool adaptive_open;     /* kind "adaptive": rounds are still to come (schema 3) */
 };
 
 /*
@@ -207,6 +213,11 @@ struct db_measurement {
     char created_at[32];      /* set by db */
     unsigned rail_count;
     struct db_rail_reading rails[DB_MAX_RAILS];
+    /* Whole-graph measurements (kernel DB_GRAPH_KERNEL): the graph and the
+     * independent kernels the executor ran at once (exec_plan_streams);
+     * db_job_finish writes the graph_measurements row with them. 0 otherwise. */
+    int64_t graph_id;
+    unsigned graph_streams;
 };
 
 /* One transaction: insert the measurement and its rail readings, mark the job
@@ -261,6 +272,121 @@ int64_t db_csv_layout_last_id(const struct db_csv_layout *l);
 /* malloc'd text with CRLF line ends (caller frees); NULL when out of memory. */
 char *db_csv_layout_header(const struct db_csv_layout *l, size_t *len);
 char *db_csv_layout_row(const struct db_csv_layout *l, json_t *m, size_t *len);
+
+/* ---- whole graphs (db/graphs.c, schema 3) ----
+ * A graph is stored once per hash (SHA-256 hex of its canonical JSON text:
+ * jansson's compact dump with sorted keys); measuring it is a job like any
+ * other (kernel DB_GRAPH_KERNEL), and its measurement is a measurements row
+ * (with rail readings, quality, device state) linked to the graph by a
+ * graph_measurements row written in the job's finishing transaction. */
+struct db_graph {
+    int64_t id;
+    char hash[65];
+    char name[64];        /* the graph's "name", "" when none */
+    char format[16];      /* "native" or "nn-meter" */
+    char dtype[8];
+    int64_t batch;
+    int64_t graph_nodes;  /* nodes, inputs excluded */
+    int64_t kernels;      /* fused kernels, unmerged: what a measurement runs */
+    int64_t levels;       /* the deepest kernel's depth */
+    char *graph_json;     /* the canonical text: read by inserts (borrowed); filled
+                             (malloc'd) by readers, freed by db_graph_clear */
+    char created_at[32];  /* set by db */
+};
+void db_graph_clear(struct db_graph *g); /* frees graph_json, sets it NULL */
+
+/*
+ * One transaction: every graphs[i] inserted unless a row with its hash exists
+ * (then its id is used and the stored row kept; graphs[i].id is set either
+ * way), a batch row of kind "graphs" (spec_json, dtype of the first graph,
+ * repeats, device_id 0 = NULL) and for each graph a queued job (kernel
+ * DB_GRAPH_KERNEL, dtype, params_json {"kernels": n, "levels": n}, config_key
+ * "graph:<hash>", priority DB_PRIORITY_SWEEP, max_attempts, graph_id). Unless
+ * repeat_existing, a graph whose config_key is already measured, queued or
+ * running (also earlier in the list) is skipped and counted in *duplicates.
+ * job_ids[i] (may be NULL) receives each graph's job id, 0 when skipped.
+ * On any failure nothing is written.
+ */
+int db_graph_batch_insert(struct db *db, const char *spec_json, int repeats, int max_attempts,
+                          int64_t device_id, struct db_graph *graphs, size_t n,
+                          bool repeat_existing, int64_t *batch_id, int64_t *job_ids,
+                          size_t *inserted, size_t *duplicates, char *err, size_t errlen);
+/* 1 found (graph_json filled), 0 none, -1 error. */
+int db_graph_get(struct db *db, int64_t id, struct db_graph *out, char *err, size_t errlen);
+
+/* GET /v1/graphs: stored graphs in id order, after_id/limit paged, each
+ * {"id", "hash", "name", "format", "dtype", "batch", "graph_nodes", "kernels",
+ * "levels", "created_at", "measurements": count, "latest": the newest
+ * measurement's {"measurement_id", "uid", "latency_us", "energy_uj",
+ * "energy_rail", "quality", "simulated", "executor", "streams", "created_at"}
+ * or null}. A JSON array, NULL with err on error. */
+json_t *db_graphs_json(struct db *db, int64_t after_id, int64_t limit, char *err,
+                       size_t errlen);
+
+/* GET /v1/validation: for every graph measured on devices like device_id (see
+ * the models section), its newest measurement there (quality NULL = any, else
+ * only measurements of that quality). Ordered by graph id. */
+struct db_graph_measured {
+    struct db_graph graph;    /* graph_json filled */
+    int64_t measurement_id;
+    char uid[40];
+    double latency_us;
+    double energy_uj;         /* board input (or sum), per invocation */
+    double power_mw;
+    char energy_rail[DB_RAIL_NAME_MAX];
+    char quality[16];
+    char executor[16];
+    bool simulated;
+    unsigned streams;
+    char created_at[32];
+};
+int db_graphs_measured(struct db *db, int64_t device_id, const char *quality,
+                       struct db_graph_measured **out, size_t *count, char *err,
+                       size_t errlen);
+void db_graphs_measured_free(struct db_graph_measured *rows, size_t count);
+
+/* ---- adaptive sampling rounds (db/rounds.c, schema 3) ----
+ * A batch of kind "adaptive" is open (batches.adaptive_open = 1) from its
+ * insert (db_batch_insert with kind "adaptive") until its last round is
+ * committed or it is canceled (db_batch_cancel closes it). */
+struct db_batch_round {
+    int round;                 /* 0 = after the initial sample */
+    int64_t rows;              /* usable measurements it trained on */
+    char metrics_json[1024];   /* a JSON object: adaptive_result_json */
+    int64_t added;             /* jobs this round queued (set by commit) */
+    int64_t duplicates;        /* proposals skipped: already measured or queued (set by commit) */
+    char note[256];            /* why it stopped early, "" otherwise */
+    char created_at[32];       /* set by db */
+};
+/*
+ * One transaction: the round row for batch_id, a queued job for each of
+ * jobs[0..n) in the batch (fields as db_batch_insert's, batch_id set here,
+ * duplicates of measured, queued or running config_keys skipped and counted in
+ * round->duplicates, round->added set), the batch's finished_at cleared when a
+ * job was queued, and adaptive_open cleared when last. On any failure nothing
+ * is written. 0, or -1 with err (also for a batch that is not open, or a round
+ * number already stored).
+ */
+int db_batch_round_commit(struct db *db, int64_t batch_id, struct db_batch_round *round,
+                          struct db_job *jobs, size_t n, bool last, char *err,
+                          size_t errlen);
+/* The rounds of a batch in order, as a JSON array of {"round", "rows", "metrics",
+ * "added", "duplicates", "note", "created_at"}; NULL with err on error. */
+json_t *db_batch_rounds_json(struct db *db, int64_t batch_id, char *err, size_t errlen);
+/* Rounds committed so far (*count), 0 or -1. */
+int db_batch_rounds_count(struct db *db, int64_t batch_id, int *count, char *err,
+                          size_t errlen);
+/* Open adaptive batches with no queued or running job: the runner's next
+ * round. *ids malloc'd (NULL when none; caller frees), in id order. 0 or -1. */
+int db_adaptive_batches_ready(struct db *db, int64_t **ids, size_t *count, char *err,
+                              size_t errlen);
+/* The batch's spec_json (malloc'd, caller frees). 1 found, 0 none, -1 error. */
+int db_batch_spec(struct db *db, int64_t batch_id, char **spec_json, char *err, size_t errlen);
+/* db_training_rows restricted to the measurements of one batch's jobs. */
+struct db_training_row;
+int db_training_rows_batch(struct db *db, const char *kernel, int64_t batch_id,
+                           const char *quality, struct db_training_row **out, size_t *count,
+                           char *err, size_t errlen);
 
 /* ---- export (db/export.c) ---- */
 

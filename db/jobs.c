@@ -8,6 +8,8 @@
  * with its measurement. HTTP threads also list jobs and cancel queued ones
  * (db_jobs_list, db_job_cancel). After a crash, db_jobs_recover at start puts interrupted
  * jobs back in the queue, or fails them when they keep getting interrupted.
+ * A whole-graph job (schema 3) carries the id of the graph it measures: kernel
+ * DB_GRAPH_KERNEL and a graph_id go together, or neither (db_job_insert).
  */
 #include "db/db_internal.h"
 
@@ -48,7 +50,8 @@ int db_job_state_parse(const char *name, enum db_job_state *out)
 
 #define JOB_COLUMNS                                                                       \
     "id, batch_id, kernel, dtype, params_json, config_key, priority, repeats, state,"     \
-    " attempts, max_attempts, error, measurement_id, created_at, started_at, finished_at"
+    " attempts, max_attempts, error, measurement_id, created_at, started_at, finished_at,"   \
+    " graph_id"
 
 static int job_from_row(struct db *db, sqlite3_stmt *st, struct db_job *job, char *err,
                         size_t errlen)
@@ -75,6 +78,7 @@ static int job_from_row(struct db *db, sqlite3_stmt *st, struct db_job *job, cha
     db_column_copy(st, 13, job->created_at, sizeof job->created_at);
     db_column_copy(st, 14, job->started_at, sizeof job->started_at);
     db_column_copy(st, 15, job->finished_at, sizeof job->finished_at);
+    job->graph_id = sqlite3_column_int64(st, 16); /* NULL (a kernel job) reads as 0 */
     return 0;
 }
 
@@ -113,9 +117,19 @@ int db_job_insert(struct db *db, struct db_job *job, char *err, size_t errlen)
                job->config_key, job->max_attempts);
         return -1;
     }
-    if (job->repeats < 0 || job->batch_id < 0) {
-        db_err(db, err, errlen, "job %s: repeats (%d) and batch_id (%lld) must not be negative",
-               job->config_key, job->repeats, (long long)job->batch_id);
+    if (job->repeats < 0 || job->batch_id < 0 || job->graph_id < 0) {
+        db_err(db, err, errlen, "job %s: repeats (%d), batch_id (%lld) and graph_id (%lld) must"
+               " not be negative", job->config_key, job->repeats, (long long)job->batch_id,
+               (long long)job->graph_id);
+        return -1;
+    }
+    /* A graph job and only a graph job names a graph: the runner picks how to
+     * measure a job by its kernel, and the graph's link row needs the id. */
+    bool graph_kernel = strncmp(job->kernel, DB_GRAPH_KERNEL, sizeof job->kernel) == 0;
+    if (graph_kernel != (job->graph_id > 0)) {
+        db_err(db, err, errlen, "job %s: %s", job->config_key,
+               graph_kernel ? "a " DB_GRAPH_KERNEL " job needs a graph_id"
+                            : "only a " DB_GRAPH_KERNEL " job has a graph_id");
         return -1;
     }
     /* Stored text is parsed back for every API answer: refuse what would not parse. */
@@ -135,8 +149,8 @@ int db_job_insert(struct db *db, struct db_job *job, char *err, size_t errlen)
     sqlite3_stmt *st;
     if (db_prepare(db,
                    "INSERT INTO jobs (batch_id, kernel, dtype, params_json, config_key, priority,"
-                   " repeats, state, attempts, max_attempts, created_at)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', 0, ?8, ?9)",
+                   " repeats, state, attempts, max_attempts, created_at, graph_id)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', 0, ?8, ?9, ?10)",
                    &st, err, errlen) != 0)
         return -1;
     int bind = (job->batch_id > 0 ? sqlite3_bind_int64(st, 1, job->batch_id)
@@ -145,7 +159,9 @@ int db_job_insert(struct db *db, struct db_job *job, char *err, size_t errlen)
                DB_BIND_FIELD(st, 4, job->params_json) | DB_BIND_FIELD(st, 5, job->config_key) |
                sqlite3_bind_int(st, 6, job->priority) | sqlite3_bind_int(st, 7, job->repeats) |
                sqlite3_bind_int(st, 8, job->max_attempts) |
-               sqlite3_bind_text(st, 9, now, -1, SQLITE_TRANSIENT);
+               sqlite3_bind_text(st, 9, now, -1, SQLITE_TRANSIENT) |
+               (job->graph_id > 0 ? sqlite3_bind_int64(st, 10, job->graph_id)
+                                  : sqlite3_bind_null(st, 10));
     if (bind != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE) {
         db_err_sqlite(db, err, errlen, "inserting job %s", job->config_key);
         sqlite3_finalize(st);

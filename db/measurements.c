@@ -10,7 +10,10 @@
  * The JSON object is built from two column tables (measurement_columns,
  * rail_columns): the SELECT list and the JSON members come from the same rows,
  * so they cannot drift apart. The CSV export is built from that JSON, so both
- * formats always agree.
+ * formats always agree. A whole-graph measurement (schema 3) is a row like any
+ * other, written with its graph_measurements link in the same transaction; its
+ * JSON gains a "graph" member (the CSV needs nothing: its params, kernels and
+ * levels, are integers like any kernel's).
  */
 #include "db/db_internal.h"
 
@@ -184,6 +187,20 @@ static int validate_measurement(struct db *db, int64_t job_id, const struct db_m
                (long long)job_id, m->device_id);
         return -1;
     }
+    /* A whole-graph measurement, and only one, names its graph: its JSON and
+     * the validation read the graph through the link row. */
+    bool graph_kernel = strncmp(m->kernel, DB_GRAPH_KERNEL, sizeof m->kernel) == 0;
+    if (m->graph_id < 0 || graph_kernel != (m->graph_id > 0)) {
+        db_err(db, err, errlen, "measurement for job %lld: %s", (long long)job_id,
+               graph_kernel ? "a " DB_GRAPH_KERNEL " measurement needs a graph_id"
+                            : "only a " DB_GRAPH_KERNEL " measurement has a graph_id");
+        return -1;
+    }
+    if (graph_kernel && m->graph_streams < 1) {
+        db_err(db, err, errlen, "measurement for job %lld: graph_streams must be at least 1",
+               (long long)job_id);
+        return -1;
+    }
     if (check_json_text(db, m->params_json, sizeof m->params_json, true, "params_json", err,
                         errlen) != 0)
         return -1;
@@ -344,11 +361,12 @@ int db_job_finish(struct db *db, int64_t job_id, struct db_measurement *m,
     char now[32];
     clock_utc_iso8601(now, sizeof now);
 
-    sqlite3_stmt *check = NULL, *ins = NULL, *rail = NULL, *done = NULL;
+    sqlite3_stmt *check = NULL, *ins = NULL, *rail = NULL, *done = NULL, *link = NULL;
     if (db_begin(db, err, errlen) != 0)
         return -1;
 
-    if (db_prepare(db, "SELECT state FROM jobs WHERE id = ?1", &check, err, errlen) != 0)
+    if (db_prepare(db, "SELECT state, graph_id FROM jobs WHERE id = ?1", &check, err,
+                   errlen) != 0)
         goto fail;
     if (sqlite3_bind_int64(check, 1, job_id) != SQLITE_OK) {
         db_err_sqlite(db, err, errlen, "finishing job %lld", (long long)job_id);
@@ -370,6 +388,13 @@ int db_job_finish(struct db *db, int64_t job_id, struct db_measurement *m,
                (long long)job_id, state ? (const char *)state : "NULL");
         goto fail;
     }
+    int64_t job_graph = sqlite3_column_int64(check, 1); /* NULL: a kernel job, 0 */
+    if (job_graph != m->graph_id) {
+        db_err(db, err, errlen, "cannot store a measurement of graph %lld for job %lld: the job"
+               " measures graph %lld", (long long)m->graph_id, (long long)job_id,
+               (long long)job_graph);
+        goto fail;
+    }
 
     if (db_prepare(db, insert_measurement_sql, &ins, err, errlen) != 0)
         goto fail;
@@ -386,6 +411,21 @@ int db_job_finish(struct db *db, int64_t job_id, struct db_measurement *m,
             sqlite3_step(rail) != SQLITE_DONE) {
             db_err_sqlite(db, err, errlen, "storing rail '%.*s' of job %lld", DB_RAIL_NAME_MAX,
                           m->rails[r].rail, (long long)job_id);
+            goto fail;
+        }
+    }
+
+    if (m->graph_id > 0) {
+        if (db_prepare(db,
+                       "INSERT INTO graph_measurements (measurement_id, graph_id, streams)"
+                       " VALUES (?1, ?2, ?3)",
+                       &link, err, errlen) != 0)
+            goto fail;
+        if ((sqlite3_bind_int64(link, 1, id) | sqlite3_bind_int64(link, 2, m->graph_id) |
+             sqlite3_bind_int64(link, 3, (sqlite3_int64)m->graph_streams)) != SQLITE_OK ||
+            sqlite3_step(link) != SQLITE_DONE) {
+            db_err_sqlite(db, err, errlen, "linking the measurement of job %lld to graph %lld",
+                          (long long)job_id, (long long)m->graph_id);
             goto fail;
         }
     }
@@ -410,6 +450,7 @@ int db_job_finish(struct db *db, int64_t job_id, struct db_measurement *m,
     sqlite3_finalize(ins);
     sqlite3_finalize(rail);
     sqlite3_finalize(done);
+    sqlite3_finalize(link);
     if (db_commit(db, err, errlen) != 0)
         return -1;
     m->job_id = job_id;
@@ -422,6 +463,7 @@ fail:
     sqlite3_finalize(ins);
     sqlite3_finalize(rail);
     sqlite3_finalize(done);
+    sqlite3_finalize(link);
     db_rollback(db);
     return -1;
 }
@@ -523,8 +565,77 @@ fail:
     return NULL;
 }
 
+/* What row_json reads besides the row itself: the rails, prepared up front,
+ * and a whole-graph measurement's link to its graph, prepared at the first
+ * such row only, so a walk over kernel measurements never touches it. */
+struct row_reader {
+    sqlite3_stmt *rails;
+    sqlite3_stmt *graph;
+};
+
+static int prepare_rails(struct db *db, sqlite3_stmt **st, char *err, size_t errlen)
+{
+    char cols[512], sql[768];
+    column_list(rail_columns, RAIL_COLUMN_COUNT, cols, sizeof cols);
+    /* rowid order is insertion order: rails come back as the measurement listed them. */
+    snprintf(sql, sizeof sql,
+             "SELECT %s FROM rail_readings WHERE measurement_id = ?1 ORDER BY rowid", cols);
+    return db_prepare(db, sql, st, err, errlen);
+}
+
+static void row_reader_close(struct row_reader *r)
+{
+    sqlite3_finalize(r->rails);
+    sqlite3_finalize(r->graph);
+    r->rails = r->graph = NULL;
+}
+
+/* Adds "graph": {"id", "hash", "name", "streams"} to a whole-graph
+ * measurement's object (kernel DB_GRAPH_KERNEL with a graph_measurements row);
+ * other objects are left as they are. 0, or -1 with err. */
+static int put_graph(struct db *db, struct row_reader *r, json_t *obj, int64_t measurement_id,
+                     char *err, size_t errlen)
+{
+    const char *kernel = json_string_value(json_object_get(obj, "kernel"));
+    if (kernel == NULL || strcmp(kernel, DB_GRAPH_KERNEL) != 0)
+        return 0;
+    if (r->graph == NULL &&
+        db_prepare(db,
+                   "SELECT g.id, g.hash, g.name, gm.streams FROM graph_measurements gm"
+                   " JOIN graphs g ON g.id = gm.graph_id WHERE gm.measurement_id = ?1",
+                   &r->graph, err, errlen) != 0)
+        return -1;
+    if (sqlite3_reset(r->graph) != SQLITE_OK ||
+        sqlite3_bind_int64(r->graph, 1, measurement_id) != SQLITE_OK) {
+        db_err_sqlite(db, err, errlen, "reading the graph of measurement %lld",
+                      (long long)measurement_id);
+        return -1;
+    }
+    int rc = sqlite3_step(r->graph);
+    if (rc == SQLITE_DONE)
+        return 0; /* db_job_finish links every graph measurement; nothing to show */
+    if (rc != SQLITE_ROW) {
+        db_err_sqlite(db, err, errlen, "reading the graph of measurement %lld",
+                      (long long)measurement_id);
+        return -1;
+    }
+    const unsigned char *hash = sqlite3_column_text(r->graph, 1);
+    const unsigned char *name = sqlite3_column_text(r->graph, 2);
+    json_t *g = json_pack("{s:I, s:s, s:s, s:I}", "id",
+                          (json_int_t)sqlite3_column_int64(r->graph, 0), "hash",
+                          hash ? (const char *)hash : "", "name",
+                          name ? (const char *)name : "", "streams",
+                          (json_int_t)sqlite3_column_int64(r->graph, 3));
+    if (g == NULL || json_object_set_new(obj, "graph", g) != 0) {
+        db_err(db, err, errlen, "measurement %lld: out of memory building JSON",
+               (long long)measurement_id);
+        return -1;
+    }
+    return 0;
+}
+
 /* The Measurement object from the current row of a measurement_columns SELECT. */
-static json_t *row_json(struct db *db, sqlite3_stmt *row, sqlite3_stmt *rails, char *err,
+static json_t *row_json(struct db *db, sqlite3_stmt *row, struct row_reader *r, char *err,
                         size_t errlen)
 {
     int64_t id = sqlite3_column_int64(row, 0); /* measurement_columns[0] is id */
@@ -537,7 +648,7 @@ static json_t *row_json(struct db *db, sqlite3_stmt *row, sqlite3_stmt *rails, c
     for (size_t i = 0; i < MEASUREMENT_COLUMN_COUNT; i++) {
         const struct col *c = &measurement_columns[i];
         if (c->kind == COL_RAILS) {
-            json_t *arr = rails_json(db, rails, id, err, errlen);
+            json_t *arr = rails_json(db, r->rails, id, err, errlen);
             if (arr == NULL)
                 goto fail;
             if (json_object_set_new(obj, c->member, arr) != 0) {
@@ -549,21 +660,13 @@ static json_t *row_json(struct db *db, sqlite3_stmt *row, sqlite3_stmt *rails, c
         if (put_column(db, obj, c, row, idx++, id, err, errlen) != 0)
             goto fail;
     }
+    if (put_graph(db, r, obj, id, err, errlen) != 0)
+        goto fail;
     return obj;
 
 fail:
     json_decref(obj);
     return NULL;
-}
-
-static int prepare_rails(struct db *db, sqlite3_stmt **st, char *err, size_t errlen)
-{
-    char cols[512], sql[768];
-    column_list(rail_columns, RAIL_COLUMN_COUNT, cols, sizeof cols);
-    /* rowid order is insertion order: rails come back as the measurement listed them. */
-    snprintf(sql, sizeof sql,
-             "SELECT %s FROM rail_readings WHERE measurement_id = ?1 ORDER BY rowid", cols);
-    return db_prepare(db, sql, st, err, errlen);
 }
 
 json_t *db_measurement_json(struct db *db, int64_t measurement_id, char *err, size_t errlen)
@@ -574,10 +677,11 @@ json_t *db_measurement_json(struct db *db, int64_t measurement_id, char *err, si
     column_list(measurement_columns, MEASUREMENT_COLUMN_COUNT, cols, sizeof cols);
     snprintf(sql, sizeof sql, "SELECT %s FROM measurements WHERE id = ?1", cols);
 
-    sqlite3_stmt *row = NULL, *rails = NULL;
+    sqlite3_stmt *row = NULL;
+    struct row_reader reader = {0};
     json_t *result = NULL;
     if (db_prepare(db, sql, &row, err, errlen) != 0 ||
-        prepare_rails(db, &rails, err, errlen) != 0)
+        prepare_rails(db, &reader.rails, err, errlen) != 0)
         goto done;
     if (sqlite3_bind_int64(row, 1, measurement_id) != SQLITE_OK) {
         db_err_sqlite(db, err, errlen, "reading measurement %lld", (long long)measurement_id);
@@ -585,12 +689,12 @@ json_t *db_measurement_json(struct db *db, int64_t measurement_id, char *err, si
     }
     int rc = sqlite3_step(row);
     if (rc == SQLITE_ROW)
-        result = row_json(db, row, rails, err, errlen);
+        result = row_json(db, row, &reader, err, errlen);
     else if (rc != SQLITE_DONE)
         db_err_sqlite(db, err, errlen, "reading measurement %lld", (long long)measurement_id);
 done:
     sqlite3_finalize(row);
-    sqlite3_finalize(rails);
+    row_reader_close(&reader);
     return result;
 }
 
@@ -649,9 +753,11 @@ int db_measurements_each(struct db *db, const struct db_measurement_filter *f,
     snprintf(sql, sizeof sql, "SELECT %s FROM measurements WHERE id > ?1%s ORDER BY id LIMIT ?5",
              cols, where);
 
-    sqlite3_stmt *st = NULL, *rails = NULL;
+    sqlite3_stmt *st = NULL;
+    struct row_reader reader = {0};
     int count = -1;
-    if (db_prepare(db, sql, &st, err, errlen) != 0 || prepare_rails(db, &rails, err, errlen) != 0)
+    if (db_prepare(db, sql, &st, err, errlen) != 0 ||
+        prepare_rails(db, &reader.rails, err, errlen) != 0)
         goto done;
     if ((sqlite3_bind_int64(st, 1, f->after_id) | sqlite3_bind_int64(st, 5, f->limit) |
          filter_bind(st, f)) != SQLITE_OK) {
@@ -660,7 +766,7 @@ int db_measurements_each(struct db *db, const struct db_measurement_filter *f,
     }
     int n = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *m = row_json(db, st, rails, err, errlen);
+        json_t *m = row_json(db, st, &reader, err, errlen);
         if (m == NULL)
             goto done;
         n++;
@@ -676,7 +782,7 @@ int db_measurements_each(struct db *db, const struct db_measurement_filter *f,
     count = n;
 done:
     sqlite3_finalize(st);
-    sqlite3_finalize(rails);
+    row_reader_close(&reader);
     return count;
 }
 

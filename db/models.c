@@ -11,8 +11,9 @@
  * gpu_name, executor, sensor_backend and simulated flag. Sampling is part of a
  * device's fingerprint, so changing it makes a new devices row; its
  * measurements and models belong to the same board and stay in use. The set is
- * one SQL fragment, LIKE_DEVICES, shared by every query, so they cannot disagree
- * about which rows count.
+ * one SQL fragment, DB_LIKE_DEVICES (db_internal.h: graphs.c uses it too),
+ * shared by every query, so they cannot disagree about which rows count.
+ * Whole-graph measurements (kernel DB_GRAPH_KERNEL) are never training data.
  *
  * Training rows come back ordered by uid (globally unique, stable across
  * databases), so the same rows always reach the trainer in the same order and
@@ -28,18 +29,16 @@
 
 #include "common/clock.h"
 
-/* The ids of the devices like the device whose id is bound at parameter `p`. */
-#define LIKE_DEVICES(p)                                                                    \
-    "(SELECT o.id FROM devices o JOIN devices d ON o.board_model = d.board_model"          \
-    " AND o.gpu_name = d.gpu_name AND o.executor = d.executor"                             \
-    " AND o.sensor_backend = d.sensor_backend AND o.simulated = d.simulated"               \
-    " WHERE d.id = " p ")"
+/* What "usable" means for a measurement as training data, whatever set of
+ * measurements is asked for (db_training_rows, db_training_rows_batch and
+ * db_training_counts agree through it): ?2 quality or NULL = any. A whole-graph
+ * measurement is never a kernel type's training row. */
+#define USABLE_ROW                                                                         \
+    "(?2 IS NULL OR m.quality = ?2) AND m.latency_us > 0"                                 \
+    " AND m.kernel <> '" DB_GRAPH_KERNEL "'"
 
-/* What "usable" means for a measurement as training data (db_training_rows and
- * db_training_counts agree through it): ?1 device, ?2 quality or NULL = any. */
-#define USABLE_MEASUREMENT                                                                 \
-    "m.device_id IN " LIKE_DEVICES("?1") " AND (?2 IS NULL OR m.quality = ?2)"             \
-    " AND m.latency_us > 0"
+/* Usable and on devices like the device at ?1. */
+#define USABLE_MEASUREMENT "m.device_id IN " DB_LIKE_DEVICES("?1") " AND " USABLE_ROW
 
 #define HASH_HEX_CHARS 64
 
@@ -136,7 +135,7 @@ static int prune_history(struct db *db, sqlite3_stmt *del, const struct db_model
 /* The models of one (kernel, target) on one group of devices: ?1 kernel, ?2
  * target, ?3 device (NULL: the models without one). */
 #define SAME_HISTORY                                                                       \
-    "kernel = ?1 AND target = ?2 AND (device_id IN " LIKE_DEVICES("?3")                   \
+    "kernel = ?1 AND target = ?2 AND (device_id IN " DB_LIKE_DEVICES("?3")                \
     " OR (?3 IS NULL AND device_id IS NULL))"
 
 int db_models_insert(struct db *db, struct db_model *models, size_t n, char *err,
@@ -256,7 +255,8 @@ int db_models_newest(struct db *db, int64_t device_id, bool with_blob, struct db
     *count = 0;
     /* The blob column is read only when asked: a model's trees can be megabytes. */
     static const char sql[] =
-        "WITH newest AS (SELECT MAX(id) AS id FROM models WHERE device_id IN " LIKE_DEVICES("?1")
+        "WITH newest AS (SELECT MAX(id) AS id FROM models WHERE device_id IN "
+        DB_LIKE_DEVICES("?1")
         " GROUP BY kernel, target)"
         " SELECT m.id, m.kernel, m.target, m.device_id, d.fingerprint,"
         " (d.simulated OR d.executor = 'cpu'), m.metrics_json, m.training_hash, m.created_at,"
@@ -327,8 +327,10 @@ fail:
 
 /* ---- training data ---- */
 
-int db_training_rows(struct db *db, const char *kernel, int64_t device_id, const char *quality,
-                     struct db_training_row **out, size_t *count, char *err, size_t errlen)
+int db_training_rows_scoped(struct db *db, const char *kernel, enum db_training_scope scope,
+                            int64_t scope_id, const char *quality,
+                            struct db_training_row **out, size_t *count, char *err,
+                            size_t errlen)
 {
     *out = NULL;
     *count = 0;
@@ -338,18 +340,24 @@ int db_training_rows(struct db *db, const char *kernel, int64_t device_id, const
     }
     /* One pass: each measurement's rail rows follow it (rowid = the order the
      * measurement stored its rails); a measurement without rails has one row of
-     * NULLs. */
-    static const char sql[] =
-        "SELECT m.id, m.uid, m.dtype, m.params_json, m.latency_us, r.rail, r.power_mw"
-        " FROM measurements m LEFT JOIN rail_readings r ON r.measurement_id = m.id"
-        " WHERE " USABLE_MEASUREMENT " AND m.kernel = ?3"
-        " ORDER BY m.uid, r.rowid";
+     * NULLs. A batch's rows are its jobs' measurements, whatever the device:
+     * the runner measured them all on its one board. */
+#define TRAINING_SELECT                                                                    \
+    "SELECT m.id, m.uid, m.dtype, m.params_json, m.latency_us, r.rail, r.power_mw"        \
+    " FROM measurements m LEFT JOIN rail_readings r ON r.measurement_id = m.id WHERE "
+    static const char like_device_sql[] =
+        TRAINING_SELECT USABLE_MEASUREMENT " AND m.kernel = ?3 ORDER BY m.uid, r.rowid";
+    static const char batch_sql[] =
+        TRAINING_SELECT "m.job_id IN (SELECT id FROM jobs WHERE batch_id = ?1) AND " USABLE_ROW
+        " AND m.kernel = ?3 ORDER BY m.uid, r.rowid";
+#undef TRAINING_SELECT
     sqlite3_stmt *st = NULL;
     struct db_training_row *arr = NULL;
     size_t n = 0, cap = 0;
-    if (db_prepare(db, sql, &st, err, errlen) != 0)
+    if (db_prepare(db, scope == DB_TRAINING_BATCH ? batch_sql : like_device_sql, &st, err,
+                   errlen) != 0)
         return -1;
-    int bind = sqlite3_bind_int64(st, 1, device_id) |
+    int bind = sqlite3_bind_int64(st, 1, scope_id) |
                (quality ? sqlite3_bind_text(st, 2, quality, -1, SQLITE_TRANSIENT)
                         : sqlite3_bind_null(st, 2)) |
                sqlite3_bind_text(st, 3, kernel, -1, SQLITE_TRANSIENT);
@@ -399,6 +407,13 @@ fail:
     sqlite3_finalize(st);
     free(arr);
     return -1;
+}
+
+int db_training_rows(struct db *db, const char *kernel, int64_t device_id, const char *quality,
+                     struct db_training_row **out, size_t *count, char *err, size_t errlen)
+{
+    return db_training_rows_scoped(db, kernel, DB_TRAINING_LIKE_DEVICE, device_id, quality, out,
+                                   count, err, errlen);
 }
 
 int db_training_counts(struct db *db, int64_t device_id, const char *quality,
@@ -460,7 +475,7 @@ int db_measurement_find_latest(struct db *db, const char *config_key, int64_t de
     sqlite3_stmt *st = NULL;
     if (db_prepare(db,
                    "SELECT id FROM measurements WHERE config_key = ?2 AND device_id IN "
-                   LIKE_DEVICES("?1") " ORDER BY id DESC LIMIT 1",
+                   DB_LIKE_DEVICES("?1") " ORDER BY id DESC LIMIT 1",
                    &st, err, errlen) != 0)
         return -1;
     if ((sqlite3_bind_int64(st, 1, device_id) |

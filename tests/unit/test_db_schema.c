@@ -1,8 +1,9 @@
 /*
  * test_db_schema.c - db_open and what it promises: parent directory, WAL,
- * synchronous=FULL, foreign keys, migrations to the newest schema, refusal of a
- * newer schema and of unusable paths, data surviving a reopen, the connection pool
- * and device rows keyed by fingerprint.
+ * synchronous=FULL, foreign keys, migrations to the newest schema (a version-2
+ * database upgrades to 3 keeping its rows; a failed migration 3 leaves version
+ * 2 intact), refusal of a newer schema and of unusable paths, data surviving a
+ * reopen, the connection pool and device rows keyed by fingerprint.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,8 +110,10 @@ static void test_fresh_open(void **state)
     assert_int_equal(query_int(db, "PRAGMA foreign_keys"), 1);
     assert_int_equal(query_int(db, "PRAGMA busy_timeout"), 5000);
 
-    static const char *const tables[] = {"devices", "batches", "jobs", "measurements",
-                                         "rail_readings", "models"};
+    static const char *const tables[] = {"devices",      "batches",      "jobs",
+                                         "measurements", "rail_readings", "models",
+                                         "graphs",       "graph_measurements",
+                                         "batch_rounds"};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         sqlite3_stmt *q;
         assert_int_equal(sqlite3_prepare_v2(db->conn,
@@ -125,8 +128,8 @@ static void test_fresh_open(void **state)
     }
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                                    " AND name IN ('jobs_claim', 'measurements_kernel_dtype',"
-                                   " 'measurements_config_key')"),
-                     3);
+                                   " 'measurements_config_key', 'graph_measurements_graph')"),
+                     4);
     /* The job state machine is enforced by the schema too. */
     assert_int_not_equal(sqlite3_exec(db->conn,
                                       "INSERT INTO jobs (kernel, dtype, params_json, config_key,"
@@ -286,6 +289,110 @@ static void test_failed_migration_changes_nothing(void **state)
     sqlite3_close(raw);
 }
 
+/* A version-2 database (as the jetprof before whole graphs left it) with a
+ * device, a batch, a job and its measurement migrates to the newest schema:
+ * the rows stay, the job reads as a kernel job, the batch is not an open
+ * adaptive one, and the new tables are there and empty. */
+static void test_v2_database_upgrades(void **state)
+{
+    struct fixture *fx = *state;
+    struct db *db = NULL;
+    char err[512] = "";
+    assert_int_equal(db_schema_latest(), 3);
+    assert_int_equal(db_open_version(fx->path, 2, &db, err, sizeof err), 0);
+    assert_int_equal(db_schema_version(db), 2);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'graphs'"),
+                     0);
+    struct db_device dev;
+    int64_t device_id = 0;
+    fill_device(&dev, "old");
+    assert_int_equal(db_device_upsert(db, &dev, &device_id, err, sizeof err), 0);
+    assert_int_equal(device_id, 1); /* the measurement below names it */
+    assert_int_equal(sqlite3_exec(db->conn,
+                                  "INSERT INTO batches (id, created_at, kind, spec_json, dtype)"
+                                  " VALUES (3, '2026-01-01T00:00:00.000Z', 'grid', '{}', 'fp32');"
+                                  "INSERT INTO jobs (id, batch_id, kernel, dtype, params_json,"
+                                  " config_key, state, max_attempts, created_at) VALUES (5, 3,"
+                                  " 'linear', 'fp32', '{\"batch\":1}', 'linear:fp32:x', 'done',"
+                                  " 3, '2026-01-01T00:00:00.000Z');"
+                                  "INSERT INTO measurements (id, uid, job_id, device_id, kernel,"
+                                  " dtype, params_json, config_key, executor, sensor, simulated,"
+                                  " launches, repeats, latency_us, latency_us_min, latency_us_max,"
+                                  " latency_cv, window_ms, settle_ms, energy_rail, energy_uj,"
+                                  " dynamic_energy_uj, power_mw, quality, created_at) VALUES (9,"
+                                  " 'u-9', 5, 1, 'linear', 'fp32', '{\"batch\":1}',"
+                                  " 'linear:fp32:x', 'cpu', 'sim', 1, 1, 1, 5, 5, 5, 0, 1, 0,"
+                                  " 'VDD_IN', 1, 1, 1, 'ok', '2026-01-01T00:00:00.000Z');"
+                                  "UPDATE jobs SET measurement_id = 9 WHERE id = 5;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    db_close(db);
+
+    db = NULL;
+    assert_int_equal(db_open(fx->path, &db, err, sizeof err), 0);
+    assert_int_equal(db_schema_version(db), 3);
+    struct db_job job;
+    assert_int_equal(db_job_get(db, 5, &job, err, sizeof err), 1);
+    assert_int_equal(job.graph_id, 0);
+    assert_int_equal(job.measurement_id, 9);
+    assert_int_equal(job.state, DB_JOB_DONE);
+    json_t *m = db_measurement_json(db, 9, err, sizeof err);
+    assert_non_null(m);
+    assert_null(json_object_get(m, "graph"));
+    json_decref(m);
+    assert_int_equal(query_int(db, "SELECT adaptive_open FROM batches WHERE id = 3"), 0);
+    int64_t *ready = NULL;
+    size_t n = 9;
+    assert_int_equal(db_adaptive_batches_ready(db, &ready, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    json_t *graphs = db_graphs_json(db, 0, 10, err, sizeof err);
+    assert_non_null(graphs);
+    assert_int_equal(json_array_size(graphs), 0);
+    json_decref(graphs);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM graph_measurements"), 0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM batch_rounds"), 0);
+    db_close(db);
+
+    /* Out-of-range versions are refused. */
+    assert_int_equal(db_open_version(fx->path, db_schema_latest() + 1, &db, err, sizeof err),
+                     -1);
+    assert_null(db);
+    assert_non_null(strstr(err, "outside"));
+    assert_int_equal(db_open_version(fx->path, -1, &db, err, sizeof err), -1);
+}
+
+/* Migration 3 fails late (a table it creates exists already): everything it did
+ * rolls back, the database stays at version 2 and usable as such. */
+static void test_failed_migration_3_changes_nothing(void **state)
+{
+    struct fixture *fx = *state;
+    struct db *db = NULL;
+    char err[512] = "";
+    assert_int_equal(db_open_version(fx->path, 2, &db, err, sizeof err), 0);
+    assert_int_equal(sqlite3_exec(db->conn, "CREATE TABLE batch_rounds (x)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    db_close(db);
+
+    db = NULL;
+    assert_int_equal(db_open(fx->path, &db, err, sizeof err), -1);
+    assert_null(db);
+    assert_non_null(strstr(err, "migration 2 -> 3"));
+    assert_non_null(strstr(err, "batch_rounds"));
+
+    assert_int_equal(db_open_version(fx->path, 2, &db, err, sizeof err), 0);
+    assert_int_equal(db_schema_version(db), 2);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN"
+                                   " ('graphs', 'graph_measurements', 'graph_measurements_graph')"),
+                     0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM pragma_table_info('jobs')"
+                                   " WHERE name = 'graph_id'"),
+                     0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM pragma_table_info('batches')"
+                                   " WHERE name = 'adaptive_open'"),
+                     0);
+    db_close(db);
+}
+
 /* ---- pool ---- */
 
 struct borrower {
@@ -425,6 +532,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unusable_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_migration_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v2_database_upgrades, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_migration_3_changes_nothing, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_fingerprint, setup, teardown),
     };
