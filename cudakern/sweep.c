@@ -28,6 +28,13 @@ static const char top_members[] = "configs, sweep, dtype, repeats, repeat_existi
 static const char grid_members[] = "type, kernel, dtype, params";
 static const char random_members[] = "type, kernel, dtype, params, count, seed";
 static const char list_members[] = "type, kernel, dtype, points";
+static const char adaptive_members[] =
+    "type, kernel, dtype, params, initial, per_round, rounds, threshold, radius_log2, seed";
+
+/* An adaptive sweep's defaults: predict/adaptive.h's ADAPTIVE_DEFAULT_THRESHOLD
+ * and ADAPTIVE_DEFAULT_RADIUS_LOG2 (cudakern cannot include predict). */
+#define ADAPTIVE_THRESHOLD_DEFAULT 0.1
+#define ADAPTIVE_RADIUS_LOG2_DEFAULT 0.5
 
 /* One expansion: what it was asked, where it writes. */
 struct expander {
@@ -502,34 +509,30 @@ int64_t sweep_draw(uint64_t *state, int64_t low, int64_t high, bool log_scale)
     return (int64_t)((uint64_t)low + x % span);
 }
 
-static int expand_random(struct expander *x, const struct catalog_kernel *k, json_t *sweep,
-                         json_t *params)
+/* The optional "seed" member: SWEEP_DEFAULT_SEED when absent. */
+static int parse_seed(struct expander *x, json_t *sweep, uint64_t *seed)
 {
-    size_t max = x->opt->max_configs;
-    json_t *cv = json_object_get(sweep, "count");
-    char val[80];
-    if (!cv || !json_is_integer(cv) || json_integer_value(cv) < 1 ||
-        (uint64_t)json_integer_value(cv) > max) {
-        if (cv)
-            value_text(cv, val, sizeof val);
-        member_error(x->err, "sweep.count", "%s%s: a random sweep needs the number of "
-                                            "configurations to draw, an integer in [1, %zu] (%s)",
-                     cv ? "count = " : "missing", cv ? val : "", max, x->limit);
+    json_t *sv = json_object_get(sweep, "seed");
+    *seed = SWEEP_DEFAULT_SEED;
+    if (!sv)
+        return 0;
+    if (!json_is_integer(sv)) {
+        char val[80];
+        value_text(sv, val, sizeof val);
+        member_error(x->err, "sweep.seed", "%s is not an integer", val);
         return -1;
     }
-    size_t count = (size_t)json_integer_value(cv);
-    json_t *sv = json_object_get(sweep, "seed");
-    uint64_t seed = SWEEP_DEFAULT_SEED;
-    if (sv) {
-        if (!json_is_integer(sv)) {
-            value_text(sv, val, sizeof val);
-            member_error(x->err, "sweep.seed", "%s is not an integer", val);
-            return -1;
-        }
-        seed = (uint64_t)json_integer_value(sv);
-    }
+    *seed = (uint64_t)json_integer_value(sv);
+    return 0;
+}
 
-    int64_t low[CATALOG_MAX_PARAMS], high[CATALOG_MAX_PARAMS];
+/* The random ranges of params ([low, high] or a single value, low = high), in
+ * catalogue order: what a random sweep draws from and an adaptive sweep's
+ * proposals stay within. */
+static int parse_ranges(struct expander *x, const struct catalog_kernel *k, json_t *params,
+                        int64_t low[CATALOG_MAX_PARAMS], int64_t high[CATALOG_MAX_PARAMS])
+{
+    char val[80];
     for (unsigned i = 0; i < k->param_count; i++) {
         const struct catalog_param *p = &k->params[i];
         json_t *v = json_object_get(params, p->name);
@@ -562,6 +565,15 @@ static int expand_random(struct expander *x, const struct catalog_kernel *k, jso
             return -1;
         }
     }
+    return 0;
+}
+
+/* count draws from splitmix64 seeded with seed, each parameter in catalogue
+ * order: the random sweep's configurations, and an adaptive sweep's initial
+ * sample (the same code, so the two can never draw differently). */
+static int draw_random(struct expander *x, const struct catalog_kernel *k, size_t count,
+                       uint64_t seed, const int64_t *low, const int64_t *high)
+{
     if (grow(x, count) != 0)
         return -1;
     uint64_t state = seed;
@@ -574,6 +586,114 @@ static int expand_random(struct expander *x, const struct catalog_kernel *k, jso
         if (add_point(x, k, point, where) != 0)
             return -1;
     }
+    return 0;
+}
+
+static int expand_random(struct expander *x, const struct catalog_kernel *k, json_t *sweep,
+                         json_t *params)
+{
+    size_t max = x->opt->max_configs;
+    json_t *cv = json_object_get(sweep, "count");
+    char val[80];
+    if (!cv || !json_is_integer(cv) || json_integer_value(cv) < 1 ||
+        (uint64_t)json_integer_value(cv) > max) {
+        if (cv)
+            value_text(cv, val, sizeof val);
+        member_error(x->err, "sweep.count", "%s%s: a random sweep needs the number of "
+                                            "configurations to draw, an integer in [1, %zu] (%s)",
+                     cv ? "count = " : "missing", cv ? val : "", max, x->limit);
+        return -1;
+    }
+    size_t count = (size_t)json_integer_value(cv);
+    uint64_t seed;
+    int64_t low[CATALOG_MAX_PARAMS], high[CATALOG_MAX_PARAMS];
+    if (parse_seed(x, sweep, &seed) != 0 || parse_ranges(x, k, params, low, high) != 0)
+        return -1;
+    return draw_random(x, k, count, seed, low, high);
+}
+
+/* ---- adaptive sweeps ---- */
+
+/* An integer member of an adaptive sweep in [min, max]; what it is for goes
+ * into the message. The bounds are printed as given, so a limit below the
+ * minimum reads as the contradiction it is. */
+static int adaptive_size(struct expander *x, json_t *sweep, const char *name, uint64_t min,
+                         uint64_t max, const char *what, const char *max_name, uint64_t *out)
+{
+    json_t *v = json_object_get(sweep, name);
+    char path[48], val[80];
+    snprintf(path, sizeof path, "sweep.%s", name);
+    if (v && json_is_integer(v) && json_integer_value(v) >= 0 &&
+        (uint64_t)json_integer_value(v) >= min && (uint64_t)json_integer_value(v) <= max) {
+        *out = (uint64_t)json_integer_value(v);
+        return 0;
+    }
+    if (v)
+        value_text(v, val, sizeof val);
+    member_error(x->err, path, "%s%s%s: an adaptive sweep needs %s, an integer in [%" PRIu64
+                               ", %" PRIu64 "]%s%s%s",
+                 v ? name : "missing", v ? " = " : "", v ? val : "", what, min, max,
+                 max_name ? " (" : "", max_name ? max_name : "", max_name ? ")" : "");
+    return -1;
+}
+
+/* A real member of an adaptive sweep in (0, max], def when absent. */
+static int adaptive_real(struct expander *x, json_t *sweep, const char *name, double max,
+                         double def, const char *what, double *out)
+{
+    json_t *v = json_object_get(sweep, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (json_is_number(v) && json_number_value(v) > 0.0 && json_number_value(v) <= max) {
+        *out = json_number_value(v);
+        return 0;
+    }
+    char path[48], val[80];
+    snprintf(path, sizeof path, "sweep.%s", name);
+    value_text(v, val, sizeof val);
+    member_error(x->err, path, "%s = %s: %s, a number in (0, %g] (default %g)", name, val, what,
+                 max, def);
+    return -1;
+}
+
+static int expand_adaptive(struct expander *x, const struct catalog_kernel *k, json_t *sweep,
+                           json_t *params)
+{
+    struct sweep_adaptive a;
+    memset(&a, 0, sizeof a);
+    uint64_t initial, per_round, rounds;
+    if (adaptive_size(x, sweep, "initial", SWEEP_ADAPTIVE_MIN_INITIAL, x->opt->max_configs,
+                      "the size of the random sample it starts from (fewer than "
+                      "20 configurations cannot be trained on)",
+                      x->limit, &initial) != 0 ||
+        adaptive_size(x, sweep, "per_round", 1, x->opt->max_configs,
+                      "the number of configurations each round proposes", x->limit,
+                      &per_round) != 0 ||
+        adaptive_size(x, sweep, "rounds", 1, SWEEP_ADAPTIVE_ROUNDS_MAX,
+                      "the number of rounds after the initial sample", NULL, &rounds) != 0)
+        return -1;
+    if (adaptive_real(x, sweep, "threshold", 10.0, ADAPTIVE_THRESHOLD_DEFAULT,
+                      "the relative latency error above which a held-out configuration is "
+                      "sampled around",
+                      &a.threshold) != 0 ||
+        adaptive_real(x, sweep, "radius_log2", 4.0, ADAPTIVE_RADIUS_LOG2_DEFAULT,
+                      "the neighbourhood of a proposal, log2 of the factor each parameter "
+                      "may be scaled by",
+                      &a.radius_log2) != 0)
+        return -1;
+    if (parse_seed(x, sweep, &a.seed) != 0 || parse_ranges(x, k, params, a.low, a.high) != 0)
+        return -1;
+    a.kernel = k;
+    a.initial = (size_t)initial;
+    a.per_round = (size_t)per_round;
+    a.rounds = (unsigned)rounds;
+    /* The initial sample is exactly the random sweep {"count": initial}. */
+    if (draw_random(x, k, a.initial, a.seed, a.low, a.high) != 0)
+        return -1;
+    x->s->is_adaptive = true;
+    x->s->adaptive = a;
     return 0;
 }
 
@@ -627,14 +747,16 @@ static int expand_sweep(struct expander *x, json_t *sweep, bool have_dtype)
     }
     json_t *tv = json_object_get(sweep, "type");
     const char *type = json_is_string(tv) ? json_string_value(tv) : "";
-    const char *accepted = strcmp(type, "grid") == 0     ? grid_members
-                           : strcmp(type, "random") == 0 ? random_members
-                           : strcmp(type, "list") == 0   ? list_members
-                                                         : NULL;
+    const char *accepted = strcmp(type, "grid") == 0       ? grid_members
+                           : strcmp(type, "random") == 0   ? random_members
+                           : strcmp(type, "list") == 0     ? list_members
+                           : strcmp(type, "adaptive") == 0 ? adaptive_members
+                                                           : NULL;
     if (!accepted) {
         if (tv)
             value_text(tv, val, sizeof val);
-        member_error(x->err, "sweep.type", "%s: expected \"grid\", \"random\" or \"list\"",
+        member_error(x->err, "sweep.type",
+                     "%s: expected \"grid\", \"random\", \"list\" or \"adaptive\"",
                      tv ? val : "missing");
         return -1;
     }
@@ -665,9 +787,10 @@ static int expand_sweep(struct expander *x, json_t *sweep, bool have_dtype)
 
     json_t *params = json_object_get(sweep, "params");
     if (!json_is_object(params)) {
-        member_error(x->err, "sweep.params", "a %s sweep needs an object with %s for every "
+        member_error(x->err, "sweep.params", "%s %s sweep needs an object with %s for every "
                                              "parameter of %s",
-                     type, strcmp(type, "grid") == 0 ? "a list of values" : "a [low, high] range",
+                     type[0] == 'a' ? "an" : "a", type,
+                     strcmp(type, "grid") == 0 ? "a list of values" : "a [low, high] range",
                      k->name);
         return -1;
     }
@@ -675,6 +798,8 @@ static int expand_sweep(struct expander *x, json_t *sweep, bool have_dtype)
         return -1;
     if (strcmp(type, "grid") == 0)
         return expand_grid(x, k, params);
+    if (strcmp(type, "adaptive") == 0)
+        return expand_adaptive(x, k, sweep, params);
     return expand_random(x, k, sweep, params);
 }
 
@@ -698,7 +823,7 @@ int sweep_spec_expand(json_t *body, const struct sweep_spec_options *opt, struct
     if ((configs != NULL) == (sweep != NULL)) {
         set_error(err, SWEEP_SPEC_INVALID, configs ? "sweep" : "configs",
                   "give exactly one of \"configs\" (a list of configurations) or \"sweep\" "
-                  "(grid, random or list)%s",
+                  "(grid, random, list or adaptive)%s",
                   configs ? ", not both" : "");
         goto fail;
     }

@@ -15,6 +15,18 @@
  *              "params": {"batch": [1, 512], "in": [8, 4096], "out": 64}}}
  *   {"sweep": {"type": "list", "kernel": "layernorm",
  *              "points": [{"rows": 8, "cols": 64}, {"rows": 16, "cols": 64}]}}
+ *   {"sweep": {"type": "adaptive", "kernel": "linear", "seed": 1,
+ *              "params": {"batch": [1, 512], "in": [8, 4096], "out": [8, 4096]},
+ *              "initial": 40, "per_round": 20, "rounds": 3, "threshold": 0.1,
+ *              "radius_log2": 0.5}}
+ *     nn-Meter's adaptive sampling (predict/adaptive.h): expands to the initial
+ *     random sample, exactly the random sweep {"count": initial} with the same
+ *     kernel, params and seed would draw; the runner then trains after the
+ *     batch's jobs end, proposes per_round configurations around the held-out
+ *     ones predicted worse than threshold, queues them in the same batch, and
+ *     repeats `rounds` times. initial in [TRAIN_MIN_ROWS = 20, max_configs],
+ *     per_round in [1, max_configs], rounds in [1, SWEEP_ADAPTIVE_ROUNDS_MAX],
+ *     threshold in (0, 10] (default 0.1), radius_log2 in (0, 4] (default 0.5).
  * plus, at the top level, "dtype", "repeats" (1..20) and "repeat_existing"
  * (boolean, default false).
  *
@@ -85,13 +97,28 @@ struct sweep_spec_options {
     void *parse_ctx;
 };
 
+#define SWEEP_ADAPTIVE_ROUNDS_MAX 20
+#define SWEEP_ADAPTIVE_MIN_INITIAL 20 /* = TRAIN_MIN_ROWS: fewer cannot be trained on */
+
+/* What an "adaptive" sweep asks of the rounds after its initial sample. */
+struct sweep_adaptive {
+    const struct catalog_kernel *kernel;
+    size_t initial, per_round;
+    unsigned rounds;
+    double threshold, radius_log2;
+    uint64_t seed;
+    int64_t low[CATALOG_MAX_PARAMS], high[CATALOG_MAX_PARAMS]; /* catalogue order */
+};
+
 struct sweep_spec {
-    char kind[16];                  /* "configs", "grid", "random", "list" */
+    char kind[16];                  /* "configs", "grid", "random", "list", "adaptive" */
     enum dtype dtype;               /* the batch's dtype (default fp32) */
     unsigned repeats;               /* 0 = not given */
     bool repeat_existing;
     size_t count;
     struct kernel_config *configs;  /* count entries, malloc'd */
+    bool is_adaptive;               /* kind "adaptive": adaptive holds its rounds */
+    struct sweep_adaptive adaptive;
 };
 
 /*

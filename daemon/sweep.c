@@ -78,12 +78,36 @@ int sweep_expand(json_t *body, size_t max_jobs, uint64_t mem_free_bytes, struct 
         }
         return -1;
     }
+    /* An adaptive batch grows by per_round jobs a round: all of them together
+     * are what measure.max_batch_jobs bounds. */
+    if (spec.is_adaptive) {
+        const struct sweep_adaptive *a = &spec.adaptive;
+        size_t most = a->initial;
+        bool over = false;
+        for (unsigned r = 0; r < a->rounds && !over; r++) {
+            over = a->per_round > max_jobs - most;
+            if (!over)
+                most += a->per_round;
+        }
+        if (over) {
+            api_error_set(e, 422,
+                          "member 'sweep.per_round': %zu initial configurations and %u rounds of "
+                          "%zu make more than %s = %zu jobs",
+                          a->initial, a->rounds, a->per_round, SWEEP_LIMIT_NAME, max_jobs);
+            api_error_param(e, "sweep.per_round");
+            sweep_spec_free(&spec);
+            s->dtype = DTYPE_FP32;
+            return -1;
+        }
+    }
     snprintf(s->kind, sizeof s->kind, "%s", spec.kind);
     s->dtype = spec.dtype;
     s->repeats = spec.repeats;
     s->repeat_existing = spec.repeat_existing;
     s->count = spec.count;
     s->configs = spec.configs; /* handed over: sweep_free frees it */
+    s->is_adaptive = spec.is_adaptive;
+    s->adaptive = spec.adaptive;
     return 0;
 }
 

@@ -1,7 +1,7 @@
 /*
  * sweep.h - the body of POST /v1/jobs turned into the kernel configurations a
  * batch queues: an explicit list of configurations, or a sweep over one
- * kernel's parameters (grid, random, list). Pure: no database, no executor;
+ * kernel's parameters (grid, random, list, adaptive). Pure: no database, no executor;
  * api_jobs.c queues what this returns, tests/unit/test_daemon_sweep.c checks it.
  *
  * The expansion itself (the body forms, grid order, the random sweep's seeded
@@ -29,12 +29,15 @@
 #include "api.h"
 
 struct sweep {
-    char kind[16];                  /* "configs", "grid", "random", "list" */
+    char kind[16];                  /* "configs", "grid", "random", "list", "adaptive" */
     enum dtype dtype;               /* the batch's dtype (default fp32) */
     unsigned repeats;               /* 0 = the daemon's default */
     bool repeat_existing;
     size_t count;
-    struct kernel_config *configs;  /* count entries, malloc'd */
+    struct kernel_config *configs;  /* count entries, malloc'd (an adaptive sweep: its initial
+                                       sample) */
+    bool is_adaptive;               /* kind "adaptive": adaptive holds its rounds */
+    struct sweep_adaptive adaptive;
 };
 
 /*

@@ -5,7 +5,9 @@
  * (pinned, so a board and a workstation can never drift apart) and their
  * log-uniform and uniform spread, repeated configurations counted once by
  * sweep_spec_unique, the caller's parser seeing every configuration, the
- * default parser, and bad specs refused naming the member.
+ * default parser, and bad specs refused naming the member; the adaptive
+ * sweep's initial sample (the random sweep's draws), its members and
+ * defaults, and every one of its checks.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -591,6 +593,172 @@ static void test_bad_sweeps(void **state)
     check_bad(&long_axis);
 }
 
+/* ---- adaptive sweeps ---- */
+
+static void test_adaptive(void **state)
+{
+    (void)state;
+    /* The initial sample is exactly what the random sweep {"count": initial}
+     * with the same kernel, params and seed draws. */
+    struct sweep_spec a, r;
+    expand_ok("{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"linear\", \"seed\": 7,"
+              " \"dtype\": \"fp16\", \"params\": {\"batch\": [1, 512], \"in\": [8, 4096],"
+              " \"out\": 64}, \"initial\": 40, \"per_round\": 15, \"rounds\": 3,"
+              " \"threshold\": 0.25, \"radius_log2\": 1}}",
+              100, &a);
+    expand_ok("{\"sweep\": {\"type\": \"random\", \"kernel\": \"linear\", \"seed\": 7,"
+              " \"dtype\": \"fp16\", \"count\": 40, \"params\": {\"batch\": [1, 512],"
+              " \"in\": [8, 4096], \"out\": 64}}}",
+              100, &r);
+    assert_string_equal(a.kind, "adaptive");
+    assert_true(a.is_adaptive);
+    assert_false(r.is_adaptive);
+    assert_int_equal(a.count, 40);
+    assert_int_equal(a.dtype, DTYPE_FP16);
+    for (size_t i = 0; i < 40; i++)
+        assert_memory_equal(&a.configs[i], &r.configs[i], sizeof a.configs[i]);
+    const struct sweep_adaptive *ad = &a.adaptive;
+    assert_ptr_equal(ad->kernel, catalog_find("linear"));
+    assert_int_equal(ad->initial, 40);
+    assert_int_equal(ad->per_round, 15);
+    assert_int_equal(ad->rounds, 3);
+    assert_true(ad->threshold == 0.25);
+    assert_true(ad->radius_log2 == 1.0);
+    assert_true(ad->seed == 7);
+    /* catalogue order batch, in, out; a single value is a range of one */
+    assert_int_equal(ad->low[0], 1);
+    assert_int_equal(ad->high[0], 512);
+    assert_int_equal(ad->low[1], 8);
+    assert_int_equal(ad->high[1], 4096);
+    assert_int_equal(ad->low[2], 64);
+    assert_int_equal(ad->high[2], 64);
+    sweep_spec_free(&a);
+    sweep_spec_free(&r);
+
+    /* Defaults: threshold 0.1, radius 0.5, seed 1 (the random sweep's default,
+     * so the sample is still the random sweep's); the extremes are accepted. */
+    expand_ok("{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"layernorm\","
+              " \"params\": {\"cols\": [2, 64], \"rows\": [8, 8]}, \"initial\": 20,"
+              " \"per_round\": 20, \"rounds\": 20}}",
+              20, &a);
+    expand_ok("{\"sweep\": {\"type\": \"random\", \"kernel\": \"layernorm\","
+              " \"params\": {\"cols\": [2, 64], \"rows\": 8}, \"count\": 20}}",
+              20, &r);
+    assert_true(a.is_adaptive);
+    assert_int_equal(a.count, 20);
+    for (size_t i = 0; i < 20; i++)
+        assert_memory_equal(&a.configs[i], &r.configs[i], sizeof a.configs[i]);
+    assert_true(a.adaptive.threshold == 0.1);
+    assert_true(a.adaptive.radius_log2 == 0.5);
+    assert_true(a.adaptive.seed == SWEEP_DEFAULT_SEED);
+    assert_int_equal(a.adaptive.rounds, SWEEP_ADAPTIVE_ROUNDS_MAX);
+    assert_int_equal(a.adaptive.low[0], 8);
+    assert_int_equal(a.adaptive.high[0], 8);
+    assert_int_equal(a.adaptive.low[1], 2);
+    assert_int_equal(a.adaptive.high[1], 64);
+    assert_int_equal(a.dtype, DTYPE_FP32);
+    sweep_spec_free(&a);
+    sweep_spec_free(&r);
+
+    expand_ok("{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"softmax\","
+              " \"params\": {\"rows\": [1, 64], \"cols\": [2, 64]}, \"initial\": 25,"
+              " \"per_round\": 1, \"rounds\": 1, \"threshold\": 10, \"radius_log2\": 4},"
+              " \"dtype\": \"fp16\"}",
+              30, &a);
+    assert_true(a.adaptive.threshold == 10.0);
+    assert_true(a.adaptive.radius_log2 == 4.0);
+    assert_int_equal(a.adaptive.per_round, 1);
+    assert_int_equal(a.dtype, DTYPE_FP16);
+    assert_int_equal(a.configs[0].dtype, DTYPE_FP16);
+    sweep_spec_free(&a);
+
+    /* The other forms say they are not adaptive. */
+    expand_ok("{\"sweep\": {\"type\": \"grid\", \"kernel\": \"add\","
+              " \"params\": {\"rows\": [1, 2], \"cols\": 1}}}",
+              10, &a);
+    assert_false(a.is_adaptive);
+    sweep_spec_free(&a);
+}
+
+static void test_bad_adaptive(void **state)
+{
+    (void)state;
+#define ADAPT(rest)                                                                           \
+    "{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"layernorm\", \"params\": "          \
+    "{\"rows\": [1, 64], \"cols\": [2, 64]}" rest "}}"
+#define SIZES "\"initial\": 20, \"per_round\": 5, \"rounds\": 2"
+    static const struct bad_case cases[] = {
+        /* initial */
+        {ADAPT(", \"per_round\": 5, \"rounds\": 2"), 100, "sweep.initial", "missing"},
+        {ADAPT(", \"initial\": 19, \"per_round\": 5, \"rounds\": 2"), 100, "sweep.initial",
+         "initial = 19: an adaptive sweep needs the size of the random sample"},
+        {ADAPT(", \"initial\": 101, \"per_round\": 5, \"rounds\": 2"), 100, "sweep.initial",
+         "[20, 100] (test.max)"},
+        {ADAPT(", \"initial\": 30, \"per_round\": 5, \"rounds\": 2"), 25, "sweep.initial",
+         "initial = 30"},
+        {ADAPT(", \"initial\": -3, \"per_round\": 5, \"rounds\": 2"), 100, "sweep.initial",
+         "initial = -3"},
+        {ADAPT(", \"initial\": 20.5, \"per_round\": 5, \"rounds\": 2"), 100, "sweep.initial",
+         "initial = 20.5"},
+        {ADAPT(", \"initial\": \"40\", \"per_round\": 5, \"rounds\": 2"), 100, "sweep.initial",
+         "initial = \"40\""},
+        /* per_round */
+        {ADAPT(", \"initial\": 20, \"rounds\": 2"), 100, "sweep.per_round", "missing"},
+        {ADAPT(", \"initial\": 20, \"per_round\": 0, \"rounds\": 2"), 100, "sweep.per_round",
+         "per_round = 0: an adaptive sweep needs the number of configurations each round"},
+        {ADAPT(", \"initial\": 20, \"per_round\": 101, \"rounds\": 2"), 100, "sweep.per_round",
+         "[1, 100] (test.max)"},
+        {ADAPT(", \"initial\": 20, \"per_round\": null, \"rounds\": 2"), 100, "sweep.per_round",
+         "per_round = null"},
+        /* rounds */
+        {ADAPT(", \"initial\": 20, \"per_round\": 5"), 100, "sweep.rounds", "missing"},
+        {ADAPT(", \"initial\": 20, \"per_round\": 5, \"rounds\": 0"), 100, "sweep.rounds",
+         "rounds = 0: an adaptive sweep needs the number of rounds"},
+        {ADAPT(", \"initial\": 20, \"per_round\": 5, \"rounds\": 21"), 100, "sweep.rounds",
+         "[1, 20]"},
+        {ADAPT(", \"initial\": 20, \"per_round\": 5, \"rounds\": true"), 100, "sweep.rounds",
+         "rounds = true"},
+        /* threshold */
+        {ADAPT(", " SIZES ", \"threshold\": 0"), 100, "sweep.threshold",
+         "threshold = 0: the relative latency error"},
+        {ADAPT(", " SIZES ", \"threshold\": -0.5"), 100, "sweep.threshold", "(0, 10]"},
+        {ADAPT(", " SIZES ", \"threshold\": 10.5"), 100, "sweep.threshold",
+         "threshold = 10.5"},
+        {ADAPT(", " SIZES ", \"threshold\": \"0.1\""), 100, "sweep.threshold",
+         "threshold = \"0.1\""},
+        /* radius_log2 */
+        {ADAPT(", " SIZES ", \"radius_log2\": 0.0"), 100, "sweep.radius_log2",
+         "radius_log2 = 0.0: the neighbourhood"},
+        {ADAPT(", " SIZES ", \"radius_log2\": 4.01"), 100, "sweep.radius_log2", "(0, 4]"},
+        {ADAPT(", " SIZES ", \"radius_log2\": [1]"), 100, "sweep.radius_log2",
+         "radius_log2 = [1]"},
+        /* seed, params: as a random sweep */
+        {ADAPT(", " SIZES ", \"seed\": 1.5"), 100, "sweep.seed", "1.5 is not an integer"},
+        {"{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"layernorm\", \"params\": "
+         "{\"rows\": [64, 1], \"cols\": [2, 64]}, " SIZES "}}",
+         100, "sweep.params.rows", "the range [64, 1] of 'rows' is inverted"},
+        {"{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"layernorm\", \"params\": "
+         "{\"rows\": [1, 64], \"cols\": [1, 64]}, " SIZES "}}",
+         100, "sweep.params.cols[0]", "'cols' = 1 is outside layernorm's range"},
+        {"{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"layernorm\", " SIZES "}}", 100,
+         "sweep.params", "an adaptive sweep needs an object with a [low, high] range"},
+        {"{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"layernorm\", \"params\": "
+         "{\"rows\": [1, 64]}, " SIZES "}}",
+         100, "sweep.params.cols", "parameter 'cols' of layernorm is missing"},
+        /* members of the other forms */
+        {ADAPT(", " SIZES ", \"count\": 40"), 100, "sweep.count",
+         "accepted members of sweep: type, kernel, dtype, params, initial, per_round, rounds, "
+         "threshold, radius_log2, seed"},
+        {ADAPT(", " SIZES ", \"points\": []"), 100, "sweep.points", "unknown member"},
+        {"{\"sweep\": {\"type\": \"adaptiv\", \"kernel\": \"layernorm\"}}", 100, "sweep.type",
+         "expected \"grid\", \"random\", \"list\" or \"adaptive\""},
+    };
+#undef ADAPT
+#undef SIZES
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_bad(&cases[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +771,8 @@ int main(void)
         cmocka_unit_test(test_parse_config),
         cmocka_unit_test(test_bad_top_level),
         cmocka_unit_test(test_bad_sweeps),
+        cmocka_unit_test(test_adaptive),
+        cmocka_unit_test(test_bad_adaptive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /*
  * test_daemon_sweep.c - POST /v1/jobs bodies expanded into configurations
  * (daemon/sweep.c over cudakern/sweep.c): every form (configs, grid, random,
- * list) with batch dtype and repeats, the random sweep's determinism for a
+ * list, adaptive - its rounds' settings carried into struct sweep) with batch
+ * dtype and repeats, the random sweep's determinism for a
  * seed and its log-uniform draws staying in range, every bad sweep answered
  * with a 422 naming the member, the parameter and the range, a bad config's
  * error from api_parse_kernel_config located in the body, and the memory
@@ -347,6 +348,91 @@ static void test_bad_sweeps(void **state)
                10, "sweep.dtype", "contradicts", NULL);
 }
 
+static void test_adaptive(void **state)
+{
+    (void)state;
+    /* The daemon's sweep carries the adaptive rounds' settings from
+     * cudakern/sweep.c; its configurations are the initial random sample, each
+     * through api_parse_kernel_config. */
+    struct sweep a, r;
+    expand_ok("{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"linear_relu\", \"seed\": 3,"
+              " \"params\": {\"batch\": [1, 64], \"in\": 128, \"out\": [8, 512]},"
+              " \"initial\": 24, \"per_round\": 6, \"rounds\": 4, \"threshold\": 0.2,"
+              " \"radius_log2\": 0.75}, \"dtype\": \"fp16\", \"repeats\": 2}",
+              100, &a);
+    expand_ok("{\"sweep\": {\"type\": \"random\", \"kernel\": \"linear_relu\", \"seed\": 3,"
+              " \"params\": {\"batch\": [1, 64], \"in\": 128, \"out\": [8, 512]},"
+              " \"count\": 24}, \"dtype\": \"fp16\"}",
+              100, &r);
+    assert_string_equal(a.kind, "adaptive");
+    assert_true(a.is_adaptive);
+    assert_false(r.is_adaptive);
+    assert_int_equal(a.count, 24);
+    assert_int_equal(a.repeats, 2);
+    assert_int_equal(a.dtype, DTYPE_FP16);
+    for (size_t i = 0; i < a.count; i++)
+        assert_memory_equal(&a.configs[i], &r.configs[i], sizeof a.configs[i]);
+    assert_ptr_equal(a.adaptive.kernel, catalog_find("linear_relu"));
+    assert_int_equal(a.adaptive.initial, 24);
+    assert_int_equal(a.adaptive.per_round, 6);
+    assert_int_equal(a.adaptive.rounds, 4);
+    assert_true(a.adaptive.threshold == 0.2);
+    assert_true(a.adaptive.radius_log2 == 0.75);
+    assert_true(a.adaptive.seed == 3);
+    assert_int_equal(a.adaptive.low[0], 1);
+    assert_int_equal(a.adaptive.high[0], 64);
+    assert_int_equal(a.adaptive.low[1], 128);
+    assert_int_equal(a.adaptive.high[1], 128);
+    assert_int_equal(a.adaptive.low[2], 8);
+    assert_int_equal(a.adaptive.high[2], 512);
+    sweep_free(&a);
+    sweep_free(&r);
+
+    /* The other forms are not adaptive. */
+    expand_ok("{\"sweep\": {\"type\": \"random\", \"kernel\": \"linear\", \"count\": 3,"
+              " \"params\": {\"batch\": [1, 4], \"in\": 8, \"out\": 8}}}",
+              10, &r);
+    assert_false(r.is_adaptive);
+    sweep_free(&r);
+
+    /* A bad adaptive member is a 422 naming it; the initial sample against
+     * max_batch_jobs; an initial sample the memory check refuses names the draw. */
+    expand_bad("{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"linear\","
+               " \"params\": {\"batch\": [1, 4], \"in\": 8, \"out\": 8},"
+               " \"initial\": 20, \"per_round\": 5, \"rounds\": 30}}",
+               100, "sweep.rounds", "rounds = 30", "[1, 20]", NULL);
+    expand_bad("{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"linear\","
+               " \"params\": {\"batch\": [1, 4], \"in\": 8, \"out\": 8},"
+               " \"initial\": 40, \"per_round\": 5, \"rounds\": 3}}",
+               30, "sweep.initial", "initial = 40", "max_batch_jobs", NULL);
+    expand_bad("{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"linear\","
+               " \"params\": {\"batch\": [1, 4], \"in\": 8, \"out\": 8},"
+               " \"initial\": 20, \"per_round\": 5, \"rounds\": 3, \"threshold\": 0}}",
+               30, "sweep.threshold", "threshold = 0", "(0, 10]", NULL);
+    /* every round's jobs count against measure.max_batch_jobs: 20 + 3 x 5 = 35 */
+    expand_bad("{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"linear\","
+               " \"params\": {\"batch\": [1, 4], \"in\": 8, \"out\": 8},"
+               " \"initial\": 20, \"per_round\": 5, \"rounds\": 3}}",
+               34, "sweep.per_round", "20 initial configurations and 3 rounds of 5",
+               "measure.max_batch_jobs = 34", NULL);
+    expand_ok("{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"linear\","
+              " \"params\": {\"batch\": [1, 4], \"in\": 8, \"out\": 8},"
+              " \"initial\": 20, \"per_round\": 5, \"rounds\": 3}}",
+              35, &r);
+    sweep_free(&r);
+    struct api_error e;
+    struct sweep s;
+    json_t *body = parse("{\"sweep\": {\"type\": \"adaptive\", \"kernel\": \"linear\","
+                         " \"params\": {\"batch\": [65536, 65536], \"in\": 65536, \"out\": 65536},"
+                         " \"initial\": 20, \"per_round\": 5, \"rounds\": 3}}");
+    assert_int_equal(sweep_expand(body, 100, 64ull * 1024 * 1024, &s, &e), -1);
+    json_decref(body);
+    assert_int_equal(e.status, 422);
+    assert_non_null(strstr(e.detail, "random draw 0"));
+    assert_null(s.configs);
+    assert_false(s.is_adaptive);
+}
+
 static void test_memory_limit(void **state)
 {
     (void)state;
@@ -370,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_random_log_uniform),
         cmocka_unit_test(test_list),
+        cmocka_unit_test(test_adaptive),
         cmocka_unit_test(test_bad_top_level),
         cmocka_unit_test(test_bad_sweeps),
         cmocka_unit_test(test_memory_limit),
