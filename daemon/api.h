@@ -224,6 +224,18 @@ void api_models_list(struct api_request *req, struct api_response *res);
 void api_models_export(struct api_request *req, struct api_response *res);
 void api_predict_post(struct api_request *req, struct api_response *res);   /* api_predict.c */
 void api_estimate_post(struct api_request *req, struct api_response *res);  /* api_estimate.c */
+void api_graphs_measure(struct api_request *req, struct api_response *res); /* api_graphs.c */
+void api_graphs_list(struct api_request *req, struct api_response *res);
+void api_validation_get(struct api_request *req, struct api_response *res); /* api_validation.c */
+
+/* A graph the graph module refused (predict/graph.h) as a problem: its status
+ * (422, or 400 when not a graph at all), the detail prefixed "graphs[i]: " when
+ * graph_index >= 0, members "node" (when named) and "graph" (the index). */
+struct graph_error;
+void api_respond_graph_error(struct api_request *req, struct api_response *res,
+                             const struct graph_error *ge, long graph_index);
+/* predict.max_graph_nodes, or the graph module's default without a configuration. */
+unsigned api_max_graph_nodes(const struct app *app);
 
 /* The newest models of devices like app->device_id, read with db into a new
  * model_set (rails from app->sensor, simulated from app->device) that replaces
@@ -267,6 +279,14 @@ void api_json_error(const char *body, size_t len, const json_error_t *jerr, stru
 /* {"batch":64,"in":256,"out":512}, in catalogue order. Length or -1 if it does
  * not fit. */
 int api_params_json(const struct kernel_config *cfg, char *buf, size_t buflen);
+
+/* Training, shared by POST /v1/models/train (api_models.c) and the adaptive
+ * sampling rounds (rounds.c): the predict.train_* keys as train_options, and
+ * a stored measurement as a trainset row. */
+struct train_options;
+struct trainset_row;
+void api_train_options(const struct config *cfg, struct train_options *opt);
+void api_training_row(const struct db_training_row *in, struct trainset_row *out);
 
 /* GET /v1/measurements query parameters. */
 struct api_measurement_query {

@@ -96,8 +96,8 @@ static int parse_query(const struct api_request *req, bool *merge, struct api_er
 
 /* The graph error as a problem: detail (prefixed "graphs[i]: " in a batch),
  * members "node" (when the graph module named one) and "graph" (in a batch). */
-static void respond_graph_error(struct api_request *req, struct api_response *res,
-                                const struct graph_error *ge, long graph_index)
+void api_respond_graph_error(struct api_request *req, struct api_response *res,
+                             const struct graph_error *ge, long graph_index)
 {
     struct api_error e;
     unsigned status = ge->status ? ge->status : 422;
@@ -153,7 +153,7 @@ static void respond_text(struct api_request *req, struct api_response *res,
 
 /* predict.max_graph_nodes; the graph module's default without a configuration
  * (unit tests). */
-static unsigned max_graph_nodes(const struct app *app)
+unsigned api_max_graph_nodes(const struct app *app)
 {
     return app->cfg && app->cfg->max_graph_nodes > 0 ? app->cfg->max_graph_nodes
                                                       : GRAPH_DEFAULT_MAX_NODES;
@@ -204,7 +204,7 @@ void api_estimate_post(struct api_request *req, struct api_response *res)
     struct estimate_options opt;
     memset(&opt, 0, sizeof opt);
     opt.graph.merge = merge;
-    opt.graph.max_nodes = max_graph_nodes(app);
+    opt.graph.max_nodes = api_max_graph_nodes(app);
     if (!app->models || !models_state_info(app->models, &opt.info)) {
         /* No models: only a graph without kernels can be answered; label it
          * as the device's data would be. */
@@ -231,7 +231,7 @@ void api_estimate_post(struct api_request *req, struct api_response *res)
         else if (ge.status == 409 && pc.missing_count > 0)
             respond_missing(req, res, &pc);
         else
-            respond_graph_error(req, res, &ge, -1);
+            api_respond_graph_error(req, res, &ge, -1);
         estimate_text_free(&text);
         free(pc.missing);
         return;
@@ -265,7 +265,7 @@ void api_estimate_post(struct api_request *req, struct api_response *res)
         if (ge.status == 409 && pc.missing_count > 0)
             continue;
         estimate_text_free(&text);
-        respond_graph_error(req, res, &ge, (long)i);
+        api_respond_graph_error(req, res, &ge, (long)i);
         free(pc.missing);
         return;
     }

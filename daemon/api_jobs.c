@@ -89,6 +89,33 @@ static json_t *batch_json(const struct db_batch *b)
                      text_or_null(b->started_at), "finished_at", text_or_null(b->finished_at));
 }
 
+/* An adaptive batch's "adaptive" ({"rounds": planned, "open": bool}) and
+ * "rounds" (the committed ones, db_batch_rounds_json). 0, or -1 with err. */
+static int adaptive_members(struct db *db, const struct db_batch *b, json_t **adaptive,
+                            json_t **rounds, char *err, size_t errlen)
+{
+    char *spec_text = NULL;
+    if (db_batch_spec(db, b->id, &spec_text, err, errlen) < 0)
+        return -1;
+    json_t *spec = spec_text ? json_loads(spec_text, 0, NULL) : NULL;
+    free(spec_text);
+    json_t *planned = json_object_get(json_object_get(spec, "sweep"), "rounds");
+    *adaptive = json_pack("{s:O,s:b}", "rounds", json_is_integer(planned) ? planned : json_null(),
+                          "open", b->adaptive_open);
+    json_decref(spec);
+    *rounds = db_batch_rounds_json(db, b->id, err, errlen);
+    if (!*adaptive || !*rounds) {
+        if (!*rounds)
+            json_decref(*adaptive);
+        else
+            snprintf(err, errlen, "out of memory");
+        json_decref(*rounds);
+        *adaptive = *rounds = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 /* The {id} segment: 0 with *id, or -1 with a 400 already answered. */
 static int path_id(struct api_request *req, struct api_response *res, const char *what,
                    int64_t *id)
@@ -388,7 +415,11 @@ void api_batches_get(struct api_request *req, struct api_response *res)
         return;
     char err[512] = "";
     struct db_batch b;
+    json_t *adaptive = NULL, *rounds = NULL;
     int found = db_batch_get(db, id, &b, err, sizeof err);
+    if (found == 1 && strcmp(b.kind, "adaptive") == 0 &&
+        adaptive_members(db, &b, &adaptive, &rounds, err, sizeof err) != 0)
+        found = -1;
     db_pool_release(req->app->pool, db);
     if (found < 0) {
         db_failure(req, res, "cannot read the batch", err);
@@ -396,8 +427,16 @@ void api_batches_get(struct api_request *req, struct api_response *res)
         api_error_set(&e, 404, "no batch with id %" PRId64, id);
         api_respond_error(res, &e, req->path);
     } else {
-        api_respond_json(res, 200, batch_json(&b));
+        json_t *out = batch_json(&b);
+        if (out && adaptive) {
+            json_object_set_new(out, "adaptive", adaptive);
+            json_object_set_new(out, "rounds", rounds);
+            adaptive = rounds = NULL;
+        }
+        api_respond_json(res, 200, out);
     }
+    json_decref(adaptive);
+    json_decref(rounds);
 }
 
 void api_batches_delete(struct api_request *req, struct api_response *res)

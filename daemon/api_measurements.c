@@ -99,10 +99,11 @@ int api_parse_measurement_query(const struct api_query_param *q, size_t n,
         seen[which] = true;
 
         if (strcmp(key, "kernel") == 0) {
-            if (!catalog_find(val)) {
+            /* "graph": the whole-graph measurements (POST /v1/graphs/measure) */
+            if (!catalog_find(val) && strcmp(val, DB_GRAPH_KERNEL) != 0) {
                 char names[256];
                 catalog_kernel_names(names, sizeof(names));
-                snprintf(expected, sizeof(expected), "one of %s", names);
+                snprintf(expected, sizeof(expected), "one of %s or %s", names, DB_GRAPH_KERNEL);
                 bad_value(e, key, val, expected);
                 return -1;
             }

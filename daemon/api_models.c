@@ -419,7 +419,7 @@ static void too_few_rows(struct api_error *e, json_t **members, const char *kern
                          "needed", TRAIN_MIN_ROWS);
 }
 
-static void options_from_config(const struct config *cfg, struct train_options *opt)
+void api_train_options(const struct config *cfg, struct train_options *opt)
 {
     train_options_default(opt);
     opt->seed = cfg->train_seed;
@@ -497,7 +497,7 @@ _Static_assert(sizeof(((struct db_model *)0)->metrics_json) == TRAINSET_METRICS_
 _Static_assert(sizeof(((struct db_model *)0)->kernel) == TRAINSET_KERNEL_MAX, "kernel size");
 _Static_assert(sizeof(((struct db_model *)0)->target) == TRAINSET_TARGET_MAX, "target size");
 
-static void training_row_copy(const struct db_training_row *in, struct trainset_row *out)
+void api_training_row(const struct db_training_row *in, struct trainset_row *out)
 {
     memset(out, 0, sizeof *out);
     memcpy(out->uid, in->uid, sizeof out->uid);
@@ -532,14 +532,14 @@ static int train_kernel(struct train_run *run, struct db *db, const struct catal
         goto out;
     }
     for (size_t i = 0; i < n; i++)
-        training_row_copy(&rows[i], &trows[i]);
+        api_training_row(&rows[i], &trows[i]);
 
     struct trainset_params params = {.quality = run->quality,
                                      .simulated = device_simulated(&run->device),
                                      .should_stop = train_should_stop,
                                      .note = train_note,
                                      .ctx = run};
-    options_from_config(run->app->cfg, &params.options);
+    api_train_options(run->app->cfg, &params.options);
     struct trainset_result result;
     switch (trainset_train_kernel(k, trows, n, &params, &made, &result)) {
     case TRAINSET_OK:

@@ -64,6 +64,7 @@
 #include "http.h"
 #include "measure.h"
 #include "models_state.h"
+#include "rounds.h"
 #include "runner.h"
 #include "sensors/gpio_marker.h"
 #include "worker.h"
@@ -431,6 +432,10 @@ static int start_runner(struct daemon *d, char *err, size_t errlen)
     if (runner_create(cfg->db, m, cfg->job_timeout_s, &d->runner, err, errlen) != 0)
         return -1;
     d->app.runner = d->runner;
+    struct rounds_config rounds = {.max_attempts = (int)cfg->max_attempts,
+                                   .simulated = d->app.device.simulated};
+    api_train_options(cfg, &rounds.train);
+    runner_set_rounds_config(d->runner, &rounds);
     if (runner_start(d->runner, err, errlen) != 0)
         return -1;
     d->runner_started = true;

@@ -958,7 +958,17 @@ static void copy_str(char *dst, size_t len, const char *src)
     snprintf(dst, len, "%s", src ? src : "");
 }
 
-static void fill_measurement(const struct measure_ctx *ctx, const struct kernel_config *cfg,
+/* What one measure_run measures: one kernel configuration, or a whole graph's
+ * plan. Everything the protocol does differently for the two lives here. */
+struct workload {
+    const struct kernel_config *cfg; /* a kernel, or NULL */
+    const struct exec_plan *plan;    /* a graph's plan, or NULL */
+    const char *kernel;              /* what the measurement row calls it */
+    enum dtype dtype;
+    int64_t graph_id;
+};
+
+static void fill_measurement(const struct measure_ctx *ctx, const struct workload *w,
                              const struct exec_info *info, const char *params,
                              const char *config_key, const double *idle_mw,
                              const struct pass_result *p, bool remeasured,
@@ -977,8 +987,12 @@ static void fill_measurement(const struct measure_ctx *ctx, const struct kernel_
     m->job_id = job_id;
 
     m->device_id = ctx->device_id;
-    copy_str(m->kernel, sizeof m->kernel, cfg->kernel->name);
-    copy_str(m->dtype, sizeof m->dtype, dtype_name(cfg->dtype));
+    copy_str(m->kernel, sizeof m->kernel, w->kernel);
+    copy_str(m->dtype, sizeof m->dtype, dtype_name(w->dtype));
+    if (w->plan) {
+        m->graph_id = w->graph_id;
+        m->graph_streams = exec_plan_streams(ctx->exec);
+    }
     copy_str(m->params_json, sizeof m->params_json, params);
     copy_str(m->config_key, sizeof m->config_key, config_key);
     copy_str(m->executor, sizeof m->executor, info->name);
@@ -1027,15 +1041,11 @@ static void fill_measurement(const struct measure_ctx *ctx, const struct kernel_
     }
 }
 
-static int check_setup(const struct measure_ctx *ctx, const struct kernel_config *cfg,
-                       unsigned repeats, char *err, size_t errlen)
+static int check_setup(const struct measure_ctx *ctx, unsigned repeats, char *err,
+                       size_t errlen)
 {
     if (!ctx || !ctx->exec || !ctx->sensor || !ctx->sampler) {
         set_err(err, errlen, "setup: the measurement needs an executor, a sensor and a sampler");
-        return -1;
-    }
-    if (!cfg || !cfg->kernel) {
-        set_err(err, errlen, "validate: no kernel given");
         return -1;
     }
     if (rail_count(ctx->sensor) == 0) {
@@ -1060,7 +1070,7 @@ static int check_setup(const struct measure_ctx *ctx, const struct kernel_config
 }
 
 /* What the executor really allocates for cfg against what it has free now. */
-static int check_memory(const struct measure_ctx *ctx, const struct kernel_config *cfg,
+static int check_memory(const struct measure_ctx *ctx, const struct workload *w,
                         const char *config_key, const char *executor, char *err, size_t errlen)
 {
     uint64_t free_bytes = 0;
@@ -1069,7 +1079,8 @@ static int check_memory(const struct measure_ctx *ctx, const struct kernel_confi
                  config_key, executor);
         return 0;
     }
-    uint64_t needed = exec_memory_needed(ctx->exec, cfg);
+    uint64_t needed = w->plan ? exec_plan_memory_needed(ctx->exec, w->plan)
+                              : exec_memory_needed(ctx->exec, w->cfg);
     if (needed <= free_bytes)
         return 0;
     set_err(err, errlen,
@@ -1080,19 +1091,12 @@ static int check_memory(const struct measure_ctx *ctx, const struct kernel_confi
     return -1;
 }
 
-int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsigned repeats,
-                struct db_measurement *m, char *err, size_t errlen)
+/* The protocol (measure.h) for w, whose config_key and params the caller made. */
+static int run_workload(struct measure_ctx *ctx, const struct workload *w,
+                        const char *config_key, const char *params, unsigned repeats,
+                        struct db_measurement *m, char *err, size_t errlen)
 {
-    if (ctx && repeats == 0)
-        repeats = ctx->settings.repeats;
-    if (check_setup(ctx, cfg, repeats, err, errlen) != 0)
-        return -1;
-    if (!m) {
-        set_err(err, errlen, "setup: no measurement to fill");
-        return -1;
-    }
-
-    char e[256], config_key[sizeof m->config_key], params[sizeof m->params_json];
+    char e[256];
     struct exec_info info;
     double idle_mw[SENSOR_MAX_RAILS] = {0};
     struct pass_result pass = {0}, again = {0};
@@ -1104,23 +1108,17 @@ int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsign
     memset(ph, 0, sizeof *ph);
     int64_t mark = jc.start_ns;
 
-    if (catalog_config_key(cfg, config_key, sizeof config_key) < 0 ||
-        params_json(cfg, params, sizeof params) != 0) {
-        set_err(err, errlen, "validate: the configuration of %s does not fit its key",
-                cfg->kernel->name);
-        snprintf(config_key, sizeof config_key, "%s", cfg->kernel->name);
-        goto out;
-    }
     if (deadline_passed(&jc, "the start", err, errlen) != 0)
         goto out;
 
     /* 1. validate, against the memory the executor really needs and has free now */
     exec_info(ctx->exec, &info);
-    if (catalog_validate(cfg, 0, e, sizeof e) != 0) {
+    if ((w->plan ? exec_plan_check(w->plan, e, sizeof e) : catalog_validate(w->cfg, 0, e, sizeof e)) !=
+        0) {
         set_err(err, errlen, "validate: %s", e);
         goto out;
     }
-    int check_rc = check_memory(ctx, cfg, config_key, info.name, err, errlen);
+    int check_rc = check_memory(ctx, w, config_key, info.name, err, errlen);
     ph->setup_ms += lap_ms(&mark);
     if (check_rc != 0)
         goto out;
@@ -1132,7 +1130,8 @@ int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsign
         goto out;
 
     /* 3. prepare with the fixed seed, warm up */
-    int prepare_rc = exec_prepare(ctx->exec, cfg, MEASURE_INPUT_SEED, e, sizeof e);
+    int prepare_rc = w->plan ? exec_prepare_plan(ctx->exec, w->plan, MEASURE_INPUT_SEED, e, sizeof e)
+                             : exec_prepare(ctx->exec, w->cfg, MEASURE_INPUT_SEED, e, sizeof e);
     ph->setup_ms += lap_ms(&mark);
     if (prepare_rc != 0) {
         set_err(err, errlen, "prepare: %s", e);
@@ -1201,7 +1200,7 @@ int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsign
 
     /* 9. the record, with the device state */
     lap_ms(&mark);
-    fill_measurement(ctx, cfg, &info, params, config_key, idle_mw, kept, remeasured, m);
+    fill_measurement(ctx, w, &info, params, config_key, idle_mw, kept, remeasured, m);
     ph->record_ms += lap_ms(&mark);
     log_info(LOG_MODULE,
              "%s on %s: %.3f us (cv %.1f%%), %.1f mW on %s, %.3f uJ per invocation "
@@ -1225,4 +1224,57 @@ out:
               config_key, ph->setup_ms, ph->idle_ms, ph->warmup_ms, ph->windows_ms,
               ph->remeasure_ms, ph->record_ms, ph->total_ms);
     return rc;
+}
+
+int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsigned repeats,
+                struct db_measurement *m, char *err, size_t errlen)
+{
+    if (ctx && repeats == 0)
+        repeats = ctx->settings.repeats;
+    if (check_setup(ctx, repeats, err, errlen) != 0)
+        return -1;
+    if (!cfg || !cfg->kernel) {
+        set_err(err, errlen, "validate: no kernel given");
+        return -1;
+    }
+    if (!m) {
+        set_err(err, errlen, "setup: no measurement to fill");
+        return -1;
+    }
+    char config_key[sizeof m->config_key], params[sizeof m->params_json];
+    if (catalog_config_key(cfg, config_key, sizeof config_key) < 0 ||
+        params_json(cfg, params, sizeof params) != 0) {
+        set_err(err, errlen, "validate: the configuration of %s does not fit its key",
+                cfg->kernel->name);
+        return -1;
+    }
+    struct workload w = {.cfg = cfg, .kernel = cfg->kernel->name, .dtype = cfg->dtype};
+    return run_workload(ctx, &w, config_key, params, repeats, m, err, errlen);
+}
+
+int measure_run_plan(struct measure_ctx *ctx, const struct exec_plan *plan, int64_t graph_id,
+                     const char *config_key, const char *params, unsigned repeats,
+                     struct db_measurement *m, char *err, size_t errlen)
+{
+    if (ctx && repeats == 0)
+        repeats = ctx->settings.repeats;
+    if (check_setup(ctx, repeats, err, errlen) != 0)
+        return -1;
+    if (!plan || plan->count == 0 || !plan->kernels || !plan->kernels[0].cfg.kernel) {
+        set_err(err, errlen, "validate: no graph plan given");
+        return -1;
+    }
+    if (!m || !config_key || !params) {
+        set_err(err, errlen, "setup: no measurement to fill");
+        return -1;
+    }
+    if (strlen(config_key) >= sizeof m->config_key || strlen(params) >= sizeof m->params_json) {
+        set_err(err, errlen, "validate: the graph's key or parameters are too long");
+        return -1;
+    }
+    struct workload w = {.plan = plan,
+                         .kernel = DB_GRAPH_KERNEL,
+                         .dtype = plan->kernels[0].cfg.dtype,
+                         .graph_id = graph_id};
+    return run_workload(ctx, &w, config_key, params, repeats, m, err, errlen);
 }

@@ -88,6 +88,19 @@ struct measure_ctx {
 int measure_run(struct measure_ctx *ctx, const struct kernel_config *cfg, unsigned repeats,
                 struct db_measurement *m, char *err, size_t errlen);
 
+/*
+ * The same protocol for a whole graph (POST /v1/graphs/measure): plan (its
+ * kernels in dependency order, exec.h) is checked, its summed memory compared
+ * with what the executor has free, prepared with exec_prepare_plan, and every
+ * launch is one pass of the whole graph. m gets kernel DB_GRAPH_KERNEL, the
+ * first kernel's dtype, config_key and params as given ("graph:<hash>",
+ * {"kernels": n, "levels": n}), graph_id, and graph_streams from
+ * exec_plan_streams. 0, or -1 with err.
+ */
+int measure_run_plan(struct measure_ctx *ctx, const struct exec_plan *plan, int64_t graph_id,
+                     const char *config_key, const char *params, unsigned repeats,
+                     struct db_measurement *m, char *err, size_t errlen);
+
 /* Median and coefficient of variation (stddev / mean, population) of n values;
  * exposed for tests. values is reordered. */
 double measure_median(double *values, size_t n);

@@ -30,5 +30,8 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/models/export", api_models_export, false, API_BODY_NONE},
     {"POST", "/v1/predict", api_predict_post, false, API_BODY_JSON},
     {"POST", "/v1/estimate", api_estimate_post, false, API_BODY_JSON},
+    {"POST", "/v1/graphs/measure", api_graphs_measure, true, API_BODY_JSON},
+    {"GET", "/v1/graphs", api_graphs_list, false, API_BODY_NONE},
+    {"GET", "/v1/validation", api_validation_get, false, API_BODY_NONE},
 };
 const size_t api_route_count = sizeof(api_routes) / sizeof(api_routes[0]);

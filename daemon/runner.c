@@ -46,6 +46,8 @@
 
 #include "../common/clock.h"
 #include "../common/log.h"
+#include "../predict/graph.h"
+#include "rounds.h"
 #include "worker.h"
 
 #define LOG_MODULE "runner"
@@ -99,6 +101,10 @@ struct runner {
     struct progress_slot progress[PROGRESS_BATCHES];
     unsigned progress_next;
     bool energy_warned;
+    /* Adaptive sampling rounds (rounds.h); only the runner thread reads it
+     * after runner_start. */
+    struct rounds_config rounds;
+    int64_t rounds_retry_ns; /* after a failed round: not before then */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -120,6 +126,8 @@ static struct timespec mono_deadline_in_ms(int64_t ms)
     return ts;
 }
 
+static bool runner_stopping(void *ctx);
+
 int runner_create(const char *db_path, struct measure_ctx *mctx, unsigned job_timeout_s,
                   struct runner **out, char *err, size_t errlen)
 {
@@ -136,6 +144,9 @@ int runner_create(const char *db_path, struct measure_ctx *mctx, unsigned job_ti
     r->mctx = mctx;
     r->job_timeout_s = job_timeout_s;
     r->status.storage_ok = true;
+    struct rounds_config rounds = {.max_attempts = 3};
+    train_options_default(&rounds.train);
+    runner_set_rounds_config(r, &rounds);
 
     pthread_condattr_t attr;
     int rc = pthread_condattr_init(&attr);
@@ -594,10 +605,93 @@ static void cost_job_end(struct runner *r, int64_t batch_id)
 
 /* Runs one claimed job to its end. false when its result could not be written
  * (the job is back in the queue and the caller backs off). */
+/* A graph job's plan: the stored graph's fused kernels, unmerged (what the
+ * network runs), in dependency order with their levels. *out is malloc'd. */
+static int job_plan(struct runner *r, const struct db_job *job, struct exec_plan_kernel **out,
+                    size_t *count, char *err, size_t errlen)
+{
+    *out = NULL;
+    *count = 0;
+    struct db_graph g = {0};
+    char e[256];
+    int found = db_graph_get(r->db, job->graph_id, &g, e, sizeof e);
+    if (found < 0) {
+        set_err(err, errlen, "reading graph %lld: %s", (long long)job->graph_id, e);
+        return -1;
+    }
+    if (found == 0) {
+        set_err(err, errlen, "graph %lld is not stored", (long long)job->graph_id);
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *body = json_loads(g.graph_json, JSON_REJECT_DUPLICATES, &jerr);
+    db_graph_clear(&g);
+    if (!body) {
+        set_err(err, errlen, "graph %lld is not valid JSON: %s", (long long)job->graph_id,
+                jerr.text);
+        return -1;
+    }
+    struct graph_options gopt = {.merge = false, .max_nodes = UINT32_MAX};
+    struct graph_plan plan;
+    struct graph_error gerr;
+    int rc = graph_plan_build(body, &gopt, &plan, &gerr);
+    json_decref(body);
+    if (rc != 0) {
+        set_err(err, errlen, "graph %lld: %s", (long long)job->graph_id, gerr.detail);
+        return -1;
+    }
+    if (plan.count == 0) {
+        set_err(err, errlen, "graph %lld has no kernels to run", (long long)job->graph_id);
+        graph_plan_free(&plan);
+        return -1;
+    }
+    struct exec_plan_kernel *k = calloc(plan.count, sizeof *k);
+    if (!k) {
+        set_err(err, errlen, "out of memory for the graph's %zu kernels", plan.count);
+        graph_plan_free(&plan);
+        return -1;
+    }
+    for (size_t i = 0; i < plan.count; i++) {
+        k[i].cfg = plan.kernels[i].cfg;
+        k[i].level = plan.kernels[i].depth;
+    }
+    *count = plan.count;
+    *out = k;
+    graph_plan_free(&plan);
+    return 0;
+}
+
+/* Measures the job into m: a kernel configuration, or a whole graph. */
+static bool measure_job(struct runner *r, const struct db_job *job, struct db_measurement *m,
+                        char *reason, size_t reasonlen)
+{
+    unsigned repeats = job->repeats > 0 ? (unsigned)job->repeats : 0;
+    if (job->graph_id <= 0) {
+        struct kernel_config cfg;
+        char fault[16];
+        if (job_config(job, &cfg, fault, sizeof fault, reason, reasonlen) != 0)
+            return false;
+        if (fault[0] && worker_set_test_fault(r->mctx->exec, fault, reason, reasonlen) != 0)
+            return false;
+        bool ok = measure_run(r->mctx, &cfg, repeats, m, reason, reasonlen) == 0;
+        if (fault[0])
+            worker_set_test_fault(r->mctx->exec, NULL, NULL, 0);
+        return ok;
+    }
+    struct exec_plan_kernel *kernels = NULL;
+    size_t count = 0;
+    if (job_plan(r, job, &kernels, &count, reason, reasonlen) != 0)
+        return false;
+    struct exec_plan plan = {.count = count, .kernels = kernels};
+    bool ok = measure_run_plan(r->mctx, &plan, job->graph_id, job->config_key, job->params_json,
+                               repeats, m, reason, reasonlen) == 0;
+    free(kernels);
+    return ok;
+}
+
 static bool run_job(struct runner *r, const struct db_job *job)
 {
     char reason[256], e[256];
-    struct kernel_config cfg;
     struct db_measurement *m = NULL;
     bool ok = false;
 
@@ -607,24 +701,16 @@ static bool run_job(struct runner *r, const struct db_job *job)
     enum jp_log_level job_level = job->batch_id > 0 ? JP_LOG_DEBUG : JP_LOG_INFO;
     jp_log(job_level, LOG_MODULE, "job %lld: %s (attempt %d)", (long long)job->id,
            job->config_key, job->attempts);
-    char fault[16];
-    if (job_config(job, &cfg, fault, sizeof fault, reason, sizeof reason) == 0 &&
-        (!fault[0] || worker_set_test_fault(r->mctx->exec, fault, reason, sizeof reason) == 0)) {
-        m = calloc(1, sizeof *m);
-        if (!m) {
-            snprintf(reason, sizeof reason, "out of memory for the measurement");
-        } else {
-            r->mctx->deadline_ns =
-                r->job_timeout_s ? clock_mono_ns() + (int64_t)r->job_timeout_s * 1000000000LL
-                                 : 0;
-            m->job_id = job->id;
-            unsigned repeats = job->repeats > 0 ? (unsigned)job->repeats : 0;
-            ok = measure_run(r->mctx, &cfg, repeats, m, reason, sizeof reason) == 0;
-            r->mctx->deadline_ns = 0;
-            m->job_id = job->id;
-        }
-        if (fault[0])
-            worker_set_test_fault(r->mctx->exec, NULL, NULL, 0);
+    m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(reason, sizeof reason, "out of memory for the measurement");
+    } else {
+        r->mctx->deadline_ns =
+            r->job_timeout_s ? clock_mono_ns() + (int64_t)r->job_timeout_s * 1000000000LL : 0;
+        m->job_id = job->id;
+        ok = measure_job(r, job, m, reason, sizeof reason);
+        r->mctx->deadline_ns = 0;
+        m->job_id = job->id;
     }
 
     enum db_job_state state;
@@ -657,6 +743,57 @@ static bool run_job(struct runner *r, const struct db_job *job)
     }
     free(m);
     return true;
+}
+
+static bool runner_stopping(void *ctx)
+{
+    struct runner *r = ctx;
+    pthread_mutex_lock(&r->lock);
+    bool stopping = r->stopping;
+    pthread_mutex_unlock(&r->lock);
+    return stopping;
+}
+
+void runner_set_rounds_config(struct runner *r, const struct rounds_config *cfg)
+{
+    if (cfg)
+        r->rounds = *cfg;
+    r->rounds.should_stop = runner_stopping;
+    r->rounds.ctx = r;
+}
+
+/* The next round of an adaptive batch whose jobs have all ended, if any:
+ * true when one ran (committed or not), so the loop looks at the queue again. */
+static bool run_ready_round(struct runner *r)
+{
+    if (r->rounds_retry_ns && clock_mono_ns() < r->rounds_retry_ns)
+        return false;
+    char e[512];
+    int64_t *ids = NULL;
+    size_t n = 0;
+    if (db_adaptive_batches_ready(r->db, &ids, &n, e, sizeof e) != 0) {
+        log_error(LOG_MODULE, "looking for adaptive batches to refine failed: %s", e);
+        note_error(r, true, "looking for adaptive batches to refine failed: %s", e);
+        r->rounds_retry_ns = clock_mono_ns() + STORAGE_BACKOFF_MS * 1000000LL;
+        return false;
+    }
+    if (n == 0) {
+        free(ids);
+        return false;
+    }
+    int64_t batch_id = ids[0];
+    free(ids);
+    size_t queued = 0;
+    int rc = rounds_run_next(r->db, batch_id, &r->rounds, &queued, e, sizeof e);
+    if (rc < 0) {
+        log_error(LOG_MODULE, "adaptive batch %lld: %s; trying again in %d s",
+                  (long long)batch_id, e, STORAGE_BACKOFF_MS / 1000);
+        note_error(r, true, "adaptive batch %lld: %s", (long long)batch_id, e);
+        r->rounds_retry_ns = clock_mono_ns() + STORAGE_BACKOFF_MS * 1000000LL;
+        return false;
+    }
+    r->rounds_retry_ns = 0;
+    return rc == 0;
 }
 
 static void *runner_main(void *arg)
@@ -694,6 +831,10 @@ static void *runner_main(void *arg)
             task->run(r->db, task->ctx);
             continue;
         }
+        /* An adaptive batch's round, as soon as its jobs have ended: before
+         * other batches' jobs, so its proposals queue behind what is there. */
+        if (run_ready_round(r))
+            continue;
 
         struct db_job job;
         int got = db_job_claim_next(r->db, &job, e, sizeof e);

@@ -62,6 +62,16 @@ struct runner_task {
 /* 0, or -1 when the runner is stopping or stopped (nothing will run it). */
 int runner_submit_task(struct runner *r, struct runner_task *t);
 
+/*
+ * Adaptive sampling batches (rounds.h): between jobs, the runner runs the next
+ * round of every open adaptive batch whose jobs have all ended. cfg's training
+ * options and max_attempts are copied (its should_stop is replaced by the
+ * runner's own); without this call the defaults of a zeroed rounds_config are
+ * used. Call before runner_start.
+ */
+struct rounds_config;
+void runner_set_rounds_config(struct runner *r, const struct rounds_config *cfg);
+
 struct runner_status {
     bool running_job;
     int64_t current_job_id;

@@ -695,7 +695,7 @@ static void test_query_parsing(void **state)
     expect_query_error("kernel", "conv",
                        "query parameter 'kernel' = 'conv': expected one of linear, linear_relu, "
                        "linear_gelu, layernorm, linear_bn, linear_bn_relu, softmax, add, "
-                       "add_relu, attention, tokenizer, concat");
+                       "add_relu, attention, tokenizer, concat or graph");
     expect_query_error("sort", "id",
                        "unknown query parameter 'sort'; accepted: kernel, dtype, quality, "
                        "after, limit, format, batch, since");

@@ -778,6 +778,116 @@ static void test_bad_input(void **state)
     assert_non_null(strstr(err, "validate: "));
 }
 
+/* ---- whole-graph plans (measure_run_plan) ---- */
+
+/* Two independent linear_relu at level 1 and a layernorm reading one of them. */
+static void make_plan(struct exec_plan_kernel k[3], struct exec_plan *plan)
+{
+    k[0] = (struct exec_plan_kernel){.cfg = make_config("linear_relu", DTYPE_FP32, 8, 32, 16),
+                                     .level = 1};
+    k[1] = (struct exec_plan_kernel){.cfg = make_config("linear_relu", DTYPE_FP32, 8, 32, 24),
+                                     .level = 1};
+    k[2] = (struct exec_plan_kernel){.cfg = make_config("layernorm", DTYPE_FP32, 8, 16, 0),
+                                     .level = 2};
+    *plan = (struct exec_plan){.count = 3, .kernels = k};
+}
+
+static void test_graph_plan(void **state)
+{
+    struct fixture *f = *state;
+    struct exec_plan_kernel k[3];
+    struct exec_plan plan;
+    make_plan(k, &plan);
+    struct db_measurement m;
+    memset(&m, 0xab, sizeof m);
+    m.job_id = 41;
+    snprintf(m.uid, sizeof m.uid, "keep");
+    snprintf(m.created_at, sizeof m.created_at, "then");
+    char err[256] = "";
+    assert_int_equal(measure_run_plan(&f->ctx, &plan, 9, "graph:abc", "{\"kernels\":3,\"levels\":2}",
+                                      2, &m, err, sizeof err),
+                     0);
+    assert_string_equal(m.kernel, DB_GRAPH_KERNEL);
+    assert_string_equal(m.dtype, "fp32");
+    assert_string_equal(m.config_key, "graph:abc");
+    assert_string_equal(m.params_json, "{\"kernels\":3,\"levels\":2}");
+    assert_int_equal(m.graph_id, 9);
+    assert_int_equal(m.graph_streams, 1); /* the CPU runs one kernel at a time */
+    assert_int_equal(m.repeats, 2);
+    assert_true(m.launches >= 1);
+    assert_true(m.latency_us > 0.0 && m.energy_uj > 0.0 && m.power_mw > 0.0);
+    assert_true(m.latency_us_min <= m.latency_us && m.latency_us <= m.latency_us_max);
+    assert_true(m.simulated);
+    assert_true(m.rail_count >= 1);
+    assert_int_equal(m.job_id, 41);
+    assert_string_equal(m.uid, "keep");
+    assert_string_equal(m.created_at, "then");
+    /* energy per invocation is latency x board power, as for a kernel */
+    assert_close(m.energy_uj, m.latency_us * m.power_mw / 1000.0, 1e-9);
+
+    /* a kernel measurement afterwards has no graph */
+    struct kernel_config cfg = make_config("linear_relu", DTYPE_FP32, 8, 32, 16);
+    struct db_measurement m2 = {0};
+    assert_int_equal(measure_run(&f->ctx, &cfg, 1, &m2, err, sizeof err), 0);
+    assert_int_equal(m2.graph_id, 0);
+    assert_int_equal(m2.graph_streams, 0);
+}
+
+static void test_graph_plan_bad(void **state)
+{
+    struct fixture *f = *state;
+    struct exec_plan_kernel k[3];
+    struct exec_plan plan;
+    make_plan(k, &plan);
+    struct db_measurement m = {0};
+    char err[512] = "";
+
+    assert_int_equal(measure_run_plan(&f->ctx, NULL, 1, "graph:x", "{}", 1, &m, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "no graph plan"));
+
+    k[0].level = 0;
+    assert_int_equal(measure_run_plan(&f->ctx, &plan, 1, "graph:x", "{}", 1, &m, err, sizeof err),
+                     -1);
+    if (strncmp(err, "validate: plan kernel 0", 23) != 0)
+        fail_msg("unexpected: %s", err);
+    k[0].level = 1;
+
+    k[2].cfg.params[1] = 0; /* cols 0 */
+    assert_int_equal(measure_run_plan(&f->ctx, &plan, 1, "graph:x", "{}", 1, &m, err, sizeof err),
+                     -1);
+    if (strncmp(err, "validate: plan kernel 2 (layernorm)", 35) != 0)
+        fail_msg("unexpected: %s", err);
+    make_plan(k, &plan);
+
+    char long_key[300];
+    memset(long_key, 'k', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = '\0';
+    assert_int_equal(measure_run_plan(&f->ctx, &plan, 1, long_key, "{}", 1, &m, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "too long"));
+
+    /* the memory of every kernel at once, against what is free: the spy says 1 byte */
+    struct spy spy;
+    use_spy(f, &spy);
+    spy.free_bytes = 1;
+    uint64_t needed = exec_plan_memory_needed(f->exec, &plan);
+    assert_true(needed > spy.free_bytes);
+    assert_int_equal(measure_run_plan(&f->ctx, &plan, 1, "graph:x", "{}", 1, &m, err, sizeof err),
+                     -1);
+    char want[64];
+    snprintf(want, sizeof want, "needs %llu bytes", (unsigned long long)needed);
+    if (strncmp(err, "validate: graph:x ", 18) != 0 || !strstr(err, want))
+        fail_msg("unexpected: %s", err);
+    assert_int_equal(spy.prepare_ns, 0);
+
+    /* an executor without plans says so at prepare */
+    spy.free_bytes = 0;
+    assert_int_equal(measure_run_plan(&f->ctx, &plan, 1, "graph:x", "{}", 1, &m, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "cannot run whole-graph plans"));
+}
+
 /* ---- a flaky sensor: the sim backend with every 5th read failing ---- */
 
 extern const struct sensor_backend sensor_backend_sim;
@@ -866,6 +976,8 @@ int main(void)
         cmocka_unit_test_setup(test_memory_recheck, reset_ctx),
         cmocka_unit_test_setup(test_bad_input, reset_ctx),
         cmocka_unit_test_setup(test_sensor_faults_marked, reset_ctx),
+        cmocka_unit_test_setup(test_graph_plan, reset_ctx),
+        cmocka_unit_test_setup(test_graph_plan_bad, reset_ctx),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
