@@ -715,6 +715,16 @@ static int expand_sweep(json_t *body, struct expansion *x, char *err, size_t err
         snprintf(err, errlen, "%s", serr.detail);
         return -1;
     }
+    /* An adaptive sweep's rounds train on the batch's own measurements: split
+     * over boards, each shard would be a plain list of part of the initial
+     * sample and the rounds would be lost. */
+    if (spec.is_adaptive) {
+        sweep_spec_free(&spec);
+        snprintf(err, errlen,
+                 "an adaptive sweep cannot be sharded: its rounds train on one board's own "
+                 "measurements; submit it to each board without --shard");
+        return -1;
+    }
     int rc = -1;
     x->configs = json_array();
     x->top = json_object();

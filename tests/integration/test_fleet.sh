@@ -297,6 +297,14 @@ check "the two shards together are exactly what board-c expanded from the sweep 
   eval '[ "$(sort <<<"$KA"$'"'"'\n'"'"'"$KB")" = "$KC" ] && [ $((NA + NB)) = "$NC" ]'
 check "the random draws repeated (fewer distinct configurations than 16)" \
   eval '[ "$NC" -lt 16 ]'
+cat >"$TMP/adaptive.json" <<'EOF'
+{"sweep": {"type": "adaptive", "kernel": "add", "initial": 20, "per_round": 4, "rounds": 2,
+           "params": {"rows": [1, 64], "cols": [1, 64]}}}
+EOF
+jp fleet submit --shard --force --manifest "$TMP/adaptive-manifest.json" "$TMP/adaptive.json"
+expect "submit --shard of an adaptive sweep: refused, nothing queued" 1 \
+  err "an adaptive sweep cannot be sharded" err "without --shard"
+check "... no manifest written" [ ! -e "$TMP/adaptive-manifest.json" ]
 check "the shard manifest: sharded, counts per board, a and b's shard 1 and 2 of 2" \
   json_true 'j["sharded"] and [b["configs"] for b in j["boards"]][:2] == ['"$NA"', '"$NB"'] and j["boards"][0]["shard"] == {"index": 1, "of": 2} and j["boards"][2]["shard"] is None' \
   "$(cat "$TMP/shard.json")"
