@@ -97,28 +97,9 @@ static struct executor *exec;
 static unsigned long uid_counter;
 static size_t measured_total;
 
-/* The 1-minute load average: other work on the machine is noise in every latency. */
-static double load_1min(void)
-{
-    double load = -1.0;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &load) != 1)
-            load = -1.0;
-        fclose(f);
-    }
-    return load;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(double *v, size_t n)
 {
-    qsort(v, n, sizeof *v, compare_doubles);
+    qsort(v, n, sizeof *v, bench_compare_doubles);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -440,7 +421,7 @@ int main(int argc, char **argv)
         return 1;
     }
     int64_t t0 = clock_mono_ns();
-    double load_start = load_1min();
+    double load_start = bench_load_1min();
     int rc = 1;
     static struct series adaptive[BENCH_KERNEL_COUNT], random[BENCH_KERNEL_COUNT];
     size_t above_first[BENCH_KERNEL_COUNT] = {0};
@@ -533,7 +514,7 @@ int main(int argc, char **argv)
                bench_kernels[kk].kernel, above_first[kk]);
     printf("%zu configurations measured, %.0f s in all; load average %.2f at the start, %.2f "
            "at the end\n",
-           measured_total, (double)(clock_mono_ns() - t0) / 1e9, load_start, load_1min());
+           measured_total, (double)(clock_mono_ns() - t0) / 1e9, load_start, bench_load_1min());
     rc = 0;
 out:
     exec_close(exec);

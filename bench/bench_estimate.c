@@ -399,17 +399,11 @@ static int read_cache_counters(struct conn *c, struct cache_counters *out)
 
 /* ---- workload ---- */
 
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double quantile(double *v, size_t n, double q)
 {
     if (n == 0)
         return 0.0;
-    qsort(v, n, sizeof *v, compare_doubles);
+    qsort(v, n, sizeof *v, bench_compare_doubles);
     return v[(size_t)(q * (double)(n - 1) + 0.5)];
 }
 

@@ -7,6 +7,7 @@
 #define JETPROF_BENCH_MACHINE_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -45,6 +46,27 @@ static inline void bench_print_machine(void)
     bench_cpu_model(cpu, sizeof cpu);
     printf("machine: %s %s %s, %s, %ld online CPUs\n", u.sysname, u.release, u.machine, cpu,
            sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+/* The 1-minute load average (-1 when unreadable): other work on the machine is
+ * noise in every timing, so the benches print it beside their figures. */
+static inline double bench_load_1min(void)
+{
+    double load = -1.0;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &load) != 1)
+            load = -1.0;
+        fclose(f);
+    }
+    return load;
+}
+
+/* qsort order for doubles. */
+static inline int bench_compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 #endif

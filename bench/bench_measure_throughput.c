@@ -97,25 +97,6 @@ struct rig {
     unsigned usable_count;
 };
 
-/* The 1-minute load average: other work on the machine moves latency CVs. */
-static double load_1min(void)
-{
-    double load = -1.0;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &load) != 1)
-            load = -1.0;
-        fclose(f);
-    }
-    return load;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Builds a kernel_config from the table entry; -1 with why when the catalogue
  * lacks the kernel or a parameter, or the values are out of range. */
 static int build_config(const struct bench_config *bc, struct kernel_config *cfg, char *why,
@@ -212,7 +193,7 @@ static int run_series(struct rig *r, const char *title, const struct measure_set
            title, st->min_window_ms, st->min_samples, st->settle_ms, st->repeats,
            st->warmup_launches, st->warmup_ms, st->idle_ms, st->idle_refresh_s, st->max_cv,
            st->min_sample_ratio);
-    printf("load average (1 min) at the start: %.2f\n", load_1min());
+    printf("load average (1 min) at the start: %.2f\n", bench_load_1min());
     fflush(stdout);
 
     struct db_measurement *m = calloc(1, sizeof *m);
@@ -261,7 +242,7 @@ static int run_series(struct rig *r, const char *title, const struct measure_set
     }
     double elapsed_s = (double)(clock_mono_ns() - t0) / 1e9;
     free(m);
-    printf("load average (1 min) at the end: %.2f\n", load_1min());
+    printf("load average (1 min) at the end: %.2f\n", bench_load_1min());
 
     size_t ok = 0, failed = 0, remeasured = 0;
     for (size_t i = 0; i < n; i++) {
@@ -280,7 +261,7 @@ static int run_series(struct rig *r, const char *title, const struct measure_set
            (double)ok / elapsed_s * 3600.0, (double)(n - failed) / elapsed_s * 3600.0);
     for (size_t i = 0; i < n; i++)
         v[i] = recs[i].total_ms;
-    qsort(v, n, sizeof *v, compare_doubles);
+    qsort(v, n, sizeof *v, bench_compare_doubles);
     if (n)
         printf("time per measurement: median %.0f ms, min %.0f ms, max %.0f ms\n", v[n / 2],
                v[0], v[n - 1]);
@@ -289,13 +270,13 @@ static int run_series(struct rig *r, const char *title, const struct measure_set
         double mean = 0.0, median_ms;
         for (size_t i = 0; i < n; i++)
             v[i] = recs[i].share[k] * recs[i].total_ms;
-        qsort(v, n, sizeof *v, compare_doubles);
+        qsort(v, n, sizeof *v, bench_compare_doubles);
         median_ms = n ? v[n / 2] : 0.0;
         for (size_t i = 0; i < n; i++) {
             v[i] = recs[i].share[k];
             mean += v[i];
         }
-        qsort(v, n, sizeof *v, compare_doubles);
+        qsort(v, n, sizeof *v, bench_compare_doubles);
         printf("  %-15s %6.2f %%  (%6.2f %%)  %8.2f ms\n", phase_names[k],
                n ? v[n / 2] * 100.0 : 0.0, n ? mean / (double)n * 100.0 : 0.0, median_ms);
     }
@@ -308,7 +289,7 @@ static int run_series(struct rig *r, const char *title, const struct measure_set
             v[count++] = recs[i].total_ms;
             c_ok += recs[i].ok;
         }
-        qsort(v, count, sizeof *v, compare_doubles);
+        qsort(v, count, sizeof *v, bench_compare_doubles);
         printf("  %-52s %4zu %4zu %7.0f\n", r->usable_key[c], count, c_ok,
                count ? v[count / 2] : 0.0);
     }

@@ -61,18 +61,12 @@ struct rig {
     char dir[64];
 };
 
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Sorts v; the value at fraction q (0..1) of the way through. */
 static double quantile(double *v, size_t n, double q)
 {
     if (n == 0)
         return 0.0;
-    qsort(v, n, sizeof *v, compare_doubles);
+    qsort(v, n, sizeof *v, bench_compare_doubles);
     size_t i = (size_t)(q * (double)(n - 1) + 0.5);
     return v[i];
 }

@@ -97,4 +97,9 @@ int db_training_rows_scoped(struct db *db, const char *kernel, enum db_training_
                             struct db_training_row **out, size_t *count, char *err,
                             size_t errlen);
 
+/* Makes room for element index `need` in the malloc'd array *arr of *cap
+ * elements (doubling, at least 16): 0, or -1 when out of memory (the array as
+ * it was). Defined in models.c. */
+int db_grow(void **arr, size_t *cap, size_t need, size_t elem_size);
+
 #endif

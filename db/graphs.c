@@ -431,15 +431,9 @@ int db_graphs_measured(struct db *db, int64_t device_id, const char *quality,
     }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct db_graph_measured *grown = realloc(arr, ncap * sizeof *arr);
-            if (grown == NULL) {
-                db_err(db, err, errlen, "reading measured graphs: out of memory");
-                goto fail;
-            }
-            arr = grown;
-            cap = ncap;
+        if (db_grow((void **)&arr, &cap, n, sizeof *arr) != 0) {
+            db_err(db, err, errlen, "reading measured graphs: out of memory");
+            goto fail;
         }
         struct db_graph_measured *r = &arr[n];
         memset(r, 0, sizeof *r);

@@ -376,15 +376,9 @@ int db_jobs_list(struct db *db, const struct db_job_filter *f, struct db_job **o
     size_t n = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct db_job *grown = realloc(jobs, ncap * sizeof *jobs);
-            if (grown == NULL) {
-                db_err(db, err, errlen, "listing jobs: out of memory");
-                goto fail;
-            }
-            jobs = grown;
-            cap = ncap;
+        if (db_grow((void **)&jobs, &cap, n, sizeof *jobs) != 0) {
+            db_err(db, err, errlen, "listing jobs: out of memory");
+            goto fail;
         }
         if (job_from_row(db, st, &jobs[n], err, errlen) != 0)
             goto fail;

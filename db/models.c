@@ -231,7 +231,7 @@ void db_models_free(struct db_model *models, size_t count)
 
 /* Grows *arr (of elem_size items, *cap of them) so that index `need` fits.
  * 0, or -1 when out of memory (the array is unchanged). */
-static int grow(void **arr, size_t *cap, size_t need, size_t elem_size)
+int db_grow(void **arr, size_t *cap, size_t need, size_t elem_size)
 {
     if (need < *cap)
         return 0;
@@ -275,7 +275,7 @@ int db_models_newest(struct db *db, int64_t device_id, bool with_blob, struct db
     }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&arr, &cap, n, sizeof *arr) != 0) {
+        if (db_grow((void **)&arr, &cap, n, sizeof *arr) != 0) {
             db_err(db, err, errlen, "reading models: out of memory");
             goto fail;
         }
@@ -371,7 +371,7 @@ int db_training_rows_scoped(struct db *db, const char *kernel, enum db_training_
         struct db_training_row *row = n > 0 && arr[n - 1].measurement_id == id ? &arr[n - 1]
                                                                                 : NULL;
         if (row == NULL) {
-            if (grow((void **)&arr, &cap, n, sizeof *arr) != 0) {
+            if (db_grow((void **)&arr, &cap, n, sizeof *arr) != 0) {
                 db_err(db, err, errlen, "reading %s training rows: out of memory", kernel);
                 goto fail;
             }
@@ -438,7 +438,7 @@ int db_training_counts(struct db *db, int64_t device_id, const char *quality,
     }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&arr, &cap, n, sizeof *arr) != 0) {
+        if (db_grow((void **)&arr, &cap, n, sizeof *arr) != 0) {
             db_err(db, err, errlen, "counting training rows: out of memory");
             goto fail;
         }

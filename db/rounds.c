@@ -266,15 +266,9 @@ int db_adaptive_batches_ready(struct db *db, int64_t **ids, size_t *count, char 
     size_t n = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            int64_t *grown = realloc(arr, ncap * sizeof *arr);
-            if (grown == NULL) {
-                db_err(db, err, errlen, "listing adaptive batches: out of memory");
-                goto fail;
-            }
-            arr = grown;
-            cap = ncap;
+        if (db_grow((void **)&arr, &cap, n, sizeof *arr) != 0) {
+            db_err(db, err, errlen, "listing adaptive batches: out of memory");
+            goto fail;
         }
         arr[n++] = sqlite3_column_int64(st, 0);
     }
