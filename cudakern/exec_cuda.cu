@@ -1440,7 +1440,7 @@ static int cuda_prepare(struct executor *ex, const struct kernel_config *cfg, ui
         cuda_release(ex);
         return -1;
     }
-    c->width = 1;
+    c->width = 0; /* plan_streams: a single configuration is no plan (exec.h) */
     c->passes_per_chunk = RUN_CHUNK_LAUNCHES;
     c->prepared = true;
     return 0;
