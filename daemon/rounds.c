@@ -111,9 +111,15 @@ static struct db_job *proposal_jobs(const struct adaptive_result *res, const str
     return jobs;
 }
 
-static void metrics_text(const struct adaptive_result *res, char *buf, size_t buflen)
+/* The round's metrics, labelled simulated when the device's data is. */
+static void metrics_text(const struct adaptive_result *res, bool simulated, char *buf,
+                         size_t buflen)
 {
     json_t *m = adaptive_result_json(res);
+    if (m && json_object_set_new(m, "simulated", json_boolean(simulated)) != 0) {
+        json_decref(m);
+        m = NULL;
+    }
     char *text = m ? json_dumps(m, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(m);
     if (text && strlen(text) < buflen)
@@ -202,10 +208,17 @@ int rounds_run_next(struct db *db, int64_t batch_id, const struct rounds_config 
     struct db_job *jobs = NULL;
     size_t job_count = 0;
     round.rows = (int64_t)n;
-    metrics_text(&res, round.metrics_json, sizeof round.metrics_json);
+    bool final_round = (unsigned)count >= a->rounds;
+    if (final_round) {
+        /* the last planned round is scored, never refined: nothing proposed */
+        free(res.proposed);
+        res.proposed = NULL;
+        res.proposed_count = 0;
+    }
+    metrics_text(&res, cfg->simulated, round.metrics_json, sizeof round.metrics_json);
     if (st == ADAPTIVE_OK) {
-        if ((unsigned)count >= a->rounds) {
-            /* the final round: its metrics only */
+        if (final_round) {
+            /* its metrics only */
         } else if (res.proposed_count == 0) {
             snprintf(round.note, sizeof round.note,
                      res.above_threshold == 0

@@ -29,7 +29,7 @@
 struct rounds_config {
     struct train_options train; /* predict.train_* (seed, holdout, rounds, depth, eta) */
     int max_attempts;           /* of the jobs a round queues (measure.max_attempts) */
-    bool simulated;             /* the device's data is simulated: recorded in the metrics */
+    bool simulated;             /* the device's data is simulated: every round's metrics say so */
     /* Asked while training; true abandons the round (not committed). NULL = never. */
     bool (*should_stop)(void *ctx);
     void *ctx;

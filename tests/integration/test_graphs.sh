@@ -252,7 +252,8 @@ printf '%s' "$BODY" >"$TMP/adaptive.json"
 check "  ... rounds 0..n in order, each with its metrics, planned rounds 2" \
   json_true 'j["kind"] == "adaptive" and j["adaptive"]["rounds"] == 2 and 1 <= len(j["rounds"]) <= 3
     and [r["round"] for r in j["rounds"]] == list(range(len(j["rounds"])))
-    and all(r["rows"] >= 20 and "within_10pct" in r["metrics"]["latency"] and "test_rows" in r["metrics"] for r in j["rounds"])'
+    and all(r["rows"] >= 20 and "within_10pct" in r["metrics"]["latency"] and "test_rows" in r["metrics"]
+            and r["metrics"]["simulated"] is True for r in j["rounds"])'
 check "  ... its jobs are the initial 20 plus what the rounds queued" \
   json_true 'sum(j["counts"].values()) == 20 + sum(r["added"] for r in j["rounds"])
     and all(r["added"] <= 4 for r in j["rounds"]) and j["rounds"][-1]["added"] == 0'
