@@ -262,12 +262,16 @@ $(OUT)/bench/%: bench/%.c $(MODULE_LIBS)
 # bench_estimate needs a daemon with a dataset and trained models:
 # bench/bench_estimate.sh sets that up, runs it and the scikit-learn baseline
 # (python3-sklearn, installed only here by install-deps --bench).
+# bench/bench_validation.sh: jetprof validate on graphs with parallel branches
+# (graph-level MAPE and Kendall tau, merging on and off).
 bench:
 	@scripts/install-deps --bench
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@for b in $(filter-out %/bench_estimate,$(BENCH_BINS)); do echo "== $$b"; $$b || exit 1; done
 	@echo "== bench/bench_estimate.sh"
 	@JETPROFD=$(JETPROFD) BENCH_ESTIMATE=$(OUT)/bench/bench_estimate bench/bench_estimate.sh
+	@echo "== bench/bench_validation.sh"
+	@JETPROFD=$(JETPROFD) JETPROF=$(JETPROF) bench/bench_validation.sh
 
 # ---- run ----
 run: deps

@@ -4,8 +4,9 @@
  * a live stream, one measurement, the dataset, any GET), its queue (submit a
  * sweep and follow it with a progress bar, list and cancel jobs), exports of
  * the dataset (CSV, JSON lines, SQLite, streamed to a file), its predictors
- * (train, list, export, predict) and graph estimates, online
- * (POST /v1/estimate) or offline from an exported bundle.
+ * (train, list, export, predict), graph estimates, online
+ * (POST /v1/estimate) or offline from an exported bundle, and the validation
+ * of those estimates against whole-graph measurements (client/validate.c).
  *
  * It is deliberately thin: every check about kernels, ranges and memory is the
  * daemon's (it owns the catalogue and the executor), so the client only makes
@@ -34,7 +35,7 @@
  * or canceled jobs, or (offline) the models or the graph were refused; 2 usage
  * error, including a file named on the command line that cannot be read and
  * an address that cannot be parsed; 128+N when signal N (SIGINT: 130) stopped
- * a command that runs until stopped (power --watch, submit --wait, export).
+ * a command that runs until stopped (power --watch, submit --wait, validate, export).
  * docs/jetprof.1 documents all of it; keep the two in step.
  */
 #include <errno.h>
@@ -61,6 +62,7 @@
 #include "fleet.h"
 #include "fleet_hosts.h"
 #include "http_client.h"
+#include "validate.h"
 
 #define JETPROF_CLIENT_VERSION "0.1.0"
 #define DEFAULT_URL "http://127.0.0.1:9740"
@@ -180,6 +182,11 @@ static void print_help(FILE *out)
         "                      kernel's prediction and the totals\n"
         "  estimate --offline --models FILE [--no-merge] [--json] GRAPH.json\n"
         "                      the same computed here from an exported bundle (no daemon)\n"
+        "  validate [--family tiny|small|medium|none] [--graph FILE]... [--adaptive] [--json]\n"
+        "                      measure graphs whole (fixtures and generated MLP and\n"
+        "                      FT-Transformer families) after training what they need, and\n"
+        "                      compare with the estimates, merging on and off: per graph\n"
+        "                      errors, MAPE, within +-10 %, Kendall tau; 'validate --help'\n"
         "  get PATH            any GET request, the body printed as received\n"
         "  fleet status|submit|progress|cancel|pull ...\n"
         "                      one command over a shelf of boards listed in a hosts file\n"
@@ -204,6 +211,7 @@ static void print_help(FILE *out)
         "  jetprof estimate mlp.json\n"
         "  jetprof models export -o board.models.json\n"
         "  jetprof estimate --offline --models board.models.json --json mlp.json\n"
+        "  jetprof validate --family small --samples 60\n"
         "  jetprof get /v1/measurements/12\n"
         "\n"
         "Exit status:\n"
@@ -216,7 +224,7 @@ static void print_help(FILE *out)
         "  2    usage error: unknown command or option, bad value, unreadable file named\n"
         "       on the command line or token file, address that cannot be parsed\n"
         "  130  stopped by Ctrl-C (SIGINT; 143 for SIGTERM) while running until stopped:\n"
-        "       power --watch, submit --wait (the jobs keep running), export\n",
+        "       power --watch, submit --wait and validate (the jobs keep running), export\n",
         out);
 }
 
@@ -2141,7 +2149,10 @@ static int wait_batch(const struct cli *cli, json_int_t batch_id, bool json_out)
         if (rc != EXIT_OK)
             break;
         batch_counts(b, &p);
-        bool finished = p.queued + p.running == 0;
+        /* An adaptive batch between rounds has no job queued yet: it is done
+         * only once its last round has run ("adaptive": {"open": false}). */
+        bool rounds_open = json_is_true(json_object_get(json_object_get(b, "adaptive"), "open"));
+        bool finished = p.queued + p.running == 0 && !rounds_open;
         progress_text(text, sizeof text, b, &p);
         if (tty) {
             draw_bar(out, text, &p);
@@ -2775,6 +2786,23 @@ static int cmd_fleet(const struct cli *cli, int argc, char **argv)
     return rc;
 }
 
+/* ---- validate (client/validate.c) ---- */
+
+/* `jetprof validate ...`: validate_main with the global options; it follows
+ * batches until they end, so Ctrl-C stops the wait (the jobs keep running). */
+static int cmd_validate(const struct cli *cli, int argc, char **argv)
+{
+    if (catch_stop_signals() != 0)
+        return EXIT_FAIL;
+    struct validate_globals g = {
+        .base_url = cli->base_url,
+        .token = cli->token,
+        .timeout_s = cli->timeout_s,
+        .interrupted = &stop_signal,
+    };
+    return validate_main(&g, argc, argv);
+}
+
 static const struct command {
     const char *name;
     int (*run)(const struct cli *cli, int argc, char **argv);
@@ -2795,6 +2823,7 @@ static const struct command {
     {"models", cmd_models, help_models},
     {"predict", cmd_predict, help_predict},
     {"estimate", cmd_estimate, help_estimate},
+    {"validate", cmd_validate, validate_help_text},
     {"get", cmd_get, help_get},
     {"fleet", cmd_fleet, fleet_help_text},
 };
@@ -2858,7 +2887,7 @@ int main(int argc, char **argv)
             if (!command) {
                 usage_error("unknown command '%s' (commands: status, health, device, kernels, "
                             "power, measure, submit, jobs, cancel, measurements, export, train, "
-                            "models, predict, estimate, get, fleet)",
+                            "models, predict, estimate, validate, get, fleet)",
                             a);
                 goto out;
             }

@@ -783,9 +783,12 @@ class JetprofClient:
 
     def submit_jobs(self, spec: Mapping[str, Any]) -> Json:
         """POST /v1/jobs (auth): queue a batch, ``{"configs": [...]}`` or
-        ``{"sweep": {"type": "grid"|"random"|"list", "kernel": ..., ...}}`` with
-        optional dtype, repeats, repeat_existing. Returns ``{"batch_id", "jobs",
-        "duplicates"}`` at once (progress: :meth:`batch`)."""
+        ``{"sweep": {"type": "grid"|"random"|"list"|"adaptive", "kernel": ..., ...}}``
+        with optional dtype, repeats, repeat_existing. An adaptive sweep
+        (``"params"`` ranges, ``"initial"``, ``"per_round"``, ``"rounds"``,
+        ``"threshold"``, ``"radius_log2"``, ``"seed"``) queues its initial random
+        sample; the daemon adds each round's proposals to the same batch. Returns
+        ``{"batch_id", "jobs", "duplicates"}`` at once (progress: :meth:`batch`)."""
         return self._json("POST", "/v1/jobs", body=dict(spec), auth=True, retry=False)
 
     def jobs(
@@ -825,7 +828,8 @@ class JetprofClient:
 
     def batch(self, id: int) -> Json:
         """GET /v1/batches/{id}: progress and cost (counts per state,
-        measured_per_minute, eta_s, energy_j, wall_s)."""
+        measured_per_minute, eta_s, energy_j, wall_s); an adaptive batch also
+        has ``"adaptive": {"rounds", "open"}`` and its ``"rounds"``."""
         return self._json("GET", "/v1/batches/" + _id(id, "id"))
 
     def cancel_batch(self, id: int) -> Json:
@@ -834,17 +838,20 @@ class JetprofClient:
         return self._json("DELETE", "/v1/batches/" + _id(id, "id"), auth=True)
 
     def wait_batch(self, id: int, poll_s: float = 0.5, timeout: Optional[float] = None) -> Json:
-        """Polls :meth:`batch` until nothing of it is queued or running; returns the
+        """Polls :meth:`batch` until nothing of it is queued or running and, for an
+        adaptive batch, its last round is in (``adaptive.open`` false); returns the
         final Batch. Raises TimeoutError after ``timeout`` seconds (None = no limit)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             b = self.batch(id)
             counts = b.get("counts", {})
-            if counts.get("queued", 0) == 0 and counts.get("running", 0) == 0:
+            still_open = bool((b.get("adaptive") or {}).get("open", False))
+            if counts.get("queued", 0) == 0 and counts.get("running", 0) == 0 and not still_open:
                 return b
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("batch %d still has %d queued and %d running jobs after %s s"
-                                   % (id, counts.get("queued", 0), counts.get("running", 0), timeout))
+                raise TimeoutError("batch %d still has %d queued and %d running jobs%s after %s s"
+                                   % (id, counts.get("queued", 0), counts.get("running", 0),
+                                      " and adaptive rounds to come" if still_open else "", timeout))
             time.sleep(poll_s)
 
     # ---- predictors ----
@@ -905,3 +912,46 @@ class JetprofClient:
         422 whose detail starts "graphs[i]: " (member ``graph`` = i)."""
         body = '{"graphs":[' + ",".join(_graph_text(g) for g in graphs) + "]}"
         return self._json("POST", "/v1/estimate", query={"merge": bool(merge)}, body=body.encode("utf-8"), retry=True)
+
+    # ---- whole graphs and the validation of estimates ----
+
+    def measure_graphs(
+        self,
+        graphs: Iterable[GraphLike],
+        repeats: Optional[int] = None,
+        repeat_existing: Optional[bool] = None,
+    ) -> Json:
+        """POST /v1/graphs/measure (auth): queue whole-graph measurements of 1 to 100
+        graphs (native graph dicts, nn-Meter IR dicts, or either as JSON text; what
+        :meth:`estimate` takes) as one batch. Each graph's fused kernels (unmerged)
+        run back to back, level by level, each with buffers of its own (on a GPU the
+        kernels of a level on streams of their own). Returns at once ``{"batch_id",
+        "inserted", "duplicates", "graphs": [{"index", "hash", "name", "kernels",
+        "levels", "job_id"}]}``; ``job_id`` is None for a graph measured or queued
+        before (unless ``repeat_existing``). Follow it with :meth:`wait_batch`; the
+        measurement is a Measurement with kernel "graph" and a ``graph`` member. A
+        bad graph is a 422 naming ``graphs[i]`` and the node."""
+        body = '{"graphs":[' + ",".join(_graph_text(g) for g in graphs) + "]"
+        if repeats is not None:
+            body += ',"repeats":%d' % int(repeats)
+        if repeat_existing is not None:
+            body += ',"repeat_existing":%s' % ("true" if repeat_existing else "false")
+        body += "}"
+        return self._json("POST", "/v1/graphs/measure", body=body.encode("utf-8"), auth=True, retry=False)
+
+    def graphs(self, after_id: Optional[int] = None, limit: Optional[int] = None) -> Json:
+        """GET /v1/graphs: stored graphs in id order, ``{"graphs": [...]}``, each
+        with id, hash, name, format, dtype, batch, graph_nodes, kernels, levels,
+        created_at, its number of measurements and the newest one (``latest``, or
+        None); ``after_id`` and ``limit`` page through them."""
+        return self._json("GET", "/v1/graphs", query={"after_id": after_id, "limit": limit})
+
+    def validation(self, quality: Optional[str] = None) -> Json:
+        """GET /v1/validation: every graph measured on this device beside its
+        estimate with merging on and off (``estimate_merged``,
+        ``estimate_unmerged``: latency_us, energy_uj, kernels and the relative
+        errors (estimate - measured) / measured), ``summary`` (per mode, energy and
+        latency: mape in percent, within_10pct 0..1, kendall_tau; None without
+        graphs), ``skipped`` (graphs needing a kernel type without a model) and
+        ``simulated``. ``quality="ok"`` uses only measurements marked ok."""
+        return self._json("GET", "/v1/validation", query={"quality": quality})

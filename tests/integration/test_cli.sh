@@ -86,7 +86,7 @@ lines_at_least() { [ -f "$1" ] && [ "$(grep -c "${3:-.}" "$1")" -ge "$2" ]; }
 
 # ---- --help on every subcommand, usage errors, no daemon needed ----
 COMMANDS=(status health device kernels power measure submit jobs cancel measurements export
-  train models predict estimate get)
+  train models predict estimate validate get)
 jp --help
 expect "jetprof --help: every command, --host, the environment and the exit codes" 0 \
   out "Usage: jetprof" out "--host HOST[:PORT]" out JETPROF_HOST out JETPROF_URL \
@@ -344,6 +344,18 @@ check "submit --wait without a terminal: plain progress lines 'batch N: D/T done
 jp "${H[@]}" submit "$TMP/grid.json" --wait
 expect "the same grid again: 0 queued, 24 duplicates, --wait ends at once with exit 0" 0 \
   out "0 jobs queued, 24 duplicates skipped" out "finished: 0 done"
+# an adaptive sweep: --wait returns once its last round has run, not between rounds
+cat >"$TMP/adaptive.json" <<'EOF'
+{"sweep": {"type": "adaptive", "kernel": "add", "seed": 2, "params": {"rows": [1, 64], "cols": [1, 64]},
+           "initial": 20, "per_round": 3, "rounds": 1, "threshold": 0.001}, "repeat_existing": true}
+EOF
+jp "${H[@]}" submit "$TMP/adaptive.json" --wait
+expect "submit adaptive --wait: exit 0" 0 out "20 jobs queued"
+BA=$(sed -n 's/^batch \([0-9]*\): 20 jobs queued.*/\1/p' "$TMP/out")
+http GET "/v1/batches/${BA:-0}"
+check "  ... it returned after the rounds: the batch is closed with rounds 0 and 1" \
+  json_true 'j["adaptive"]["open"] is False and [r["round"] for r in j["rounds"]] in ([0], [0, 1])
+    and j["counts"]["queued"] == 0 and j["counts"]["running"] == 0'
 printf '{"sweep": {"type": "list", "kernel": "layernorm", "points": [{"rows": 8, "cols": 64}]}}' >"$TMP/list.json"
 jp "${H[@]}" submit --json - <"$TMP/list.json"
 expect "submit - (standard input) --json: exit 0" 0
