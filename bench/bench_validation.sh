@@ -37,10 +37,8 @@ REPEATS=${REPEATS:-3}
 VALIDATE_ARGS=${VALIDATE_ARGS:-}
 PY=$([ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3 || true)
 
-die() {
-  echo "bench_validation.sh: $*" >&2
-  exit 1
-}
+NAME=bench_validation
+. bench/bench_daemon.sh
 for f in "$JETPROFD" "$JETPROF"; do
   [ -x "$f" ] || die "$f is missing: run make (or make bench) first"
 done
@@ -48,32 +46,9 @@ done
 GRAPHS=(tests/fixtures/graphs/parallel_branches.json tests/fixtures/graphs/ft_transformer.json)
 for g in "${GRAPHS[@]}"; do [ -f "$g" ] || die "graph $g is missing"; done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/jetprof-bench-validation.XXXXXX")
-PID=""
-cleanup() {
-  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-    kill -TERM "$PID" 2>/dev/null || true
-    wait "$PID" 2>/dev/null || true
-  fi
-  if [ "${KEEP_TMP:-0}" = 1 ]; then echo "# kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # ---- 1. the daemon ----
-"$JETPROFD" --config none --listen 127.0.0.1:0 --port-file "$TMP/port" --db "$TMP/jetprof.db" \
-  --sensor sim --executor cpu --log-level warn \
-  --set measure.min_window_ms=20 --set measure.idle_ms=20 --set measure.warmup_ms=5 \
-  --set measure.warmup_launches=5 --set measure.min_samples=10 --set measure.repeats="$REPEATS" \
-  >"$TMP/jetprofd.log" 2>&1 &
-PID=$!
-for _ in $(seq 200); do
-  [ -s "$TMP/port" ] && break
-  kill -0 "$PID" 2>/dev/null || { tail -n 20 "$TMP/jetprofd.log" >&2; die "jetprofd exited"; }
-  sleep 0.1
-done
-[ -s "$TMP/port" ] || die "jetprofd wrote no port file"
-URL="127.0.0.1:$(head -n 1 "$TMP/port")"
+bench_start_daemon --set measure.repeats="$REPEATS"
+URL="127.0.0.1:$PORT"
 
 # ---- 2. jetprof validate ----
 ARGS=(validate --no-fixtures --graph "${GRAPHS[0]}" --graph "${GRAPHS[1]}" --family "$FAMILY"

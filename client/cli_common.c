@@ -386,3 +386,25 @@ void cli_sleep_ms(long ms, const volatile sig_atomic_t *stop)
     while (!(stop && *stop) && nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
+
+int cli_take_option(int argc, char **argv, int *i, const char *name, const char **val,
+                    const char *prefix, const char *help_cmd)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        cli_usage_error(prefix, help_cmd, "option %s needs a value", name);
+        return -1;
+    }
+    *i += 1;
+    *val = argv[*i];
+    return 1;
+}

@@ -102,6 +102,13 @@ int cli_write_all(int fd, const char *data, size_t len);
 /* Strict base-10 integer: the whole string, no blanks, within int64. */
 bool cli_parse_int64(const char *s, int64_t *out);
 
+/* Matches argv[*i] against option `name` ("--url URL" or "--url=URL"): 1 with
+ * *val set (and *i advanced past a separate value), 0 when argv[*i] is not
+ * this option, -1 when the value is missing (a usage error printed with
+ * prefix and help_cmd, as cli_usage_error does). */
+int cli_take_option(int argc, char **argv, int *i, const char *name, const char **val,
+                    const char *prefix, const char *help_cmd);
+
 /* A finite real number (strtod's syntax): the whole string, nothing after it. */
 bool cli_parse_real(const char *s, double *out);
 

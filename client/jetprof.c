@@ -230,30 +230,9 @@ static void print_help(FILE *out)
 
 /* ---- argument helpers ---- */
 
-/*
- * Matches argv[*i] against option `name` ("--url URL" or "--url=URL").
- * Returns 1 with *val set (and *i advanced past a separate value), 0 when
- * argv[*i] is not this option, -1 (message printed) when the value is missing.
- */
 static int take_option(int argc, char **argv, int *i, const char *name, const char **val)
 {
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        usage_error("option %s needs a value", name);
-        return -1;
-    }
-    *i += 1;
-    *val = argv[*i];
-    return 1;
+    return cli_take_option(argc, argv, i, name, val, "jetprof", "jetprof --help");
 }
 
 static bool valid_param_name(const char *s, size_t n)

@@ -1372,26 +1372,9 @@ static int show_validation(struct vctx *v)
 
 /* ---- arguments ---- */
 
-/* argv[*i] as option name ("--x V" or "--x=V"): 1 with *val, 0 not it, -1 no value. */
 static int take_option(int argc, char **argv, int *i, const char *name, const char **val)
 {
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        usage_error("option %s needs a value", name);
-        return -1;
-    }
-    *i += 1;
-    *val = argv[*i];
-    return 1;
+    return cli_take_option(argc, argv, i, name, val, PREFIX, "jetprof validate --help");
 }
 
 static bool int_option(const char *name, const char *value, int64_t lo, int64_t hi, int64_t *out)
