@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench_daemon.sh - sourced by the shell benchmarks: a scratch jetprofd on the
 # simulated sensor and the CPU executor, with the shortened measurement
 # protocol the benches use, stopped (and its scratch directory removed) on exit.
@@ -39,5 +40,6 @@ bench_start_daemon() {
     sleep 0.1
   done
   [ -s "$TMP/port" ] || die "jetprofd wrote no port file"
-  PORT=$(head -n 1 "$TMP/port")
+  PORT=$(head -n 1 "$TMP/port") # read by the sourcing script
+  export PORT
 }

@@ -228,7 +228,7 @@ wait_until $((60 * SLOW)) job_running
 check "the long graph job is running" job_running
 kill_daemon
 start_daemon --token-file "$TMP/token" || bail "jetprofd restarts after kill -9"
-job_done() { [ "$(sql "SELECT state FROM jobs WHERE id = $JOB4")" = done ]; }
+job_done() { [ "$(sql "SELECT state FROM jobs WHERE id = $JOB4")" = "done" ]; }
 wait_until $((240 * SLOW)) job_done
 check "after kill -9 and a restart the graph job is done, measured once, on attempt 2" \
   eval '[ "$(sql "SELECT state, attempts FROM jobs WHERE id = '"$JOB4"'")" = "done|2" ] &&
