@@ -11,8 +11,10 @@
  *   2. each complete download is checked (it opens as SQLite, PRAGMA
  *      quick_check says ok, it has the tables and columns a jetprofd
  *      database has) and then merged, ATTACHed read-only, in ONE transaction
- *      per board: the boards row, its devices, its batches, the measurements
- *      whose uid the file does not have yet and their rail readings. A board
+ *      per board: the boards row, its devices, its batches, its graphs (by
+ *      hash), the measurements whose uid the file does not have yet, their
+ *      rail readings and, for whole-graph measurements, the link to their
+ *      graph (a board older than schema 3 has no graph tables). A board
  *      that fails (unreachable, refused, cut off mid-transfer, an unusable
  *      file, an error while merging) is reported and the others go on; its
  *      transaction never committed, so the file is as it was.
@@ -24,7 +26,8 @@
  * adds only what is new; a measurement is never duplicated, even when two
  * boards' databases share rows (the first board to bring it keeps it).
  *
- * The merged schema (FLEET_SCHEMA below; PRAGMA application_id 'JPFL', user_version 1):
+ * The merged schema (fleet_schema below; PRAGMA application_id 'JPFL', user_version 2;
+ * a version 1 file gains the graph tables on its next pull):
  *   boards(name PK, url, first_pulled_at, last_pulled_at, schema_version, last_added)
  *   devices(id, fingerprint UNIQUE, the board's device columns, board, hostname)
  *   board_devices(board, device_id, board_device_id, hostname, first/last_seen_at)
@@ -33,6 +36,10 @@
  *                board_measurement_id, board_job_id, batch_id (merged), every
  *                measurement column of the board, pulled_at)
  *   rail_readings(measurement_id -> merged id, the board's rail columns)
+ *   graphs(id, hash UNIQUE, the board's graph columns, first_board): one row
+ *                per graph across boards
+ *   graph_measurements(measurement_id -> merged id, graph_id -> merged graph,
+ *                streams): only for measurements a pull adds, like their rails
  * The measurements/rail_readings/devices columns have the board's names, so
  * what reads a board's database (jetprof train --offline) reads this one too.
  * Jobs (the queue) and models are not copied: the queue is the board's working
@@ -62,7 +69,7 @@
 #include "http_client.h"
 
 #define FLEET_APPLICATION_ID 0x4A50464C /* "JPFL" */
-#define FLEET_SCHEMA_VERSION 1
+#define FLEET_SCHEMA_VERSION 2 /* 2 added graphs and graph_measurements */
 /* Oldest board schema (PRAGMA user_version of jetprofd's database) that has
  * every column merged here: 2 added the batch progress columns. */
 #define BOARD_SCHEMA_MIN 2
@@ -81,7 +88,8 @@ static const char help_pull[] =
     "Merges every board's dataset (GET /v1/export.sqlite, a consistent snapshot)\n"
     "into FILE, a SQLite database made on the first pull: measurements keyed by\n"
     "the uid their board gave them, with board and device (fingerprint) columns,\n"
-    "their rail readings, devices, boards and batches. Pulling again adds only\n"
+    "their rail readings, devices, boards, batches and whole graphs (one row per\n"
+    "graph, linked to its measurements). Pulling again adds only\n"
     "what is new. Boards are downloaded at once and merged one transaction each:\n"
     "a board that fails (unreachable, refused, cut off) is reported, the others\n"
     "are merged, and FILE stays consistent.\n"
@@ -203,26 +211,55 @@ static const char fleet_schema[] =
     "  expected_samples REAL NOT NULL,"
     "  sample_ratio REAL NOT NULL,"
     "  PRIMARY KEY (measurement_id, rail)"
-    ");";
+    ");"
+    /* 2: whole graphs, once per hash across boards, and the link of each graph
+     * measurement (kernel 'graph') to its graph */
+    "CREATE TABLE IF NOT EXISTS graphs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  hash TEXT NOT NULL UNIQUE,"
+    "  name TEXT NOT NULL DEFAULT '',"
+    "  format TEXT NOT NULL,"
+    "  dtype TEXT NOT NULL,"
+    "  batch INTEGER NOT NULL,"
+    "  graph_nodes INTEGER NOT NULL,"
+    "  kernels INTEGER NOT NULL,"
+    "  levels INTEGER NOT NULL,"
+    "  graph_json TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL,"
+    "  first_board TEXT NOT NULL REFERENCES boards(name)" /* the board that brought it first */
+    ");"
+    "CREATE TABLE IF NOT EXISTS graph_measurements ("
+    "  measurement_id INTEGER PRIMARY KEY REFERENCES measurements(id) ON DELETE CASCADE,"
+    "  graph_id INTEGER NOT NULL REFERENCES graphs(id),"
+    "  streams INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX IF NOT EXISTS graph_measurements_graph ON graph_measurements(graph_id);";
 
 /* The columns of a board's database that the merge reads: checked before the
- * merge so a foreign or too old file is refused with the missing column named. */
+ * merge so a foreign or too old file is refused with the missing column named.
+ * The graph tables came with the board's schema 3: checked (and merged) only
+ * where the snapshot has a graphs table. */
 static const struct {
     const char *table, *columns;
+    bool graphs;
 } board_columns[] = {
-    {"devices", "id, fingerprint, board_model, l4t_version, cuda_version, gpu_name, executor, "
-                "sensor_backend, sampling_json, hostname, simulated, first_seen_at, last_seen_at"},
+    {"devices",
+     "id, fingerprint, board_model, l4t_version, cuda_version, gpu_name, executor, "
+     "sensor_backend, sampling_json, hostname, simulated, first_seen_at, last_seen_at", false},
     {"batches", "id, created_at, kind, spec_json, dtype, repeats, device_id, note, started_at, "
-                "finished_at, energy_j, wall_s, duplicates"},
-    {"jobs", "id, batch_id"},
+                "finished_at, energy_j, wall_s, duplicates", false},
+    {"jobs", "id, batch_id", false},
     {"measurements",
      "id, uid, job_id, device_id, kernel, dtype, params_json, config_key, executor, sensor, "
      "simulated, launches, repeats, latency_us, latency_us_min, latency_us_max, latency_cv, "
      "window_ms, settle_ms, energy_rail, energy_uj, dynamic_energy_uj, power_mw, quality, "
-     "quality_reasons, remeasured, device_state_json, created_at"},
+     "quality_reasons, remeasured, device_state_json, created_at", false},
     {"rail_readings", "measurement_id, rail, is_board_input, power_mw, idle_power_mw, "
                       "dynamic_power_mw, energy_uj, dynamic_energy_uj, power_cv, samples, "
-                      "expected_samples, sample_ratio"},
+                      "expected_samples, sample_ratio", false},
+    {"graphs", "id, hash, name, format, dtype, batch, graph_nodes, kernels, levels, graph_json, "
+               "created_at", true},
+    {"graph_measurements", "measurement_id, graph_id, streams", true},
 };
 
 /* The merge of one board, ?1 the board's name, ?2 now, in this order, inside one
@@ -284,6 +321,15 @@ static const char merge_measurements_sql[] =
     "   AND mb.created_at = sb.created_at"
     " WHERE true ORDER BY m.id"
     " ON CONFLICT (uid) DO NOTHING";
+/* The board's graphs the file does not have (by hash: the same network measured
+ * on two boards is one graph), before the links that need their merged ids. */
+static const char merge_graphs_sql[] =
+    "INSERT INTO graphs (hash, name, format, dtype, batch, graph_nodes, kernels, levels,"
+    " graph_json, created_at, first_board)"
+    " SELECT hash, name, format, dtype, batch, graph_nodes, kernels, levels, graph_json,"
+    " created_at, ?1"
+    " FROM src.graphs WHERE true ORDER BY id"
+    " ON CONFLICT (hash) DO NOTHING";
 /* The rails of the measurements this merge added (ids above ?1, the highest
  * before it), in the board's rowid order: the order a measurement stored its
  * rails, which training reads them in. */
@@ -297,6 +343,17 @@ static const char merge_rails_sql[] =
     " FROM src.rail_readings r JOIN src.measurements m ON m.id = r.measurement_id"
     " JOIN main.measurements mm ON mm.uid = m.uid"
     " WHERE mm.id > ?1 ORDER BY mm.id, r.rowid";
+/* The graph links of the measurements this merge added (ids above ?1), with the
+ * merged measurement and graph ids. A link whose graph the board lacks gets a
+ * NULL graph_id and fails the merge (NOT NULL) rather than vanishing. */
+static const char merge_graph_measurements_sql[] =
+    "INSERT INTO graph_measurements (measurement_id, graph_id, streams)"
+    " SELECT mm.id, mg.id, gm.streams"
+    " FROM src.graph_measurements gm JOIN src.measurements m ON m.id = gm.measurement_id"
+    " JOIN main.measurements mm ON mm.uid = m.uid"
+    " LEFT JOIN src.graphs g ON g.id = gm.graph_id"
+    " LEFT JOIN main.graphs mg ON mg.hash = g.hash"
+    " WHERE mm.id > ?1 ORDER BY mm.id";
 
 /* ---- one board's download ---- */
 
@@ -317,6 +374,7 @@ struct pull_board {
     uint64_t bytes;
     bool added_to_multi, done;
     CURLcode result;
+    bool has_graphs; /* the snapshot has the graph tables (board schema 3 on) */
     /* outcome */
     bool ok;
     char error[1024];
@@ -726,8 +784,8 @@ static char *readonly_uri(const char *path)
 }
 
 /* Is the downloaded file a whole jetprofd database? 0, or -1 with the reason. */
-static int snapshot_check(const char *path, int64_t *version, int64_t *measurements, char *err,
-                          size_t errlen)
+static int snapshot_check(const char *path, int64_t *version, int64_t *measurements,
+                          bool *has_graphs, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
     int result = -1;
@@ -761,7 +819,16 @@ static int snapshot_check(const char *path, int64_t *version, int64_t *measureme
                  "needs %d or later (update jetprofd on the board)", *version, BOARD_SCHEMA_MIN);
         goto out;
     }
+    int64_t graph_tables = 0;
+    if (pragma_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = "
+                   "'graphs'", &graph_tables, why, sizeof why) != 0) {
+        snprintf(err, errlen, "reading the snapshot's tables: %s", why);
+        goto out;
+    }
+    *has_graphs = graph_tables > 0;
     for (size_t i = 0; i < sizeof board_columns / sizeof board_columns[0]; i++) {
+        if (board_columns[i].graphs && !*has_graphs)
+            continue;
         char sql[768];
         snprintf(sql, sizeof sql, "SELECT %s FROM %s LIMIT 0", board_columns[i].columns,
                  board_columns[i].table);
@@ -813,12 +880,13 @@ static int merge_step(sqlite3 *db, const char *sql, const char *board, const cha
     return 0;
 }
 
-/* The rails step binds only the id: ?1 = the highest measurement id before. */
-static int merge_rails(sqlite3 *db, int64_t max_before, int64_t *changes, char *err,
-                       size_t errlen)
+/* The steps over the measurements this merge added (rails, graph links) bind
+ * only the id: ?1 = the highest measurement id before. */
+static int merge_added(sqlite3 *db, const char *sql, int64_t max_before, int64_t *changes,
+                       char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, merge_rails_sql, -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s", sqlite3_errmsg(db));
         return -1;
     }
@@ -886,13 +954,24 @@ static int merge_board(sqlite3 *db, struct pull_board *b, int64_t schema_version
     stage = "batches";
     if (merge_step(db, merge_batches_sql, name, now, NULL, 0, &ignored, why, sizeof why) != 0)
         goto out;
+    if (b->has_graphs) {
+        stage = "graphs";
+        if (merge_step(db, merge_graphs_sql, name, now, NULL, 0, &ignored, why, sizeof why) != 0)
+            goto out;
+    }
     stage = "measurements";
     if (merge_step(db, merge_measurements_sql, name, now, NULL, 0, &b->added, why,
                    sizeof why) != 0)
         goto out;
     stage = "rail_readings";
-    if (merge_rails(db, max_before, &b->rails_added, why, sizeof why) != 0)
+    if (merge_added(db, merge_rails_sql, max_before, &b->rails_added, why, sizeof why) != 0)
         goto out;
+    if (b->has_graphs) {
+        stage = "graph_measurements";
+        if (merge_added(db, merge_graph_measurements_sql, max_before, &ignored, why,
+                        sizeof why) != 0)
+            goto out;
+    }
     stage = "boards";
     {
         sqlite3_stmt *up = NULL;
@@ -1104,8 +1183,8 @@ int fleet_pull_main(const struct fleet_globals *g, int argc, char **argv)
             if (g->interrupted && *g->interrupted) {
                 snprintf(b->error, sizeof b->error, "interrupted before its merge");
                 b->ok = false;
-            } else if (snapshot_check(b->tmp_path, &version, &b->board_measurements, b->error,
-                                      sizeof b->error) != 0 ||
+            } else if (snapshot_check(b->tmp_path, &version, &b->board_measurements,
+                                      &b->has_graphs, b->error, sizeof b->error) != 0 ||
                        merge_board(db, b, version) != 0) {
                 b->ok = false;
             }

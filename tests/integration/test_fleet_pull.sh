@@ -316,6 +316,73 @@ expect "the table report: one line per board" 0 out "BOARD" out "a1 " out "a2 " 
 jp --hosts "$H" fleet pull -o "$TMP/a1.db"
 expect "fleet pull into a board's own database: refused, exit 1" 1 err "not one 'jetprof fleet pull' made"
 
+# ---- whole graphs: measured on a2, then the same graph on b ----
+G='{"name": "g", "batch": 4, "dtype": "fp32", "inputs": [{"name": "x", "shape": [8]}], "nodes": [{"name": "a", "op": "linear", "inputs": ["x"], "out": 8}, {"name": "b", "op": "linear", "inputs": ["x"], "out": 8}]}'
+# measure_graph NAME: POST /v1/graphs/measure of G on the board, its batch waited for.
+measure_graph() {
+  on "$1"
+  http POST /v1/graphs/measure "{\"graph\": $G}"
+  [ "$STATUS" = 202 ] || bail "POST /v1/graphs/measure on $1: 202"
+  wait_batches "$1" "$(json_get 'j["batch_id"]')" || bail "the graph measured on $1"
+}
+# graph_uid NAME: the uid of the board's graph measurement (kernel 'graph', linked).
+graph_uid() {
+  sq "$TMP/$1.db" "SELECT m.uid FROM measurements m JOIN graph_measurements l ON l.measurement_id = m.id WHERE m.kernel = 'graph'"
+}
+# graph_counts FILE: "GRAPHS LINKS" of a fleet file.
+graph_counts() {
+  sq "$1" "SELECT (SELECT COUNT(*) FROM graphs) || ' ' || (SELECT COUNT(*) FROM graph_measurements)"
+}
+# linked FILE BOARD UID HASH: BOARD's measurement UID (kernel 'graph') is linked to
+# the graph HASH with streams 1.
+linked() {
+  [ "$(sq "$1" "SELECT COUNT(*) FROM graph_measurements l JOIN measurements m ON m.id = l.measurement_id JOIN graphs g ON g.id = l.graph_id WHERE m.board = '$2' AND m.uid = '$3' AND m.kernel = 'graph' AND l.streams = 1 AND g.hash = '$4'")" = 1 ]
+}
+# a fleet file of schema version 1 (no graph tables), upgraded by a pull below
+cp "$F" "$TMP/fleet-v1.sqlite" || bail "a copy of the fleet file"
+"$PY" - "$TMP/fleet-v1.sqlite" <<'EOF' || bail "the copy made a version 1 fleet file"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.executescript("DROP TABLE graph_measurements; DROP TABLE graphs; PRAGMA user_version = 1;")
+EOF
+measure_graph a2
+N_A2=$(board_count a2)
+UID_A2=$(graph_uid a2)
+G_HASH=$(sq "$TMP/a2.db" "SELECT hash FROM graphs")
+check "a2 measured the graph: a linked measurement (kernel 'graph', streams 1 on the CPU)" \
+  eval '[ -n "$UID_A2" ] && [ ${#G_HASH} = 64 ] && [ "$(sq "$TMP/a2.db" "SELECT streams FROM graph_measurements")" = 1 ]'
+jp --hosts "$H" fleet pull -o "$F" --json
+expect "pull after a2 measured a graph: exit 0, 1 new measurement" 0 err "1 new measurement from 3 of 3 boards"
+check "... the graph once, with a2's hash and columns, brought by a2" \
+  eval '[ "$(graph_counts "$F")" = "1 1" ] &&
+        [ "$(sq "$F" "SELECT first_board || '"' '"' || hash || '"' '"' || name || '"' '"' || kernels || '"' '"' || graph_json FROM graphs")" = \
+          "$(sq "$TMP/a2.db" "SELECT '"'a2 '"' || hash || '"' '"' || name || '"' '"' || kernels || '"' '"' || graph_json FROM graphs")" ]'
+check "... the link: the merged measurement of a2's uid (kernel 'graph'), streams 1" \
+  linked "$F" a2 "$UID_A2" "$G_HASH"
+jp --hosts "$H" fleet pull -o "$F" --json
+expect "pull again: exit 0, nothing new" 0 err "0 new measurements from 3 of 3 boards"
+check "... still one graph and one link" [ "$(graph_counts "$F")" = "1 1" ]
+measure_graph b
+N_B=$(board_count b)
+UID_B=$(graph_uid b)
+check "b measured the same graph (the same hash, another uid)" \
+  eval '[ -n "$UID_B" ] && [ "$UID_B" != "$UID_A2" ] && [ "$(sq "$TMP/b.db" "SELECT hash FROM graphs")" = "$G_HASH" ]'
+jp --hosts "$H" fleet pull -o "$F" --json
+expect "pull after b measured the same graph: exit 0, 1 new measurement" 0 err "1 new measurement from 3 of 3 boards"
+check "... still one graph (brought by a2), two links to it: a2's and b's" \
+  eval '[ "$(graph_counts "$F")" = "1 2" ] && [ "$(sq "$F" "SELECT first_board FROM graphs")" = a2 ] &&
+        linked "$F" a2 "$UID_A2" "$G_HASH"'
+check "... b's measurement linked to the same graph" linked "$F" b "$UID_B" "$G_HASH"
+check "... every link to a merged measurement, PRAGMA integrity_check ok" \
+  eval '[ "$(sq "$F" "SELECT COUNT(*) FROM graph_measurements l LEFT JOIN measurements m ON m.id = l.measurement_id WHERE m.id IS NULL")" = 0 ] &&
+        [ "$(sq "$F" "PRAGMA integrity_check")" = ok ]'
+jp --hosts "$H" fleet pull -o "$TMP/fleet-v1.sqlite"
+expect "pull into a version 1 fleet file: exit 0, the 2 graph measurements new there" 0 \
+  err "2 new measurements from 3 of 3 boards"
+check "... upgraded in place: user_version 2, the graph once, both links" \
+  eval '[ "$(sq "$TMP/fleet-v1.sqlite" "PRAGMA user_version")" = 2 ] && [ "$(graph_counts "$TMP/fleet-v1.sqlite")" = "1 2" ] &&
+        linked "$TMP/fleet-v1.sqlite" a2 "$UID_A2" "$G_HASH" && linked "$TMP/fleet-v1.sqlite" b "$UID_B" "$G_HASH"'
+
 # ---- b offline, then back with auth on reads ----
 stop_board b
 queue a2 "$K1" 3 51
@@ -409,12 +476,36 @@ check "... the ballast table was not merged" \
 # ---- broken answers from a fake server ----
 jp --host "${URL[a1]}" export --format sqlite -o "$TMP/a1-export.sqlite"
 expect "a1's export (jetprof export --format sqlite)" 0
+# from it, snapshots served whole: an older board (schema 2, no graph tables), a
+# graph link whose graph the board lacks, a graphs table without its links table
+"$PY" - "$TMP/a1-export.sqlite" "$TMP" <<'EOF' || bail "the schema2, dangling and nolinks snapshots"
+import shutil, sqlite3, sys
+for name, sql in (
+        ("schema2", "DROP TABLE graph_measurements; DROP TABLE graphs; PRAGMA user_version = 2;"),
+        ("dangling", "INSERT INTO graph_measurements (measurement_id, graph_id, streams)"
+                     " SELECT MIN(id), 999, 1 FROM measurements;"),
+        ("nolinks", "DROP TABLE graph_measurements;")):
+    path = "%s/%s.sqlite" % (sys.argv[2], name)
+    shutil.copyfile(sys.argv[1], path)
+    c = sqlite3.connect(path)
+    c.executescript(sql)
+    c.close()
+EOF
 cat >"$TMP/fake.py" <<'EOF'
 import http.server, sys
 snap = open(sys.argv[1], "rb").read()
+whole = {"/%s/v1/export.sqlite" % n: "%s/%s.sqlite" % (sys.argv[3], n)
+         for n in ("schema2", "dangling", "nolinks")}
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        if self.path == "/trunc/v1/export.sqlite":  # the connection ends half-way
+        if self.path in whole:
+            body = open(whole[self.path], "rb").read()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.sqlite3")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/trunc/v1/export.sqlite":  # the connection ends half-way
             self.send_response(200)
             self.send_header("Content-Type", "application/vnd.sqlite3")
             self.send_header("Content-Length", str(len(snap)))
@@ -440,10 +531,27 @@ srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 open(sys.argv[2], "w").write("%d\n" % srv.server_address[1])
 srv.serve_forever()
 EOF
-"$PY" "$TMP/fake.py" "$TMP/a1-export.sqlite" "$TMP/fake.port" &
+"$PY" "$TMP/fake.py" "$TMP/a1-export.sqlite" "$TMP/fake.port" "$TMP" &
 FAKE=$!
 wait_until $((20 * SLOW)) test -s "$TMP/fake.port"
 FP=$(cat "$TMP/fake.port")
+# graph tables: one transaction per board holds for them too, and an older board merges
+N_EXP=$(sq "$TMP/a1-export.sqlite" "SELECT COUNT(*) FROM measurements")
+hosts "http://127.0.0.1:$FP/dangling dangling" "http://127.0.0.1:$FP/schema2 schema2" \
+  "http://127.0.0.1:$FP/nolinks nolinks"
+jp --hosts "$H" fleet pull -o "$TMP/graphs.sqlite" --json
+expect "pull with a dangling graph link, a schema 2 board and no links table: exit 1" 1 \
+  err "$N_EXP new measurements from 1 of 3 boards"
+check "... dangling: failed in its graph_measurements step, nothing of it written" \
+  eval 'report_true '"'"'j["boards"][0]["ok"] is False and "graph_measurements" in j["boards"][0]["error"] and "nothing of this board was written" in j["boards"][0]["error"]'"'"' &&
+        [ "$(sq "$TMP/graphs.sqlite" "SELECT group_concat(name) FROM boards")" = schema2 ] &&
+        [ "$(sq "$TMP/graphs.sqlite" "SELECT COUNT(*) FROM measurements WHERE board = '"'schema2'"'")" = "$N_EXP" ]'
+check "... schema 2 (no graph tables): merged, its schema_version 2, no graph rows" \
+  eval 'report_true '"'"'j["boards"][1]["ok"] and j["boards"][1]["new_measurements"] == '"$N_EXP"''"'"' &&
+        [ "$(sq "$TMP/graphs.sqlite" "SELECT schema_version FROM boards")" = 2 ] &&
+        [ "$(graph_counts "$TMP/graphs.sqlite")" = "0 0" ] && [ "$(sq "$TMP/graphs.sqlite" "PRAGMA integrity_check")" = ok ]'
+check "... a graphs table without graph_measurements: refused as not a jetprofd database" \
+  report_true 'j["boards"][2]["ok"] is False and "not a jetprofd database: table graph_measurements" in j["boards"][2]["error"]'
 hosts "${URL[a1]} a1" "http://127.0.0.1:$FP/trunc trunc" "http://127.0.0.1:$FP/damaged damaged" \
   "http://127.0.0.1:$FP/denied denied"
 jp --hosts "$H" fleet pull -o "$F" --json
