@@ -102,4 +102,9 @@ int db_training_rows_scoped(struct db *db, const char *kernel, enum db_training_
  * it was). Defined in models.c. */
 int db_grow(void **arr, size_t *cap, size_t need, size_t elem_size);
 
+/* Binds ?1 = id and ?2 = quality (NULL: SQL NULL, "any quality"): the
+ * parameters of every "devices like / usable rows" query. SQLITE_OK or an
+ * error code. Defined in models.c. */
+int db_bind_id_quality(sqlite3_stmt *st, int64_t id, const char *quality);
+
 #endif

@@ -422,9 +422,7 @@ int db_graphs_measured(struct db *db, int64_t device_id, const char *quality,
     size_t n = 0, cap = 0;
     if (db_prepare(db, sql, &st, err, errlen) != 0)
         return -1;
-    int bind = sqlite3_bind_int64(st, 1, device_id) |
-               (quality ? sqlite3_bind_text(st, 2, quality, -1, SQLITE_TRANSIENT)
-                        : sqlite3_bind_null(st, 2));
+    int bind = db_bind_id_quality(st, device_id, quality);
     if (bind != SQLITE_OK) {
         db_err_sqlite(db, err, errlen, "binding the measured graph query");
         goto fail;

@@ -231,6 +231,13 @@ void db_models_free(struct db_model *models, size_t count)
 
 /* Grows *arr (of elem_size items, *cap of them) so that index `need` fits.
  * 0, or -1 when out of memory (the array is unchanged). */
+int db_bind_id_quality(sqlite3_stmt *st, int64_t id, const char *quality)
+{
+    return sqlite3_bind_int64(st, 1, id) |
+           (quality ? sqlite3_bind_text(st, 2, quality, -1, SQLITE_TRANSIENT)
+                    : sqlite3_bind_null(st, 2));
+}
+
 int db_grow(void **arr, size_t *cap, size_t need, size_t elem_size)
 {
     if (need < *cap)
@@ -357,9 +364,7 @@ int db_training_rows_scoped(struct db *db, const char *kernel, enum db_training_
     if (db_prepare(db, scope == DB_TRAINING_BATCH ? batch_sql : like_device_sql, &st, err,
                    errlen) != 0)
         return -1;
-    int bind = sqlite3_bind_int64(st, 1, scope_id) |
-               (quality ? sqlite3_bind_text(st, 2, quality, -1, SQLITE_TRANSIENT)
-                        : sqlite3_bind_null(st, 2)) |
+    int bind = db_bind_id_quality(st, scope_id, quality) |
                sqlite3_bind_text(st, 3, kernel, -1, SQLITE_TRANSIENT);
     if (bind != SQLITE_OK) {
         db_err_sqlite(db, err, errlen, "binding the training query for %s", kernel);
@@ -429,9 +434,7 @@ int db_training_counts(struct db *db, int64_t device_id, const char *quality,
     size_t n = 0, cap = 0;
     if (db_prepare(db, sql, &st, err, errlen) != 0)
         return -1;
-    int bind = sqlite3_bind_int64(st, 1, device_id) |
-               (quality ? sqlite3_bind_text(st, 2, quality, -1, SQLITE_TRANSIENT)
-                        : sqlite3_bind_null(st, 2));
+    int bind = db_bind_id_quality(st, device_id, quality);
     if (bind != SQLITE_OK) {
         db_err_sqlite(db, err, errlen, "binding the training count query");
         goto fail;
