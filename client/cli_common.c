@@ -408,3 +408,61 @@ int cli_take_option(int argc, char **argv, int *i, const char *name, const char 
     *val = argv[*i];
     return 1;
 }
+
+const char *cli_reason_phrase(long status)
+{
+    static const struct {
+        long status;
+        const char *phrase;
+    } phrases[] = {
+        {400, "Bad Request"},          {401, "Unauthorized"},
+        {403, "Forbidden"},            {404, "Not Found"},
+        {405, "Method Not Allowed"},   {408, "Request Timeout"},
+        {409, "Conflict"},             {413, "Content Too Large"},
+        {415, "Unsupported Media Type"}, {422, "Unprocessable Content"},
+        {429, "Too Many Requests"},    {500, "Internal Server Error"},
+        {502, "Bad Gateway"},          {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
+    };
+    for (size_t i = 0; i < sizeof phrases / sizeof phrases[0]; i++)
+        if (phrases[i].status == status)
+            return phrases[i].phrase;
+    return "HTTP error";
+}
+
+void cli_report_http_error(const char *prefix, const char *what, long status, const char *body,
+                           size_t body_len)
+{
+    json_t *root = body ? json_loadb(body, body_len, 0, NULL) : NULL;
+    const char *title = NULL, *detail = NULL;
+    if (json_is_object(root)) {
+        title = json_string_value(json_object_get(root, "title"));
+        detail = json_string_value(json_object_get(root, "detail"));
+    }
+    if (!title || !*title)
+        title = cli_reason_phrase(status);
+    const char *sep = what ? ": " : "";
+    what = what ? what : "";
+    if (detail && *detail) {
+        json_t *job = json_object_get(root, "job_id");
+        if (json_is_integer(job))
+            cli_fail(prefix, "%s%s%ld %s: %s (job %" JSON_INTEGER_FORMAT ")", what, sep, status,
+                     title, detail, json_integer_value(job));
+        else
+            cli_fail(prefix, "%s%s%ld %s: %s", what, sep, status, title, detail);
+    } else if (!json_is_object(root) && body_len > 0) {
+        /* not a problem document: show the first line of what came back */
+        size_t n = strcspn(body, "\r\n");
+        if (n > 200)
+            n = 200;
+        cli_fail(prefix, "%s%s%ld %s: %.*s", what, sep, status, title, (int)n, body);
+    } else {
+        cli_fail(prefix, "%s%s%ld %s", what, sep, status, title);
+    }
+    if (status == 401)
+        fprintf(stderr,
+                "%s: this daemon wants a bearer token: pass --token-file PATH or set "
+                "JETPROF_TOKEN_FILE\n",
+                prefix);
+    json_decref(root);
+}

@@ -44,6 +44,19 @@ void cli_fail(const char *prefix, const char *fmt, ...) __attribute__((format(pr
 void cli_usage_error(const char *prefix, const char *help_cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The reason phrase of an HTTP status ("Conflict"), "HTTP error" when unknown. */
+const char *cli_reason_phrase(long status);
+
+/*
+ * A jetprofd answer that is not a success, on stderr as cli_fail does:
+ * "PREFIX: [WHAT: ]<status> <title>: <detail>[ (job N)]" from a problem+json
+ * document (the title from the status when it has none), the first line of
+ * the body (at most 200 bytes) when the answer is not a JSON object, else
+ * "<status> <title>"; a 401 adds a line on the token options. what may be NULL.
+ */
+void cli_report_http_error(const char *prefix, const char *what, long status, const char *body,
+                           size_t body_len);
+
 /* ---- the daemon's address and the token ---- */
 
 /*

@@ -651,27 +651,6 @@ json_t *fleet_result_object(const struct fleet_result *r)
     return doc;
 }
 
-static const char *reason_phrase(long status)
-{
-    switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "HTTP error";
-    }
-}
-
 void fleet_result_problem(const struct fleet_result *r, char *buf, size_t len)
 {
     switch (r->rc) {
@@ -703,7 +682,7 @@ void fleet_result_problem(const struct fleet_result *r, char *buf, size_t len)
         detail = json_string_value(json_object_get(doc, "detail"));
     }
     if (!title || !*title)
-        title = reason_phrase(r->status);
+        title = cli_reason_phrase(r->status);
     const char *hint = r->status == 401 ? " (give the board's token file in the hosts file)" : "";
     if (detail && *detail)
         snprintf(buf, len, "%ld %s: %s%s", r->status, title, detail, hint);

@@ -275,60 +275,11 @@ static int interrupted_exit(void) { return EXIT_SIGNAL_BASE + (int)stop_signal; 
 
 /* ---- answers ---- */
 
-static const char *reason_phrase(long status)
-{
-    static const struct {
-        long status;
-        const char *phrase;
-    } phrases[] = {
-        {400, "Bad Request"},          {401, "Unauthorized"},
-        {403, "Forbidden"},            {404, "Not Found"},
-        {405, "Method Not Allowed"},   {408, "Request Timeout"},
-        {409, "Conflict"},             {413, "Content Too Large"},
-        {415, "Unsupported Media Type"}, {422, "Unprocessable Content"},
-        {429, "Too Many Requests"},    {500, "Internal Server Error"},
-        {502, "Bad Gateway"},          {503, "Service Unavailable"},
-        {504, "Gateway Timeout"},
-    };
-    for (size_t i = 0; i < sizeof phrases / sizeof phrases[0]; i++)
-        if (phrases[i].status == status)
-            return phrases[i].phrase;
-    return "HTTP error";
-}
-
 /* Prints "jetprof: <status> <title>: <detail>" from a problem+json answer, or
  * the status and the start of the body when the answer is not one. */
 static void report_http_error(const struct http_response *resp)
 {
-    json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
-    const char *title = NULL, *detail = NULL;
-    if (json_is_object(root)) {
-        title = json_string_value(json_object_get(root, "title"));
-        detail = json_string_value(json_object_get(root, "detail"));
-    }
-    if (!title || !*title)
-        title = reason_phrase(resp->status);
-    if (detail && *detail) {
-        json_t *job = json_is_object(root) ? json_object_get(root, "job_id") : NULL;
-        if (json_is_integer(job))
-            fail("%ld %s: %s (job %" JSON_INTEGER_FORMAT ")", resp->status, title, detail,
-                 json_integer_value(job));
-        else
-            fail("%ld %s: %s", resp->status, title, detail);
-    } else if (!json_is_object(root) && resp->body_len > 0) {
-        /* not a problem document: show the first line of what came back */
-        size_t n = strcspn(resp->body, "\r\n");
-        if (n > 200)
-            n = 200;
-        fail("%ld %s: %.*s", resp->status, title, (int)n, resp->body);
-    } else {
-        fail("%ld %s", resp->status, title);
-    }
-    if (resp->status == 401)
-        fputs("jetprof: this daemon wants a bearer token: pass --token-file PATH or set "
-              "JETPROF_TOKEN_FILE\n",
-              stderr);
-    json_decref(root);
+    cli_report_http_error("jetprof", NULL, resp->status, resp->body, resp->body_len);
 }
 
 /* Writes the body as received, with a final newline if it lacks one. */

@@ -213,34 +213,17 @@ static int interrupted_exit(const struct vctx *v)
     return EXIT_SIGNAL_BASE + (int)*v->g->interrupted;
 }
 
-/* "jetprof validate: WHAT: 409 Conflict: detail" from a problem+json answer. */
+/* "jetprof validate: WHAT: 409 Conflict: detail" from a problem+json answer,
+ * and what a 404 on the routes of issue 7 means. */
 static void report_http_error(const char *what, const char *path,
                               const struct http_response *resp)
 {
-    json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
-    const char *title = json_string_value(json_object_get(root, "title"));
-    const char *detail = json_string_value(json_object_get(root, "detail"));
-    if (!title || !*title)
-        title = "HTTP error";
-    if (detail && *detail) {
-        fail("%s: %ld %s: %s", what, resp->status, title, detail);
-    } else if (!json_is_object(root) && resp->body_len > 0) {
-        size_t n = strcspn(resp->body, "\r\n");
-        fail("%s: %ld %s: %.*s", what, resp->status, title, (int)(n > 200 ? 200 : n),
-             resp->body);
-    } else {
-        fail("%s: %ld %s", what, resp->status, title);
-    }
-    if (resp->status == 401)
-        fputs(PREFIX ": this daemon wants a bearer token: pass --token-file PATH or set "
-                     "JETPROF_TOKEN_FILE\n",
-              stderr);
+    cli_report_http_error(PREFIX, what, resp->status, resp->body, resp->body_len);
     if (resp->status == 404 &&
         (strncmp(path, "/v1/graphs", 10) == 0 || strncmp(path, "/v1/validation", 14) == 0))
         fputs(PREFIX ": this jetprofd has no whole-graph measurement; it needs a newer "
                      "version\n",
               stderr);
-    json_decref(root);
 }
 
 /*
