@@ -31,17 +31,13 @@
 
 static const char measure_members[] = "graph, graphs, repeats, repeat_existing";
 
-/* One graph of the request, checked and ready to store. */
-struct graph_item {
-    struct db_graph row;
-    char *text; /* the canonical JSON (row.graph_json borrows it) */
-};
-
-static void items_free(struct graph_item *items, size_t n)
+/* The request's graphs, checked and ready to store: each graph_json is the
+ * canonical text, malloc'd here (db_graph_batch_insert borrows it). */
+static void rows_free(struct db_graph *rows, size_t n)
 {
-    for (size_t i = 0; items && i < n; i++)
-        free(items[i].text);
-    free(items);
+    for (size_t i = 0; rows && i < n; i++)
+        db_graph_clear(&rows[i]);
+    free(rows);
 }
 
 /* "graphs[3]" or "graph", for messages. */
@@ -76,9 +72,9 @@ static int check_plan_memory(struct app *app, const struct exec_plan *plan, cons
     return -1;
 }
 
-/* graph -> item: planned, checked, hashed. 0, or -1 having responded. */
+/* graph -> row: planned, checked, hashed. 0, or -1 having responded. */
 static int check_graph(struct api_request *req, struct api_response *res, json_t *graph,
-                       bool batch, size_t index, struct graph_item *item)
+                       bool batch, size_t index, struct db_graph *row)
 {
     struct app *app = req->app;
     struct api_error e;
@@ -108,17 +104,10 @@ static int check_graph(struct api_request *req, struct api_response *res, json_t
         api_error_param(&e, where);
         goto fail;
     }
-    kernels = calloc(plan.count, sizeof *kernels);
-    if (!kernels) {
+    unsigned levels = 0;
+    if (graph_plan_exec_kernels(&plan, &kernels, &levels) != 0) {
         api_error_set(&e, 500, "out of memory planning %s", where);
         goto fail;
-    }
-    unsigned levels = 0;
-    for (size_t k = 0; k < plan.count; k++) {
-        kernels[k].cfg = plan.kernels[k].cfg;
-        kernels[k].level = plan.kernels[k].depth;
-        if (plan.kernels[k].depth > levels)
-            levels = plan.kernels[k].depth;
     }
     struct exec_plan ep = {.count = plan.count, .kernels = kernels};
     char why[256];
@@ -130,13 +119,12 @@ static int check_graph(struct api_request *req, struct api_response *res, json_t
     if (check_plan_memory(app, &ep, where, &e) != 0)
         goto fail;
 
-    item->text = json_dumps(graph, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!item->text) {
+    row->graph_json = json_dumps(graph, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!row->graph_json) {
         api_error_set(&e, 500, "out of memory storing %s", where);
         goto fail;
     }
-    struct db_graph *row = &item->row;
-    sha256_hex(item->text, strlen(item->text), row->hash);
+    sha256_hex(row->graph_json, strlen(row->graph_json), row->hash);
     json_t *name = json_is_object(graph) ? json_object_get(graph, "name") : NULL;
     if (json_is_string(name))
         text_quote(json_string_value(name), row->name, sizeof row->name);
@@ -146,7 +134,6 @@ static int check_graph(struct api_request *req, struct api_response *res, json_t
     row->graph_nodes = (int64_t)plan.graph_nodes;
     row->kernels = (int64_t)plan.count;
     row->levels = levels;
-    row->graph_json = item->text;
     rc = 0;
 fail:
     free(kernels);
@@ -243,7 +230,7 @@ fail:
 }
 
 /* What the batch row keeps of the request: the hashes and the options. */
-static char *batch_spec(const struct graph_item *items, size_t n, int repeats,
+static char *batch_spec(const struct db_graph *rows, size_t n, int repeats,
                         bool repeat_existing)
 {
     json_t *spec = json_object();
@@ -254,7 +241,7 @@ static char *batch_spec(const struct graph_item *items, size_t n, int repeats,
         return NULL;
     }
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(hashes, json_string(items[i].row.hash));
+        json_array_append_new(hashes, json_string(rows[i].hash));
     json_object_set_new(spec, "graphs", hashes);
     if (repeats > 0)
         json_object_set_new(spec, "repeats", json_integer(repeats));
@@ -276,28 +263,24 @@ void api_graphs_measure(struct api_request *req, struct api_response *res)
         return;
     }
     size_t n = json_array_size(graphs);
-    struct graph_item *items = calloc(n, sizeof *items);
+    struct db_graph *rows = calloc(n, sizeof *rows);
     int64_t *job_ids = calloc(n, sizeof *job_ids);
     char *spec = NULL;
-    if (!items || !job_ids) {
+    if (!rows || !job_ids) {
         api_error_set(&e, 500, "out of memory for %zu graphs", n);
         api_respond_error(res, &e, req->path);
         goto out;
     }
     for (size_t i = 0; i < n; i++)
-        if (check_graph(req, res, json_array_get(graphs, i), batch, i, &items[i]) != 0)
+        if (check_graph(req, res, json_array_get(graphs, i), batch, i, &rows[i]) != 0)
             goto out;
 
-    spec = batch_spec(items, n, repeats, repeat_existing);
-    struct db_graph *rows = calloc(n, sizeof *rows);
-    if (!spec || !rows) {
-        free(rows);
+    spec = batch_spec(rows, n, repeats, repeat_existing);
+    if (!spec) {
         api_error_set(&e, 500, "out of memory queuing %zu graphs", n);
         api_respond_error(res, &e, req->path);
         goto out;
     }
-    for (size_t i = 0; i < n; i++)
-        rows[i] = items[i].row;
 
     pthread_mutex_lock(&api_device_lock);
     int64_t device_id = app->device_id;
@@ -306,7 +289,6 @@ void api_graphs_measure(struct api_request *req, struct api_response *res)
 
     struct db *db = db_pool_acquire(app->pool);
     if (!db) {
-        free(rows);
         api_error_set(&e, 500, "no database connection is free");
         api_respond_error(res, &e, req->path);
         goto out;
@@ -319,14 +301,13 @@ void api_graphs_measure(struct api_request *req, struct api_response *res)
                                    &inserted, &duplicates, err, sizeof err);
     db_pool_release(app->pool, db);
     if (rc != 0) {
-        free(rows);
         api_error_set(&e, 500, "cannot queue the graphs: %s", err);
         api_respond_error(res, &e, req->path);
         goto out;
     }
     json_t *list = json_array();
     for (size_t i = 0; list && i < n; i++) {
-        const struct db_graph *g = &items[i].row;
+        const struct db_graph *g = &rows[i];
         json_t *entry = json_pack("{s:I,s:s,s:s,s:I,s:I,s:o}", "index", (json_int_t)i, "hash",
                                   g->hash, "name", g->name, "kernels", (json_int_t)g->kernels,
                                   "levels", (json_int_t)g->levels, "job_id",
@@ -336,7 +317,6 @@ void api_graphs_measure(struct api_request *req, struct api_response *res)
             list = NULL;
         }
     }
-    free(rows);
     log_info("http", "batch %" PRId64 " queued: %zu whole-graph jobs, %zu duplicates skipped",
              batch_id, inserted, duplicates);
     if (app->runner && inserted > 0)
@@ -349,7 +329,7 @@ void api_graphs_measure(struct api_request *req, struct api_response *res)
     snprintf(res->location, sizeof res->location, "/v1/batches/%" PRId64, batch_id);
 out:
     json_decref(graphs);
-    items_free(items, n);
+    rows_free(rows, n);
     free(job_ids);
     free(spec);
 }

@@ -645,18 +645,12 @@ static int job_plan(struct runner *r, const struct db_job *job, struct exec_plan
         graph_plan_free(&plan);
         return -1;
     }
-    struct exec_plan_kernel *k = calloc(plan.count, sizeof *k);
-    if (!k) {
+    if (graph_plan_exec_kernels(&plan, out, NULL) != 0) {
         set_err(err, errlen, "out of memory for the graph's %zu kernels", plan.count);
         graph_plan_free(&plan);
         return -1;
     }
-    for (size_t i = 0; i < plan.count; i++) {
-        k[i].cfg = plan.kernels[i].cfg;
-        k[i].level = plan.kernels[i].depth;
-    }
     *count = plan.count;
-    *out = k;
     graph_plan_free(&plan);
     return 0;
 }

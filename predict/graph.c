@@ -1821,6 +1821,28 @@ void graph_plan_free(struct graph_plan *plan)
     plan->count = 0;
 }
 
+int graph_plan_exec_kernels(const struct graph_plan *plan, struct exec_plan_kernel **out,
+                            unsigned *levels)
+{
+    *out = NULL;
+    if (!plan || plan->count == 0)
+        return -1;
+    struct exec_plan_kernel *k = calloc(plan->count, sizeof *k);
+    if (!k)
+        return -1;
+    unsigned deepest = 0;
+    for (size_t i = 0; i < plan->count; i++) {
+        k[i].cfg = plan->kernels[i].cfg;
+        k[i].level = plan->kernels[i].depth;
+        if (k[i].level > deepest)
+            deepest = k[i].level;
+    }
+    if (levels)
+        *levels = deepest;
+    *out = k;
+    return 0;
+}
+
 static int emit(struct builder *b, struct graph_plan *out)
 {
     size_t n = b->kern_count, groups = 0;

@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "../cudakern/catalog.h"
+#include "../cudakern/exec.h"
 
 #define GRAPH_NAME_MAX 64
 #define GRAPH_DEFAULT_MAX_NODES 10000
@@ -68,5 +69,12 @@ struct graph_options {
 int graph_plan_build(const json_t *graph, const struct graph_options *opt,
                      struct graph_plan *out, struct graph_error *err);
 void graph_plan_free(struct graph_plan *plan);
+
+/* The plan's kernels as an executor plan (cudakern/exec.h), what a whole-graph
+ * measurement runs: each kernel's configuration with its depth as its level, in
+ * plan order. *out is malloc'd with plan->count entries; *levels (may be NULL)
+ * receives the deepest level. 0, or -1 for an empty plan or out of memory. */
+int graph_plan_exec_kernels(const struct graph_plan *plan, struct exec_plan_kernel **out,
+                            unsigned *levels);
 
 #endif

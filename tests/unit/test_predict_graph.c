@@ -265,6 +265,36 @@ static void test_parallel_branches(void **state)
                   COUNT(merged));
 }
 
+/* The unmerged plan as the executor plan a whole-graph measurement runs. */
+static void test_exec_kernels(void **state)
+{
+    (void)state;
+    json_t *g = load_fixture("parallel_branches.json");
+    struct graph_plan plan;
+    build_ok(g, false, &plan);
+    struct exec_plan_kernel *k = NULL;
+    unsigned levels = 0, deepest = 0;
+    assert_int_equal(graph_plan_exec_kernels(&plan, &k, &levels), 0);
+    assert_non_null(k);
+    for (size_t i = 0; i < plan.count; i++) {
+        assert_memory_equal(&k[i].cfg, &plan.kernels[i].cfg, sizeof k[i].cfg);
+        assert_int_equal(k[i].level, plan.kernels[i].depth);
+        if (plan.kernels[i].depth > deepest)
+            deepest = plan.kernels[i].depth;
+    }
+    assert_int_equal(levels, deepest);
+    struct exec_plan ep = {.count = plan.count, .kernels = k};
+    char err[256];
+    assert_int_equal(exec_plan_check(&ep, err, sizeof err), 0);
+    free(k);
+    assert_int_equal(graph_plan_exec_kernels(&plan, &k, NULL), 0); /* levels optional */
+    free(k);
+    graph_plan_free(&plan);
+    assert_int_equal(graph_plan_exec_kernels(&plan, &k, &levels), -1); /* empty */
+    assert_null(k);
+    json_decref(g);
+}
+
 static void test_nnmeter_mlp(void **state)
 {
     (void)state;
@@ -841,6 +871,7 @@ int main(void)
         cmocka_unit_test(test_ft_transformer_unmerged),
         cmocka_unit_test(test_ft_transformer_merged),
         cmocka_unit_test(test_parallel_branches),
+        cmocka_unit_test(test_exec_kernels),
         cmocka_unit_test(test_nnmeter_mlp),
         cmocka_unit_test(test_mlp20),
         cmocka_unit_test(test_nnmeter_onnx_style),
